@@ -1,0 +1,13 @@
+"""actwidgets: live widgets for looking inside language models (nnsight + anywidget).
+
+    import actwidgets as aw
+    model = aw.load()                      # embedded SmolLM2-135M-Instruct, offline
+    aw.Heatmap(model, "When Mary and John went to the store, John gave a drink to")
+    aw.LogitLens(model, "The Eiffel Tower is located in the city of", target=" Paris")
+"""
+from .errors import ActWidgetsError, InputError, ModelLoadError
+from .model import Model, load, wrap
+from .widgets import Heatmap, LogitLens
+
+__version__ = "0.1.0"
+__all__ = ["ActWidgetsError", "Heatmap", "InputError", "LogitLens", "Model", "ModelLoadError", "load", "wrap"]

@@ -1,0 +1,109 @@
+"""Per layer x token statistics of the residual stream, from one nnsight trace.
+
+Rows are residual-stream states: optionally the input to block 0 ("emb": token plus
+position embeddings), then the output of each chosen block, before the final norm.
+Statistics are reduced inside the trace, so a remote (NDIF) run sends back
+[rows, tokens] arrays, never the [rows, tokens, d_model] activations.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..model import Model
+from ._trace import residual, row_labels
+
+STATS = ("norm", "max_abs", "delta", "direction")
+STAT_LABELS = {
+    "norm": "L2 norm",
+    "max_abs": "max |activation|",
+    "delta": "relative L2 change",
+    "direction": "projection",
+}
+
+
+@dataclass
+class ResidualStats:
+    """Statistics per row (layer) x token; `delta` is NaN on the embedding row."""
+
+    tokens: list[str]
+    rows: list[str]
+    norm: np.ndarray  # ||h||_2
+    max_abs: np.ndarray  # max_i |h_i|
+    channel: np.ndarray  # argmax_i |h_i| (int32): the "massive activation" channel
+    delta: np.ndarray  # ||out_l - in_l|| / ||in_l||: how much block l changed the stream
+    direction: np.ndarray | None  # h . u_hat, when a direction was given
+
+    def stat(self, name: str) -> np.ndarray:
+        if name not in STATS:
+            raise InputError(f"Unknown statistic {name!r}. Choose one of: {', '.join(STATS)}.")
+        values = getattr(self, name)
+        if values is None:
+            raise InputError("The 'direction' statistic needs a direction: pass direction=<vector of size d_model>.")
+        return values
+
+
+def check_direction(model: Model, direction) -> torch.Tensor | None:
+    """A finite vector of size d_model as float32, or None."""
+    if direction is None:
+        return None
+    vec = torch.as_tensor(np.asarray(direction, dtype=np.float32)).flatten()
+    if vec.numel() != model.d_model:
+        raise InputError(f"The direction has {vec.numel()} entries; {model.name} needs {model.d_model} (d_model).")
+    if not torch.isfinite(vec).all():
+        raise InputError("The direction contains NaN or infinite values.")
+    if vec.norm() == 0:
+        raise InputError("The direction is all zeros.")
+    return vec / vec.norm()
+
+
+def residual_stats(model: Model, prompt: str, *, layers=None, direction=None,
+                   with_embeddings: bool | None = None) -> ResidualStats:
+    """Residual-stream statistics for every chosen layer and token, in one batched trace.
+
+    `layers` are block indices (default: all, plus the embedding row); `direction`
+    adds the projection h . u/||u||.
+    """
+    ids = model.encode(prompt)
+    chosen = model.check_layers(layers)
+    with_embeddings = layers is None if with_embeddings is None else with_embeddings
+    unit = check_direction(model, direction)
+    blocks = model.blocks
+
+    with model.lock, torch.no_grad():
+        with model.trace(ids.to(model.device)):
+            rows = []
+            if with_embeddings:
+                rows.append(_summarize(blocks[0].input[0].float(), None, unit))
+            for layer in chosen:
+                before = blocks[layer].input[0].float()
+                after = residual(blocks[layer].output)[0].float()
+                rows.append(_summarize(after, before, unit))
+            summary = torch.stack(rows, dim=1).save()  # [stat, R, T]
+
+    out = summary.cpu().numpy()
+    return ResidualStats(
+        tokens=model.token_texts(ids[0]),
+        rows=row_labels(chosen, with_embeddings),
+        norm=out[0],
+        max_abs=out[1],
+        channel=out[2].astype(np.int32),
+        delta=out[3],
+        direction=out[4] if unit is not None else None,
+    )
+
+
+def _summarize(h: torch.Tensor, before: torch.Tensor | None, unit: torch.Tensor | None) -> torch.Tensor:
+    """[stat, T] for one residual state h [T, d]; `before` is the block's input."""
+    absolute = h.abs()
+    if before is None:
+        delta = torch.full_like(h[:, 0], float("nan"))
+    else:
+        delta = (h - before).norm(dim=-1) / before.norm(dim=-1).clamp_min(1e-12)
+    stats = [h.norm(dim=-1), absolute.amax(dim=-1), absolute.argmax(dim=-1).float(), delta]
+    if unit is not None:
+        stats.append(h @ unit.to(h.device))
+    return torch.stack(stats)

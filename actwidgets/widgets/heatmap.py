@@ -1,0 +1,55 @@
+"""aw.Heatmap: a live layer x token grid of a residual-stream statistic."""
+from __future__ import annotations
+
+import traitlets as t
+
+from ..methods.activations import STAT_LABELS, STATS, ResidualStats, check_direction, residual_stats
+from ._base import bundle
+from ._grid import GridWidget
+
+
+class Heatmap(GridWidget):
+    """Residual-stream statistics per layer (rows) and token (columns).
+
+    `stat`: "norm" (L2 norm), "max_abs" (largest |activation|, with its channel),
+    "delta" (how much each block changed the stream, relative), or "direction"
+    (projection on `direction`). Editing the prompt in the widget re-runs the model;
+    switching the statistic redraws without re-running.
+    """
+
+    _esm = bundle("heatmap")
+    stat = t.Unicode("norm").tag(sync=True)
+    stat_options = t.List(t.Unicode(), default_value=list(STATS)).tag(sync=True)
+    layers = t.Any(None)
+    direction = t.Any(None)
+
+    def __init__(self, model, prompt: str = "", *, stat: str = "norm", layers=None, direction=None, **kwargs):
+        super().__init__(model, prompt=prompt, stat=stat, layers=layers, direction=direction, **kwargs)
+        self._cache: tuple[tuple, ResidualStats] | None = None
+        self.observe(self.schedule, ["prompt", "stat", "layers", "direction"])
+        self.schedule()
+
+    @property
+    def data(self) -> ResidualStats | None:
+        """The last computed statistics (numpy arrays), for your own analysis."""
+        return self._cache[1] if self._cache else None
+
+    def compute(self) -> ResidualStats:
+        key = (self.prompt, repr(self.layers), None if self.direction is None else check_direction(self.model, self.direction).numpy().tobytes())
+        if self._cache and self._cache[0] == key:
+            stats = self._cache[1]
+        else:
+            stats = residual_stats(self.model, self.prompt, layers=self.layers, direction=self.direction)
+            self._cache = (key, stats)
+        stats.stat(self.stat)  # validates the statistic before anything is drawn
+        return stats
+
+    def apply(self, stats: ResidualStats) -> None:
+        stat = self.stat
+        self.set_grid(
+            stats.tokens, stats.rows, stats.stat(stat),
+            label=STAT_LABELS[stat],
+            colormap="rdbu" if stat == "direction" else "viridis",
+            aux=stats.channel if stat == "max_abs" else None,
+            aux_label="channel",
+        )

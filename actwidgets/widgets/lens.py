@@ -1,0 +1,69 @@
+"""aw.LogitLens: what each layer would predict if the model stopped there."""
+from __future__ import annotations
+
+import numpy as np
+import traitlets as t
+
+from ..errors import InputError
+from ..methods.lens import LensResult, logit_lens
+from ._base import bundle, f32_bytes, i32_bytes
+from ._grid import GridWidget
+
+COLOR_BY = {"top_prob": "top-1 probability", "entropy": "entropy (nats)", "target_prob": "target probability"}
+
+
+class LogitLens(GridWidget):
+    """Logit lens per layer x token: the top-k tokens, entropy, and a target's probability.
+
+    Each cell shows the layer's top-1 next-token prediction; hover for the top-k.
+    `color_by`: "top_prob", "entropy" or "target_prob" (needs `target`).
+    """
+
+    _esm = bundle("lens")
+    target = t.Unicode("").tag(sync=True)
+    color_by = t.Unicode("top_prob").tag(sync=True)
+    k = t.Int(5).tag(sync=True)
+    text_table = t.List(t.Unicode()).tag(sync=True)
+    topk_index = t.Bytes(b"").tag(sync=True)
+    topk_prob = t.Bytes(b"").tag(sync=True)
+    entropy = t.Bytes(b"").tag(sync=True)
+    target_prob = t.Bytes(b"").tag(sync=True)
+    target_rank = t.Bytes(b"").tag(sync=True)
+    layers = t.Any(None)
+
+    def __init__(self, model, prompt: str = "", *, target: str = "", k: int = 5, color_by: str | None = None,
+                 layers=None, **kwargs):
+        color_by = color_by or ("target_prob" if target else "top_prob")
+        super().__init__(model, prompt=prompt, target=target, k=k, color_by=color_by, layers=layers, **kwargs)
+        self._cache: tuple[tuple, LensResult] | None = None
+        self.observe(self.schedule, ["prompt", "target", "k", "color_by", "layers"])
+        self.schedule()
+
+    @property
+    def data(self) -> LensResult | None:
+        return self._cache[1] if self._cache else None
+
+    def compute(self) -> LensResult:
+        if self.color_by not in COLOR_BY:
+            raise InputError(f"Unknown color_by {self.color_by!r}. Choose one of: {', '.join(COLOR_BY)}.")
+        if self.color_by == "target_prob" and not self.target:
+            raise InputError("Colouring by target probability needs a target token: type one in the target box.")
+        key = (self.prompt, self.target, self.k, repr(self.layers))
+        if not (self._cache and self._cache[0] == key):
+            self._cache = (key, logit_lens(self.model, self.prompt, target=self.target or None, k=self.k, layers=self.layers))
+        return self._cache[1]
+
+    def apply(self, lens: LensResult) -> None:
+        table, index = np.unique(lens.topk_ids, return_inverse=True)
+        values = {"top_prob": lens.topk_prob[..., 0], "entropy": lens.entropy, "target_prob": lens.target_prob}
+        bounded = self.color_by != "entropy"
+        self.set_grid(lens.tokens, lens.rows, values[self.color_by], label=COLOR_BY[self.color_by],
+                      colormap="viridis" if bounded else "magma",
+                      vmin=0.0 if bounded else None, vmax=1.0 if bounded else None)
+        self.text_table = self.model.token_texts(table)
+        self.topk_index = i32_bytes(index.reshape(lens.topk_ids.shape))
+        self.topk_prob = f32_bytes(lens.topk_prob)
+        self.entropy = f32_bytes(lens.entropy)
+        has_target = lens.target_prob is not None
+        self.target_prob = f32_bytes(lens.target_prob) if has_target else b""
+        self.target_rank = i32_bytes(lens.target_rank) if has_target else b""

@@ -1,0 +1,49 @@
+// Heatmap widget: one statistic of the residual stream per (layer, token), e.g. its
+// L2 norm, with a stat picker, zoomable scrolling grid and colour bar.
+import { Colorbar } from "./lib/colorbar";
+import { drawGrid } from "./lib/grid";
+import { baseTooltip, bindGrid, readGridData } from "./lib/gridModel";
+import { bindSelect, createElement, createShell, labelled } from "./lib/shell";
+import { toInt32 } from "./lib/tensor";
+import type { HeatmapModel, RenderProps } from "./lib/types";
+
+// Lets a browser benchmark time a full 30 x 4096 draw without reaching into the bundle.
+(globalThis as Record<string, unknown>).__actwidgets_bench ??= { drawGrid };
+
+function render({ model, el }: RenderProps<HeatmapModel>): () => void {
+  const shell = createShell(model, el, "heatmap");
+  const d = shell.disposer;
+
+  const stat = createElement("select", "aw-stat");
+  shell.controls.append(labelled("stat", stat));
+  bindSelect(model, d, stat, "stat", () => [...(model.get("stat_options") ?? [])], "stat_options");
+
+  let data = readGridData(model);
+  let aux: Int32Array = new Int32Array(0);
+  const colorbar = new Colorbar(shell.body);
+  d.add(() => colorbar.destroy());
+
+  bindGrid(
+    model,
+    shell,
+    {
+      fitCellWidth: 28,
+      maxCellWidth: 48,
+      cellHeight: 18,
+      tooltip: (cell) => baseTooltip(model, data, aux, cell),
+    },
+    [],
+    (grid) => {
+      data = readGridData(model);
+      aux = toInt32(model.get("aux"));
+      grid.setData(data);
+      colorbar.update({ colormap: data.colormap, vmin: data.vmin, vmax: data.vmax, label: model.get("value_label") ?? "" });
+    },
+  );
+
+  shell.body.append(colorbar.el); // below the grid, next to the token labels it explains
+
+  return () => d.dispose();
+}
+
+export default { render };

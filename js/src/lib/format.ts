@@ -1,0 +1,15 @@
+// Number formatting for tooltips and the colour bar: short enough to read at a
+// glance, exponent only when fixed notation would hide the magnitude.
+
+export function formatNumber(v: number): string {
+  if (!Number.isFinite(v)) return Number.isNaN(v) ? "—" : v > 0 ? "∞" : "-∞";
+  const a = Math.abs(v);
+  if (a !== 0 && (a >= 1e5 || a < 1e-3)) return v.toExponential(2);
+  return String(Number(v.toPrecision(4)));
+}
+
+export function formatPercent(p: number): string {
+  if (!Number.isFinite(p)) return "—";
+  const pct = p * 100;
+  return `${pct >= 10 ? pct.toFixed(1) : pct >= 0.1 ? pct.toFixed(2) : pct.toExponential(1)}%`;
+}

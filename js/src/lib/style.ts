@@ -1,0 +1,87 @@
+// The widgets' only stylesheet, injected as a <style> inside each root: no external
+// CSS, no CDN, and it works whether anywidget renders into a shadow root or not.
+// Colours come from JupyterLab's CSS variables (with fallbacks for classic Notebook,
+// VS Code and Colab) so light and dark themes both read well.
+
+const CSS = `
+.aw-root {
+  --aw-fg: var(--jp-ui-font-color1, var(--vscode-editor-foreground, #222));
+  --aw-fg-dim: var(--jp-ui-font-color2, #666);
+  --aw-bg: var(--jp-layout-color1, var(--vscode-editor-background, #fff));
+  --aw-bg-alt: var(--jp-layout-color2, rgba(127,127,127,0.08));
+  --aw-border: var(--jp-border-color1, rgba(127,127,127,0.35));
+  --aw-accent: var(--jp-brand-color1, #1976d2);
+  --aw-error-fg: var(--jp-error-color0, #b71c1c);
+  --aw-error-bg: var(--jp-error-color3, rgba(211,47,47,0.1));
+  --aw-mono: var(--jp-code-font-family, ui-monospace, SFMono-Regular, Menlo, Consolas, monospace);
+  font-family: var(--jp-ui-font-family, system-ui, -apple-system, "Segoe UI", sans-serif);
+  font-size: var(--jp-ui-font-size1, 13px);
+  color: var(--aw-fg);
+  display: flex; flex-direction: column; gap: 6px;
+  max-width: 100%; box-sizing: border-box; padding: 4px 0;
+}
+.aw-root *, .aw-root *::before, .aw-root *::after { box-sizing: border-box; }
+.aw-root [hidden] { display: none !important; }
+.aw-bar { display: flex; flex-wrap: wrap; align-items: center; gap: 6px; }
+.aw-prompt {
+  flex: 1 1 320px; min-height: 2.4em; resize: vertical;
+  font-family: var(--aw-mono); font-size: 12px; padding: 4px 6px;
+  color: var(--aw-fg); background: var(--aw-bg);
+  border: 1px solid var(--aw-border); border-radius: 3px;
+}
+.aw-prompt:focus, .aw-target:focus, .aw-root select:focus { outline: 2px solid var(--aw-accent); outline-offset: -1px; }
+.aw-controls { display: flex; align-items: center; gap: 6px; flex-wrap: wrap; }
+.aw-controls label { display: inline-flex; align-items: center; gap: 4px; color: var(--aw-fg-dim); }
+.aw-root select, .aw-target, .aw-root button {
+  font: inherit; color: var(--aw-fg); background: var(--aw-bg);
+  border: 1px solid var(--aw-border); border-radius: 3px; padding: 2px 6px;
+}
+.aw-target { font-family: var(--aw-mono); width: 10em; }
+.aw-root button { cursor: pointer; min-width: 26px; }
+.aw-root button:hover { background: var(--aw-bg-alt); }
+.aw-status { color: var(--aw-fg-dim); font-size: 11px; }
+.aw-root[data-status="running"] .aw-status { color: var(--aw-accent); }
+.aw-root[data-status="error"] .aw-status { color: var(--aw-error-fg); }
+.aw-progress { width: 100px; height: 8px; }
+.aw-error {
+  color: var(--aw-error-fg); background: var(--aw-error-bg);
+  border-left: 3px solid var(--aw-error-fg); padding: 4px 8px;
+  white-space: pre-wrap; font-family: var(--aw-mono); font-size: 12px;
+}
+.aw-grid-wrap { position: relative; display: flex; flex-direction: column; gap: 2px; }
+.aw-zoom { display: flex; gap: 4px; align-items: center; color: var(--aw-fg-dim); font-size: 11px; }
+.aw-scroll {
+  overflow-x: auto; overflow-y: hidden; max-width: 100%;
+  border: 1px solid var(--aw-border); border-radius: 3px; background: var(--aw-bg);
+}
+.aw-content { position: relative; }
+.aw-grid, .aw-tokens { position: sticky; left: 0; display: block; }
+.aw-grid { cursor: crosshair; }
+.aw-grid:focus { outline: none; }
+.aw-tokens { overflow: hidden; }
+.aw-token {
+  position: absolute; top: 0; overflow: hidden; white-space: pre; text-overflow: ellipsis;
+  font-family: var(--aw-mono); font-size: 11px; line-height: 16px; text-align: center;
+  color: var(--aw-fg);
+}
+.aw-token.aw-rot { writing-mode: vertical-rl; transform: rotate(180deg); text-align: left; line-height: normal; }
+.aw-token.aw-sel { color: var(--aw-accent); font-weight: 600; }
+.aw-tooltip {
+  position: absolute; z-index: 10; pointer-events: none; max-width: 360px;
+  background: var(--jp-layout-color0, var(--aw-bg)); color: var(--aw-fg);
+  border: 1px solid var(--aw-border); border-radius: 3px; padding: 4px 8px;
+  box-shadow: 0 2px 6px rgba(0,0,0,0.25); font-size: 12px; white-space: pre;
+}
+.aw-tooltip .aw-tip-head { font-family: var(--aw-mono); font-weight: 600; }
+.aw-colorbar-wrap { display: flex; align-items: center; gap: 6px; font-size: 11px; color: var(--aw-fg-dim); }
+.aw-colorbar { border: 1px solid var(--aw-border); height: 10px; width: 160px; }
+`;
+
+/** Add the stylesheet to `root` once (re-rendering the same root does not stack copies). */
+export function injectStyle(root: HTMLElement): void {
+  if (root.querySelector(":scope > style[data-aw-style]")) return;
+  const style = document.createElement("style");
+  style.dataset.awStyle = "";
+  style.textContent = CSS;
+  root.prepend(style);
+}

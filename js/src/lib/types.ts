@@ -1,0 +1,71 @@
+// The traits each widget syncs with Python, as TypeScript sees them.
+// WIRE.md is the contract; these interfaces mirror it one trait per field so a
+// misspelt trait name is a compile error here rather than a silent `undefined`.
+
+/** What anywidget hands `render`: a typed view of the Backbone model. */
+export interface AnyModel<T> {
+  get<K extends keyof T>(key: K): T[K];
+  set<K extends keyof T>(key: K, value: T[K]): void;
+  on(event: string, callback: (...args: unknown[]) => void): void;
+  off(event?: string | null, callback?: ((...args: unknown[]) => void) | null): void;
+  save_changes(): void;
+  send(content: unknown, callbacks?: unknown, buffers?: unknown): void;
+}
+
+export interface RenderProps<T> {
+  model: AnyModel<T>;
+  el: HTMLElement;
+}
+
+/** Anywidget delivers a `Bytes` trait as a DataView; empty means "absent". */
+export type Bytes = DataView;
+
+export type Status = "idle" | "running" | "done" | "error";
+
+/** Traits common to every widget (`actwidgets/widgets/_base.py`). */
+export interface BaseModel {
+  prompt: string;
+  status: Status;
+  progress: number;
+  error: string;
+}
+
+/** `{}` when nothing is selected. */
+export interface Selection {
+  row?: number;
+  col?: number;
+}
+
+/** Grid widgets (Heatmap, LogitLens). */
+export interface GridModel extends BaseModel {
+  tokens: string[];
+  row_labels: string[];
+  shape: [number, number];
+  values: Bytes; // f32 rows*cols, NaN = empty cell
+  vmin: number;
+  vmax: number;
+  colormap: "viridis" | "magma" | "rdbu" | string;
+  value_label: string;
+  aux: Bytes; // i32 rows*cols or empty
+  aux_label: string;
+  selected: Selection;
+}
+
+export interface HeatmapModel extends GridModel {
+  stat: "norm" | "max_abs" | "delta" | "direction" | string;
+  stat_options: string[];
+}
+
+export type ColorBy = "top_prob" | "entropy" | "target_prob";
+
+export interface LensModel extends GridModel {
+  target: string;
+  color_by: ColorBy;
+  k: number;
+  text_table: string[];
+  topk_index: Bytes; // i32 rows*cols*k
+  topk_prob: Bytes; // f32 rows*cols*k
+  entropy: Bytes; // f32 rows*cols
+  target_prob: Bytes; // f32 rows*cols or empty
+  target_rank: Bytes; // i32 rows*cols or empty
+}

@@ -1,0 +1,113 @@
+// Test doubles: a model that behaves like anywidget's (Backbone-style events,
+// counted on/off/save_changes), a fake canvas context, and byte encoders.
+import type { AnyModel } from "../src/lib/types";
+
+type Cb = (...args: unknown[]) => void;
+
+export interface MockModel<T> extends AnyModel<T> {
+  saves: number;
+  onCalls: number;
+  offCalls: number;
+  listenerCount(): number;
+  /** Simulate Python changing a trait (fires change:<key> like a comm update). */
+  pySet<K extends keyof T>(key: K, value: T[K]): void;
+}
+
+export function mockModel<T extends object>(init: T): MockModel<T> {
+  const state = { ...init } as T;
+  const listeners = new Map<string, Set<Cb>>();
+  const fire = (event: string) => {
+    for (const cb of [...(listeners.get(event) ?? [])]) cb();
+  };
+  const m: MockModel<T> = {
+    saves: 0,
+    onCalls: 0,
+    offCalls: 0,
+    get: (k) => state[k],
+    set: (k, v) => {
+      state[k] = v;
+      fire(`change:${String(k)}`); // Backbone fires change events for local sets too
+    },
+    pySet: (k, v) => {
+      state[k] = v;
+      fire(`change:${String(k)}`);
+    },
+    on: (event, cb) => {
+      m.onCalls++;
+      if (!listeners.has(event)) listeners.set(event, new Set());
+      listeners.get(event)!.add(cb);
+    },
+    off: (event, cb) => {
+      m.offCalls++;
+      if (event && cb) listeners.get(event)?.delete(cb);
+      else if (event) listeners.delete(event);
+      else listeners.clear();
+    },
+    save_changes: () => {
+      m.saves++;
+    },
+    send: () => {},
+    listenerCount: () => [...listeners.values()].reduce((n, s) => n + s.size, 0),
+  };
+  return m;
+}
+
+export interface FakeContext {
+  calls: Array<[string, unknown[]]>;
+  [key: string]: unknown;
+}
+
+export function fakeContext(): FakeContext {
+  const calls: Array<[string, unknown[]]> = [];
+  const record =
+    (name: string, ret?: (...a: any[]) => unknown) =>
+    (...args: unknown[]) => {
+      calls.push([name, args]);
+      return ret?.(...args);
+    };
+  return {
+    calls,
+    fillStyle: "",
+    strokeStyle: "",
+    lineWidth: 1,
+    font: "",
+    textAlign: "start",
+    textBaseline: "alphabetic",
+    globalAlpha: 1,
+    imageSmoothingEnabled: true,
+    setTransform: record("setTransform"),
+    clearRect: record("clearRect"),
+    fillRect: record("fillRect"),
+    strokeRect: record("strokeRect"),
+    drawImage: record("drawImage"),
+    putImageData: record("putImageData"),
+    fillText: record("fillText"),
+    createImageData: record("createImageData", (w: number, h: number) => ({ width: w, height: h, data: new Uint8ClampedArray(w * h * 4) })),
+    measureText: (s: string) => ({ width: s.length * 6 }),
+  };
+}
+
+/** Every canvas gets its own fake context; `contexts` maps canvas -> context for inspection. */
+export const contexts = new Map<HTMLCanvasElement, FakeContext>();
+
+export function installFakeCanvas(): void {
+  contexts.clear();
+  HTMLCanvasElement.prototype.getContext = function (this: HTMLCanvasElement) {
+    let ctx = contexts.get(this);
+    if (!ctx) contexts.set(this, (ctx = fakeContext()));
+    return ctx;
+  } as unknown as HTMLCanvasElement["getContext"];
+}
+
+export function f32(values: number[]): DataView {
+  return new DataView(new Float32Array(values).buffer);
+}
+
+export function i32(values: number[]): DataView {
+  return new DataView(new Int32Array(values).buffer);
+}
+
+export const EMPTY = new DataView(new ArrayBuffer(0));
+
+/** Let coalesced (microtask) redraws run. */
+export const flush = () => new Promise<void>((r) => setTimeout(r, 0));

@@ -1,0 +1,51 @@
+"""Shared fixtures: the embedded default model and tiny random Llama- and GPT-2-style
+models built from a config (so the adapter is proven on two families in seconds).
+Nothing here touches the network: the hub is forced offline."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import pytest
+import torch
+
+import actwidgets as aw
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    return aw.load()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(default_model):
+    return default_model.tokenizer
+
+
+def _tiny(kind: str, tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    vocab = len(tokenizer)
+    if kind == "llama":
+        config = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                             tie_word_embeddings=False)
+        hf = LlamaForCausalLM(config)
+    else:
+        config = GPT2Config(vocab_size=vocab, n_embd=64, n_layer=3, n_head=4, n_positions=256,
+                            bos_token_id=0, eos_token_id=0)
+        hf = GPT2LMHeadModel(config)
+    return aw.wrap(hf, tokenizer, name=f"tiny-{kind}")
+
+
+@pytest.fixture(scope="session", params=["llama", "gpt2"])
+def tiny_model(request, tokenizer):
+    return _tiny(request.param, tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tokenizer):
+    return _tiny("llama", tokenizer)

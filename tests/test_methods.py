@@ -1,0 +1,105 @@
+"""methods/: the statistics and the lens equal a plain-torch computation."""
+import numpy as np
+import pytest
+import torch
+
+import actwidgets as aw
+from actwidgets.methods.activations import residual_stats
+from actwidgets.methods.lens import logit_lens
+
+IOI = "When Mary and John went to the store, John gave a drink to"
+PARIS = "The Eiffel Tower is located in the city of"
+
+
+def reference_states(model, prompt):
+    """[n_layers + 1, T, d]: embeddings then every block's raw (pre-final-norm) output."""
+    ids = model.encode(prompt)
+    blocks = model.blocks._module if hasattr(model.blocks, "_module") else model.blocks
+    outputs = []
+    hooks = [b.register_forward_hook(lambda m, i, o: outputs.append(o[0] if isinstance(o, tuple) else o))
+             for b in blocks]
+    try:
+        with torch.no_grad():
+            hidden = model.hf(ids, output_hidden_states=True).hidden_states
+    finally:
+        for h in hooks:
+            h.remove()
+    # output_hidden_states gives emb + blocks 0..n-2 raw; its last entry is final-normed.
+    assert all(torch.equal(hidden[i + 1], outputs[i]) for i in range(model.n_layers - 1))
+    return torch.stack([hidden[0]] + outputs)[:, 0].float()
+
+
+@pytest.mark.parametrize("which", ["default", "tiny"])
+def test_residual_stats_match_plain_torch(which, default_model, tiny_model):
+    model = default_model if which == "default" else tiny_model
+    stats = residual_stats(model, IOI)
+    ref = reference_states(model, IOI)
+    np.testing.assert_allclose(stats.norm, ref.norm(dim=-1).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(stats.max_abs, ref.abs().amax(-1).numpy(), rtol=1e-5)
+    np.testing.assert_array_equal(stats.channel, ref.abs().argmax(-1).numpy())
+    delta = ((ref[1:] - ref[:-1]).norm(dim=-1) / ref[:-1].norm(dim=-1)).numpy()
+    np.testing.assert_allclose(stats.delta[1:], delta, rtol=1e-4)
+    assert np.isnan(stats.delta[0]).all()
+    assert stats.rows[0] == "emb" and stats.rows[-1] == str(model.n_layers - 1)
+    assert stats.tokens == model.token_texts(model.encode(IOI))
+
+
+def test_direction_projection_and_layer_subset(default_model):
+    direction = torch.randn(576, generator=torch.Generator().manual_seed(1))
+    stats = residual_stats(default_model, IOI, layers=[3, 10], direction=direction)
+    ref = reference_states(default_model, IOI)
+    unit = direction / direction.norm()
+    np.testing.assert_allclose(stats.direction, (ref[[4, 11]] @ unit).numpy(), rtol=1e-4, atol=1e-4)
+    assert stats.rows == ["3", "10"]
+    # a block's change is measured against its own input, whichever layers are shown
+    np.testing.assert_allclose(stats.delta[1], ((ref[11] - ref[10]).norm(dim=-1) / ref[10].norm(dim=-1)).numpy(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(layers=[99]), "out of range"),
+    (dict(direction=np.ones(3)), "has 3 entries"),
+    (dict(direction=np.full(576, np.nan)), "NaN"),
+])
+def test_residual_stats_bad_input(default_model, bad, message):
+    with pytest.raises(aw.InputError, match=message):
+        residual_stats(default_model, IOI, **bad)
+
+
+def reference_lens(model, prompt, target_id):
+    states = reference_states(model, prompt)
+    with torch.no_grad():
+        logp = torch.log_softmax(model.hf.get_output_embeddings()(model.final_norm._module(states)), -1)
+    return logp
+
+
+@pytest.mark.parametrize("which", ["default", "tiny"])
+def test_lens_matches_plain_torch(which, default_model, tiny_model):
+    model = default_model if which == "default" else tiny_model
+    target = model.single_token(" Paris")
+    lens = logit_lens(model, PARIS, target=" Paris", k=3)
+    logp = reference_lens(model, PARIS, target)
+    top = logp.topk(3, dim=-1)
+    np.testing.assert_allclose(lens.topk_prob, top.values.exp().numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(lens.topk_ids[..., 0], top.indices[..., 0].numpy())
+    np.testing.assert_allclose(lens.entropy, -(logp.exp() * logp).sum(-1).numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(lens.target_prob, logp[..., target].exp().numpy(), rtol=1e-4, atol=1e-7)
+    np.testing.assert_array_equal(lens.target_rank, (logp > logp[..., target:target + 1]).sum(-1).numpy())
+
+
+def test_last_layer_lens_equals_model_logits(default_model):
+    lens = logit_lens(default_model, PARIS, target=" Paris")
+    with torch.no_grad():
+        probs = default_model.hf(default_model.encode(PARIS)).logits[0].softmax(-1)
+    np.testing.assert_allclose(lens.topk_prob[-1], probs.topk(5).values.numpy(), rtol=1e-5, atol=1e-7)
+    assert lens.target_rank[-1, -1] == 0 and lens.target_prob[-1, -1] > 0.5
+
+
+def test_remote_local_gives_the_same_arrays(default_model):
+    remote = aw.Model(default_model.lm, default_model.tokenizer, default_model.adapter, "remote-local",
+                      remote="local")
+    here, there = residual_stats(default_model, IOI), residual_stats(remote, IOI)
+    np.testing.assert_array_equal(here.norm, there.norm)
+    np.testing.assert_array_equal(here.channel, there.channel)
+    lens_here, lens_there = logit_lens(default_model, PARIS, target=" Paris"), logit_lens(remote, PARIS, target=" Paris")
+    np.testing.assert_array_equal(lens_here.topk_ids, lens_there.topk_ids)
+    np.testing.assert_allclose(lens_here.target_prob, lens_there.target_prob)

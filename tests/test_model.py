@@ -1,0 +1,84 @@
+"""aw.load and the adapter: the default model offline, the cache, clear load errors."""
+import time
+
+import pytest
+import torch
+
+import actwidgets as aw
+from actwidgets.model import Adapter, _gguf_cache_path, default_gguf
+
+
+def test_default_model_is_smollm2_and_answers_paris(default_model):
+    assert default_model.n_layers == 30 and default_model.d_model == 576
+    assert default_model.adapter.blocks == "model.layers"
+    ids = default_model.encode("The Eiffel Tower is located in the city of")
+    with torch.no_grad():
+        logits = default_model.hf(ids).logits[0, -1]
+    assert default_model.tokenizer.decode([int(logits.argmax())]) == " Paris"
+
+
+def test_default_model_is_cached_after_first_load(default_model):
+    cached = _gguf_cache_path(default_gguf())
+    assert (cached / "config.json").exists() and list(cached.glob("*.safetensors"))
+    start = time.perf_counter()
+    again = aw.load()
+    assert time.perf_counter() - start < 60  # a bound against hangs; bench/load.py measures speed
+    assert again.n_layers == 30
+
+
+def test_gguf_first_load_builds_the_same_model_as_the_cache(tmp_path, monkeypatch, default_model):
+    monkeypatch.setenv("ACTWIDGETS_CACHE", str(tmp_path))
+    fresh = aw.load()
+    assert list(tmp_path.iterdir()), "the converted weights were not cached"
+    ids = default_model.encode("Hello world")
+    with torch.no_grad():
+        assert torch.equal(fresh.hf(ids).logits, default_model.hf(ids).logits)
+
+
+def test_adapter_knows_llama_and_gpt2(tiny_model):
+    assert tiny_model.n_layers == 3
+    assert tiny_model.adapter.blocks in ("model.layers", "transformer.h")
+    assert tiny_model.adapter.unembed == "lm_head"
+
+
+def test_adapter_names_an_unknown_architecture():
+    class Odd(torch.nn.Module):
+        config = type("C", (), {"model_type": "oddformer"})()
+
+        def get_output_embeddings(self):
+            return None
+
+    with pytest.raises(aw.ModelLoadError, match="Odd.*oddformer"):
+        Adapter.for_model(Odd())
+
+
+def test_unloadable_model_name_fails_fast_and_says_offline():
+    start = time.perf_counter()
+    with pytest.raises(aw.ModelLoadError, match="offline"):
+        aw.load("no-such-org/no-such-model-xyz")
+    assert time.perf_counter() - start < 30
+
+
+def test_remote_without_key_says_so(monkeypatch):
+    import nnsight
+
+    monkeypatch.delenv("NDIF_API_KEY", raising=False)
+    monkeypatch.setattr(nnsight.CONFIG.API, "APIKEY", None, raising=False)
+    with pytest.raises(aw.ModelLoadError, match="NDIF_API_KEY"):
+        aw.load("meta-llama/Llama-3.1-8B", remote=True)
+
+
+def test_input_checks(default_model):
+    with pytest.raises(aw.InputError, match="empty"):
+        default_model.encode("   ")
+    with pytest.raises(aw.InputError, match="out of range.*30 layers"):
+        default_model.check_layers([30])
+    assert default_model.check_layers([-1]) == [29]
+    with pytest.raises(aw.InputError, match="2 tokens"):
+        default_model.single_token(" Parisxx")
+    assert default_model.token_texts(default_model.encode("a b"))[-1] == " b"
+
+
+def test_prompt_longer_than_context_is_refused(tiny_llama):
+    with pytest.raises(aw.InputError, match="reads at most 256"):
+        tiny_llama.encode("word " * 300)
