@@ -20,15 +20,18 @@ class GridWidget(JobWidget):
     vmin = t.Float(0.0).tag(sync=True)
     vmax = t.Float(1.0).tag(sync=True)
     colormap = t.Unicode("viridis").tag(sync=True)
+    scale = t.Unicode("linear").tag(sync=True)
     value_label = t.Unicode("").tag(sync=True)
     aux = t.Bytes(b"").tag(sync=True)
     aux_label = t.Unicode("").tag(sync=True)
     selected = t.Dict().tag(sync=True)
 
     def set_grid(self, tokens, rows, values: np.ndarray, *, label: str, colormap: str = "viridis",
-                 aux: np.ndarray | None = None, aux_label: str = "", vmin=None, vmax=None) -> None:
+                 aux: np.ndarray | None = None, aux_label: str = "", vmin=None, vmax=None, log: bool = False) -> None:
         """Write one consistent grid (call inside hold_sync)."""
         finite = values[np.isfinite(values)]
+        if log:  # a log scale starts at the smallest positive value
+            finite = finite[finite > 0]
         low = float(finite.min()) if finite.size else 0.0
         high = float(finite.max()) if finite.size else 1.0
         if colormap == "rdbu":  # diverging scales are centred on 0
@@ -39,6 +42,7 @@ class GridWidget(JobWidget):
         self.vmin = low if vmin is None else vmin
         self.vmax = (high if high > low else low + 1.0) if vmax is None else vmax
         self.colormap, self.value_label = colormap, label
+        self.scale = "log" if log and finite.size else "linear"
         self.aux = b"" if aux is None else i32_bytes(aux)
         self.aux_label = aux_label if aux is not None else ""
         if self.selected and not self._in_grid(self.selected):

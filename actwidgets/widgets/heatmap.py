@@ -13,7 +13,9 @@ class Heatmap(GridWidget):
 
     `stat`: "norm" (L2 norm), "max_abs" (largest |activation|, with its channel),
     "delta" (how much each block changed the stream, relative), or "direction"
-    (projection on `direction`). Editing the prompt in the widget re-runs the model;
+    (projection on `direction`). Positive statistics are coloured on a log scale by
+    default (`log_scale=None`): massive activations on the first tokens are thousands
+    of times larger than the rest. Editing the prompt in the widget re-runs the model;
     switching the statistic redraws without re-running.
     """
 
@@ -22,11 +24,14 @@ class Heatmap(GridWidget):
     stat_options = t.List(t.Unicode(), default_value=list(STATS)).tag(sync=True)
     layers = t.Any(None)
     direction = t.Any(None)
+    log_scale = t.Bool(None, allow_none=True)
 
-    def __init__(self, model, prompt: str = "", *, stat: str = "norm", layers=None, direction=None, **kwargs):
-        super().__init__(model, prompt=prompt, stat=stat, layers=layers, direction=direction, **kwargs)
+    def __init__(self, model, prompt: str = "", *, stat: str = "norm", layers=None, direction=None,
+                 log_scale: bool | None = None, **kwargs):
+        super().__init__(model, prompt=prompt, stat=stat, layers=layers, direction=direction, log_scale=log_scale,
+                         **kwargs)
         self._cache: tuple[tuple, ResidualStats] | None = None
-        self.observe(self.schedule, ["prompt", "stat", "layers", "direction"])
+        self.observe(self.schedule, ["prompt", "stat", "layers", "direction", "log_scale"])
         self.schedule()
 
     @property
@@ -52,4 +57,5 @@ class Heatmap(GridWidget):
             colormap="rdbu" if stat == "direction" else "viridis",
             aux=stats.channel if stat == "max_abs" else None,
             aux_label="channel",
+            log=(stat != "direction") if self.log_scale is None else self.log_scale,
         )

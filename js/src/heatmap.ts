@@ -37,7 +37,7 @@ function render({ model, el }: RenderProps<HeatmapModel>): () => void {
       data = readGridData(model);
       aux = toInt32(model.get("aux"));
       grid.setData(data);
-      colorbar.update({ colormap: data.colormap, vmin: data.vmin, vmax: data.vmax, label: model.get("value_label") ?? "" });
+      colorbar.update({ colormap: data.colormap, vmin: data.vmin, vmax: data.vmax, scale: data.scale, label: model.get("value_label") ?? "" });
     },
   );
 

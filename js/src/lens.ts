@@ -143,7 +143,7 @@ function render({ model, el }: RenderProps<LensModel>): () => void {
       lens = readLens(model);
       aux = toInt32(model.get("aux"));
       grid.setData(data);
-      colorbar.update({ colormap: data.colormap, vmin: data.vmin, vmax: data.vmax, label: model.get("value_label") ?? "" });
+      colorbar.update({ colormap: data.colormap, vmin: data.vmin, vmax: data.vmax, scale: data.scale, label: model.get("value_label") ?? "" });
     },
   );
 

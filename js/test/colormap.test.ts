@@ -51,3 +51,12 @@ describe("colormaps", () => {
     expect(getLut("nope")).toBe(getLut("viridis"));
   });
 });
+
+describe("log scale", () => {
+  it("spreads decades evenly and clamps below vmin", async () => {
+    const { normalise } = await import("../src/lib/colormap");
+    expect(normalise("viridis", 1, 10000, 100, "log")).toBeCloseTo(0.5, 6);
+    expect(normalise("viridis", 1, 10000, 0, "log")).toBe(0);
+    expect(normalise("viridis", 1, 10000, 100, "linear")).toBeCloseTo(99 / 9999, 6);
+  });
+});

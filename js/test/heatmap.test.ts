@@ -21,6 +21,7 @@ function heatmapState(over: Partial<HeatmapModel> = {}): HeatmapModel {
     vmin: 0,
     vmax: 14,
     colormap: "viridis",
+    scale: "linear",
     value_label: "L2 norm",
     aux: i32(Array.from({ length: rows * cols }, (_, i) => 100 + i)),
     aux_label: "channel",

@@ -21,6 +21,7 @@ function lensState(over: Partial<LensModel> = {}): LensModel {
     vmin: 0,
     vmax: 1,
     colormap: "magma",
+    scale: "linear",
     value_label: "top prob",
     aux: EMPTY,
     aux_label: "",

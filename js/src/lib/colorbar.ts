@@ -9,6 +9,7 @@ export interface ColorbarSpec {
   vmin: number;
   vmax: number;
   label: string;
+  scale?: string;
 }
 
 export class Colorbar {
@@ -33,7 +34,7 @@ export class Colorbar {
     this.min.textContent = formatNumber(spec.vmin);
     this.max.textContent = formatNumber(spec.vmax);
     // A diverging scale is white at 0, not at the midpoint of vmin..vmax; say so.
-    this.mid.textContent = isDiverging(spec.colormap) ? "(white = 0)" : "";
+    this.mid.textContent = isDiverging(spec.colormap) ? "(white = 0)" : spec.scale === "log" ? "(log scale)" : "";
     this.canvas.title = `${spec.label}: ${formatNumber(spec.vmin)} … ${formatNumber(spec.vmax)} (${spec.colormap})`;
     let ctx: CanvasRenderingContext2D | null = null;
     try {

@@ -3,6 +3,7 @@
 // interpolating anchors avoids shipping matplotlib's full tables or a dependency.
 
 export type ColormapName = "viridis" | "magma" | "rdbu";
+export type Scale = "linear" | "log";
 
 // Evenly spaced stops sampled from matplotlib's tables (d3-scale-chromatic's values).
 const ANCHORS: Record<ColormapName, string[]> = {
@@ -55,10 +56,14 @@ export function isDiverging(name: string): boolean {
  * Map a value to 0..1 on the scale (NaN stays NaN). Diverging scales are piecewise
  * so that 0 is always the white centre even when vmin and vmax are not symmetric.
  */
-export function normalise(name: string, vmin: number, vmax: number, v: number): number {
+export function normalise(name: string, vmin: number, vmax: number, v: number, scale: Scale = "linear"): number {
   if (Number.isNaN(v)) return NaN;
   let t: number;
-  if (isDiverging(name)) {
+  if (scale === "log" && vmin > 0 && !isDiverging(name)) {
+    // Massive activations span four decades: a log scale keeps the rest readable.
+    const span = Math.log(vmax) - Math.log(vmin);
+    t = span > 0 ? (Math.log(Math.max(v, vmin)) - Math.log(vmin)) / span : 0.5;
+  } else if (isDiverging(name)) {
     if (v < 0) t = vmin < 0 ? 0.5 - 0.5 * (v / vmin) : 0;
     else t = vmax > 0 ? 0.5 + 0.5 * (v / vmax) : 1;
     if (v === 0) t = 0.5;
@@ -70,13 +75,13 @@ export function normalise(name: string, vmin: number, vmax: number, v: number): 
 }
 
 /** LUT index 0..255 of a value, or -1 for NaN. */
-export function colorIndex(name: string, vmin: number, vmax: number, v: number): number {
-  const t = normalise(name, vmin, vmax, v);
+export function colorIndex(name: string, vmin: number, vmax: number, v: number, scale: Scale = "linear"): number {
+  const t = normalise(name, vmin, vmax, v, scale);
   return Number.isNaN(t) ? -1 : Math.round(t * (LUT_SIZE - 1));
 }
 
-export function rgba(name: string, vmin: number, vmax: number, v: number): [number, number, number, number] {
-  const i = colorIndex(name, vmin, vmax, v);
+export function rgba(name: string, vmin: number, vmax: number, v: number, scale: Scale = "linear"): [number, number, number, number] {
+  const i = colorIndex(name, vmin, vmax, v, scale);
   if (i < 0) return [...NAN_RGBA];
   const lut = getLut(name);
   return [lut[i * 3], lut[i * 3 + 1], lut[i * 3 + 2], 255];
@@ -94,6 +99,7 @@ export function paintRGBA(
   name: string,
   vmin: number,
   vmax: number,
+  scale: Scale = "linear",
 ): void {
   const lut = getLut(name);
   const n = Math.min(count, out.length >> 2);
@@ -107,7 +113,7 @@ export function paintRGBA(
       out[p + 3] = NAN_RGBA[3];
       continue;
     }
-    const k = Math.round(normalise(name, vmin, vmax, v) * (LUT_SIZE - 1)) * 3;
+    const k = Math.round(normalise(name, vmin, vmax, v, scale) * (LUT_SIZE - 1)) * 3;
     out[p] = lut[k];
     out[p + 1] = lut[k + 1];
     out[p + 2] = lut[k + 2];

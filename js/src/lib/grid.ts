@@ -4,7 +4,7 @@
 // smoothing off. A scroll or hover therefore costs one drawImage, not rows*cols
 // fillRects, which keeps 30 x 4096 cells smooth. Only visible token labels exist
 // in the DOM for the same reason.
-import { getLut, paintRGBA, rgba } from "./colormap";
+import { getLut, paintRGBA, rgba, type Scale } from "./colormap";
 import { Disposer } from "./dispose";
 import {
   type Cell,
@@ -29,6 +29,7 @@ export interface GridData {
   vmin: number;
   vmax: number;
   colormap: string;
+  scale: Scale;
   tokens: string[];
   rowLabels: string[];
 }
@@ -101,7 +102,7 @@ export function paintOffscreen(data: GridData): HTMLCanvasElement | null {
   const ctx = context2d(off);
   if (!ctx) return null;
   const img = ctx.createImageData(data.cols, data.rows);
-  paintRGBA(data.values, data.rows * data.cols, img.data, data.colormap, data.vmin, data.vmax);
+  paintRGBA(data.values, data.rows * data.cols, img.data, data.colormap, data.vmin, data.vmax, data.scale);
   ctx.putImageData(img, 0, 0);
   return off;
 }
@@ -145,7 +146,7 @@ export function drawWindow(
   if (x.paintCell && cw >= (x.paintCellMinWidth ?? 28)) {
     for (let r = 0; r < l.rows; r++) {
       for (let c = first; c < last; c++) {
-        const fill = rgba(data.colormap, data.vmin, data.vmax, data.values[r * data.cols + c] ?? NaN);
+        const fill = rgba(data.colormap, data.vmin, data.vmax, data.values[r * data.cols + c] ?? NaN, data.scale);
         x.paintCell(ctx, { row: r, col: c }, { x: cellLeft(l, c), y: r * ch, w: cw, h: ch }, fill);
       }
     }

@@ -10,7 +10,7 @@ import { toFloat32 } from "./tensor";
 import { quoteToken } from "./tokens";
 import type { AnyModel, GridModel, Selection } from "./types";
 
-export const GRID_TRAITS = ["shape", "values", "tokens", "row_labels", "vmin", "vmax", "colormap", "aux", "aux_label", "value_label"] as const;
+export const GRID_TRAITS = ["shape", "values", "tokens", "row_labels", "vmin", "vmax", "colormap", "scale", "aux", "aux_label", "value_label"] as const;
 
 export function readGridData<T extends GridModel>(model: AnyModel<T>): GridData {
   const shape = model.get("shape") ?? [0, 0];
@@ -23,6 +23,7 @@ export function readGridData<T extends GridModel>(model: AnyModel<T>): GridData 
     vmin: Number(model.get("vmin") ?? 0),
     vmax: Number(model.get("vmax") ?? 1),
     colormap: String(model.get("colormap") ?? "viridis"),
+    scale: model.get("scale") === "log" ? "log" : "linear",
     tokens: model.get("tokens") ?? [],
     rowLabels: model.get("row_labels") ?? [],
   };

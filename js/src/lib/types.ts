@@ -45,6 +45,7 @@ export interface GridModel extends BaseModel {
   vmin: number;
   vmax: number;
   colormap: "viridis" | "magma" | "rdbu" | string;
+  scale: "linear" | "log";
   value_label: string;
   aux: Bytes; // i32 rows*cols or empty
   aux_label: string;

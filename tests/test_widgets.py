@@ -1,0 +1,128 @@
+"""Widgets without a browser: traits, the byte codec, latest-wins, errors in the widget."""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import actwidgets as aw
+from actwidgets.methods.activations import residual_stats
+from actwidgets.widgets._base import Runner, decode_f32
+
+IOI = "When Mary and John went to the store, John gave a drink to"
+
+
+def test_heatmap_ships_float32_bytes_equal_to_the_method(default_model):
+    w = aw.Heatmap(default_model, IOI).wait()
+    assert w.status == "done" and w.error == ""
+    rows, cols = w.shape
+    assert (rows, cols) == (31, 14) and len(w.values) == rows * cols * 4
+    np.testing.assert_array_equal(decode_f32(w.values, w.shape), residual_stats(default_model, IOI).norm)
+    assert w.tokens[1] == " Mary" and w.row_labels[0] == "emb" and w.scale == "log"
+    # nothing numeric travels as a JSON list
+    for name, trait in w.traits(sync=True).items():
+        value = getattr(w, name)
+        assert not (isinstance(value, list) and value and isinstance(value[0], float)), name
+
+
+def test_switching_stat_redraws_without_retracing(default_model, monkeypatch):
+    w = aw.Heatmap(default_model, IOI).wait()
+    calls = []
+    monkeypatch.setattr("actwidgets.widgets.heatmap.residual_stats", lambda *a, **k: calls.append(1))
+    w.stat = "max_abs"
+    w.wait()
+    assert calls == [] and w.aux_label == "channel" and len(w.aux) == 31 * 14 * 4
+    w.stat = "delta"
+    w.wait()
+    assert np.isnan(decode_f32(w.values, w.shape)[0]).all()
+
+
+def test_direction_stat_is_diverging(default_model):
+    w = aw.Heatmap(default_model, IOI, stat="direction", direction=np.ones(576)).wait()
+    assert w.status == "done" and w.colormap == "rdbu" and w.scale == "linear"
+    assert w.vmin == -w.vmax
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(prompt=""), "prompt is empty"),
+    (dict(layers=[30]), "out of range: SmolLM2-135M-Instruct has 30 layers"),
+    (dict(stat="entropy"), "Unknown statistic 'entropy'"),
+    (dict(prompt="word " * 9000), "reads at most 8,192"),
+    (dict(stat="direction", direction=np.ones(10)), "has 10 entries"),
+])
+def test_bad_input_is_a_message_and_the_widget_recovers(default_model, change, message):
+    w = aw.Heatmap(default_model, IOI).wait()
+    good = bytes(w.values)
+    for name, value in change.items():
+        setattr(w, name, value)
+    w.wait()
+    assert w.status == "error" and message in w.error
+    assert w.values == good, "a failed run must leave the last figure in place"
+    w.set_trait("layers", None)
+    w.set_trait("direction", None)
+    w.stat, w.prompt = "norm", "The cat sat on the mat"
+    w.wait()
+    assert w.status == "done" and w.error == "" and w.tokens[-1] == " mat"
+
+
+def test_untrusted_token_text_is_passed_verbatim(default_model):
+    text = 'Say <img src=x onerror=alert(1)> and <script>alert(2)</script>'
+    w = aw.Heatmap(default_model, text).wait()
+    assert "".join(w.tokens) == text
+
+
+def test_selection_from_the_front_end_is_readable(default_model):
+    w = aw.Heatmap(default_model, IOI).wait()
+    seen = []
+    w.observe(lambda c: seen.append(c["new"]), "selected")
+    w.selected = {"row": 3, "col": 1}
+    assert seen == [{"row": 3, "col": 1}]
+    assert w.selection == {"row": 3, "col": 1, "layer": "2", "token": " Mary"}
+    w.selected = {"row": 99, "col": 0}
+    assert w.selection is None
+
+
+def test_logit_lens_widget(default_model):
+    w = aw.LogitLens(default_model, "The Eiffel Tower is located in the city of", target=" Paris").wait()
+    assert w.status == "done" and w.color_by == "target_prob"
+    rows, cols = w.shape
+    index = np.frombuffer(w.topk_index, "<i4").reshape(rows, cols, w.k)
+    assert w.text_table[index[-1, -1, 0]] == " Paris"
+    assert np.frombuffer(w.target_rank, "<i4").reshape(rows, cols)[-1, -1] == 0
+    w.target = " Paris Paris"
+    w.wait()
+    assert w.status == "error" and "2 tokens" in w.error
+    w.target, w.color_by = "", "entropy"
+    w.wait()
+    assert w.status == "done" and w.colormap == "magma" and w.target_prob == b""
+
+
+def test_runner_latest_wins_under_a_burst():
+    runner, seen, started = Runner(), [], threading.Event()
+
+    def job(value):
+        def run(is_current):
+            started.set()
+            time.sleep(0.05)
+            if is_current():
+                seen.append(value)
+        return run
+
+    for value in range(20):
+        runner.submit(job(value))
+    assert runner.wait(10)
+    assert runner.runs <= 3 and seen[-1] == 19
+
+
+def test_a_superseded_job_never_writes(default_model):
+    w = aw.Heatmap(default_model, IOI).wait()
+    for text in ["one two", "three four five", "six seven eight nine"]:
+        w.prompt = text
+    w.wait()
+    assert w.tokens == default_model.token_texts(default_model.encode("six seven eight nine"))
+    assert w._runner.runs <= 4
+
+
+def test_tiny_models_drive_the_widgets(tiny_model):
+    assert aw.Heatmap(tiny_model, IOI).wait().shape == [4, 14]
+    assert aw.LogitLens(tiny_model, IOI).wait().status == "done"
