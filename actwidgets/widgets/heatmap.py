@@ -36,7 +36,8 @@ class Heatmap(GridWidget):
 
     @property
     def data(self) -> ResidualStats | None:
-        """The last computed statistics (numpy arrays), for your own analysis."""
+        """The statistics (numpy arrays) of the current inputs, waiting for a run in progress."""
+        self.wait(timeout=None)
         return self._cache[1] if self._cache else None
 
     def compute(self) -> ResidualStats:

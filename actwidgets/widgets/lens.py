@@ -41,6 +41,8 @@ class LogitLens(GridWidget):
 
     @property
     def data(self) -> LensResult | None:
+        """The lens arrays of the current inputs, waiting for a run in progress."""
+        self.wait(timeout=None)
         return self._cache[1] if self._cache else None
 
     def compute(self) -> LensResult:

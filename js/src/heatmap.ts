@@ -1,14 +1,12 @@
 // Heatmap widget: one statistic of the residual stream per (layer, token), e.g. its
 // L2 norm, with a stat picker, zoomable scrolling grid and colour bar.
 import { Colorbar } from "./lib/colorbar";
-import { drawGrid } from "./lib/grid";
 import { baseTooltip, bindGrid, readGridData } from "./lib/gridModel";
 import { bindSelect, createElement, createShell, labelled } from "./lib/shell";
 import { toInt32 } from "./lib/tensor";
 import type { HeatmapModel, RenderProps } from "./lib/types";
 
 // Lets a browser benchmark time a full 30 x 4096 draw without reaching into the bundle.
-(globalThis as Record<string, unknown>).__actwidgets_bench ??= { drawGrid };
 
 function render({ model, el }: RenderProps<HeatmapModel>): () => void {
   const shell = createShell(model, el, "heatmap");

@@ -384,3 +384,18 @@ def output_locator(page, text: str | None = None):
     """Locator of notebook output areas (optionally those containing `text`)."""
     loc = page.locator(".jp-OutputArea-output")
     return loc.filter(has_text=text) if text else loc
+
+
+def kernel_exec(page, code: str, timeout: float = 60.0) -> str:
+    """Run `code` in the open notebook's kernel (not in a cell) and return its stdout."""
+    path = getattr(page, "aw_path", None)
+    return page.evaluate(
+        "async ([path, code]) => { const find = " + _JS_PANEL + "; const p = find(path);"
+        " const kernel = p.sessionContext.session.kernel; let out = '';"
+        " const future = kernel.requestExecute({code, silent: false, store_history: false});"
+        " future.onIOPub = (msg) => { const c = msg.content;"
+        "   if (msg.header.msg_type === 'stream') out += c.text;"
+        "   if (msg.header.msg_type === 'error') out += `${c.ename}: ${c.evalue}`; };"
+        " await future.done; return out; }",
+        [path, code],
+    )

@@ -451,10 +451,13 @@ export class Grid {
     const x = ev.clientX - wrap.left;
     const y = ev.clientY - wrap.top;
     const w = this.tooltip.offsetWidth;
-    // Flip to the left of the pointer near the right edge so the tooltip stays inside the widget.
+    const h = this.tooltip.offsetHeight;
+    // Flip left of / above the pointer near the right / bottom edge: notebook output
+    // areas clip what overflows the widget.
     const left = x + 14 + w > this.el.clientWidth && x - 14 - w >= 0 ? x - 14 - w : x + 14;
+    const top = y + 14 + h > this.el.clientHeight ? Math.max(0, y - 14 - h) : y + 14;
     this.tooltip.style.left = `${left}px`;
-    this.tooltip.style.top = `${y + 14}px`;
+    this.tooltip.style.top = `${top}px`;
   }
 
   private clearHover(): void {
