@@ -1,0 +1,58 @@
+"""Every teaching notebook runs top to bottom on the default model, within Binder's memory."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+BINDER_RSS_LIMIT = 2 * 1024**3
+
+
+class PeakRSS:
+    """Samples the kernel's process tree every 50 ms and keeps the largest RSS."""
+
+    def __init__(self, pid: int) -> None:
+        self.process, self.peak, self._stop = psutil.Process(pid), 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            try:
+                procs = [self.process, *self.process.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs))
+            except psutil.Error:
+                return
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_within_binder_memory(path, tmp_path):
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    start = time.perf_counter()
+    with client.setup_kernel():
+        sampler = PeakRSS(client.km.provisioner.process.pid)
+        try:
+            for index, cell in enumerate(nb.cells):
+                client.execute_cell(cell, index)
+        finally:
+            peak = sampler.stop()
+    elapsed = time.perf_counter() - start
+    print(f"\n{path.name}: {elapsed:.1f} s, peak kernel RSS {peak / 1024**3:.2f} GB")
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, errors
+    widgets = [o for c in nb.cells for o in c.get("outputs", []) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert widgets, "the notebook displayed no widget"
+    assert 0 < peak < BINDER_RSS_LIMIT
