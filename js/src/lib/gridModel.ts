@@ -8,11 +8,11 @@ import type { Cell } from "./layout";
 import type { Shell } from "./shell";
 import { toFloat32 } from "./tensor";
 import { quoteToken } from "./tokens";
-import type { AnyModel, GridModel, Selection } from "./types";
+import type { AnyModel, GridTraits, Selection } from "./types";
 
 export const GRID_TRAITS = ["shape", "values", "tokens", "row_labels", "vmin", "vmax", "colormap", "scale", "aux", "aux_label", "value_label"] as const;
 
-export function readGridData<T extends GridModel>(model: AnyModel<T>): GridData {
+export function readGridData<T extends GridTraits>(model: AnyModel<T>): GridData {
   const shape = model.get("shape") ?? [0, 0];
   const rows = Math.max(0, Math.floor(Number(shape[0]) || 0));
   const cols = Math.max(0, Math.floor(Number(shape[1]) || 0));
@@ -39,17 +39,19 @@ export function selectionToCell(sel: Selection | null | undefined): Cell | null 
  * Create the grid inside the shell and keep it in sync with the model.
  * `refresh` runs (coalesced) whenever any of GRID_TRAITS or `extraTraits` change,
  * after the widget's own caches should be rebuilt; it must call grid.setData.
+ * `parent` (default shell.body) lets a widget lay several grids out side by side.
  */
-export function bindGrid<T extends GridModel>(
+export function bindGrid<T extends GridTraits>(
   model: AnyModel<T>,
   shell: Shell,
-  opts: Omit<GridOptions, "onSelect">,
+  opts: Omit<GridOptions, "onSelect"> & { parent?: HTMLElement },
   extraTraits: readonly string[],
   refresh: (grid: Grid) => void,
 ): Grid {
   const d = shell.disposer;
-  const grid = new Grid(shell.body, {
-    ...opts,
+  const { parent, ...gridOpts } = opts;
+  const grid = new Grid(parent ?? shell.body, {
+    ...gridOpts,
     onSelect: (cell) => {
       model.set("selected", { row: cell.row, col: cell.col } as T["selected"]);
       model.save_changes();
@@ -72,7 +74,7 @@ export function bindGrid<T extends GridModel>(
 }
 
 /** The tooltip lines every grid widget starts with: token, layer, value, and aux when present. */
-export function baseTooltip<T extends GridModel>(model: AnyModel<T>, data: GridData, aux: Int32Array, cell: Cell): string[] {
+export function baseTooltip<T extends GridTraits>(model: AnyModel<T>, data: GridData, aux: Int32Array, cell: Cell): string[] {
   const i = cell.row * data.cols + cell.col;
   const lines = [
     `token ${cell.col}: ${quoteToken(data.tokens[cell.col])}`,

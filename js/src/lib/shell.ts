@@ -1,14 +1,17 @@
-// The chrome every widget shares: prompt box, status, progress, error, and a slot
-// for widget-specific controls. It only mirrors model traits; all state lives in
-// the model so a second view of the same widget stays in sync.
+// The chrome every widget shares: prompt box (optional), status, progress, error, and
+// a slot for widget-specific controls; plus the text-box binding the prompt uses.
+// It only mirrors model traits; all state lives in the model so a second view of the
+// same widget stays in sync.
 import { Disposer } from "./dispose";
 import { injectStyle } from "./style";
-import type { AnyModel, BaseModel } from "./types";
+import type { AnyModel, BaseModel, StatusModel } from "./types";
 
 export const PROMPT_DEBOUNCE_MS = 400;
 
 export interface Shell {
   root: HTMLDivElement;
+  /** The top bar: the prompt box, or a widget's own text inputs when it has no prompt. */
+  inputs: HTMLDivElement;
   /** Where a widget puts its selects / inputs, beside the status. */
   controls: HTMLDivElement;
   /** Where a widget puts its grid and colour bar. */
@@ -22,19 +25,110 @@ export function createElement<K extends keyof HTMLElementTagNameMap>(tag: K, cla
   return node;
 }
 
-export function createShell<T extends BaseModel>(model: AnyModel<T>, host: HTMLElement, widget: string): Shell {
+export interface ShellOptions {
+  /** false: no `textarea.aw-prompt` (a widget whose inputs are other traits, e.g. patching). */
+  prompt?: boolean;
+}
+
+/** How a text box reads and writes its trait(s); see bindText. */
+export interface TextBinding {
+  /** The text the model holds now. */
+  get(): string;
+  /** Write an edited text to the model (save_changes follows). Only called for a real change. */
+  set(text: string): void;
+  /** Traits whose change events should refresh the box. */
+  traits: readonly string[];
+  /** Commit this long after the last keystroke; undefined: only on Enter or blur. */
+  debounceMs?: number;
+}
+
+/**
+ * Two-way bind a text box. Edits commit after a typing pause (when debounceMs is set),
+ * at once on Enter without Shift (Shift+Enter keeps its newline in a textarea), or on
+ * blur; and only when the text differs from the model's, because every commit re-runs
+ * the model in Python. Model changes never overwrite text the user is still editing.
+ */
+export function bindText<T>(model: AnyModel<T>, d: Disposer, box: HTMLTextAreaElement | HTMLInputElement, b: TextBinding): void {
+  let dirty = false; // the user typed something not yet sent
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const cancel = () => {
+    if (timer !== undefined) clearTimeout(timer);
+    timer = undefined;
+  };
+  const commit = () => {
+    cancel();
+    dirty = false;
+    const text = box.value;
+    // Only a real change re-runs the model; blur after no edit must not.
+    if (text !== b.get()) {
+      b.set(text);
+      model.save_changes();
+    }
+  };
+  d.add(cancel);
+  d.listen(box, "input", () => {
+    dirty = true;
+    cancel();
+    if (b.debounceMs !== undefined) timer = setTimeout(commit, b.debounceMs);
+  });
+  d.listen(box, "keydown", (ev) => {
+    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault(); // Enter runs; Shift+Enter keeps its newline
+      commit();
+    }
+  });
+  d.listen(box, "blur", () => {
+    if (dirty) commit();
+  });
+  const sync = () => {
+    const text = b.get();
+    if (!dirty && box.value !== text) box.value = text; // .value: never parsed as HTML
+  };
+  for (const t of b.traits) d.onModel(model, `change:${t}`, sync);
+  sync();
+}
+
+/** bindText for a plain string trait, e.g. `prompt`, `clean`. */
+export function bindTextTrait<T>(
+  model: AnyModel<T>,
+  d: Disposer,
+  box: HTMLTextAreaElement | HTMLInputElement,
+  trait: keyof T & string,
+  debounceMs?: number,
+): void {
+  bindText(model, d, box, {
+    get: () => String(model.get(trait) ?? ""),
+    set: (text) => model.set(trait, text as T[typeof trait]),
+    traits: [trait],
+    debounceMs,
+  });
+}
+
+/** A multi-line prompt box (Enter runs, Shift+Enter is a newline). */
+export function createPromptBox(className: string, label: string, placeholder: string): HTMLTextAreaElement {
+  const box = createElement("textarea", className);
+  box.rows = 2;
+  box.spellcheck = false;
+  box.placeholder = placeholder;
+  box.setAttribute("aria-label", label);
+  return box;
+}
+
+export function createShell<T extends BaseModel>(model: AnyModel<T>, host: HTMLElement, widget: string, opts?: ShellOptions & { prompt?: true }): Shell;
+export function createShell<T extends StatusModel>(model: AnyModel<T>, host: HTMLElement, widget: string, opts: ShellOptions & { prompt: false }): Shell;
+export function createShell<T extends StatusModel>(model: AnyModel<T>, host: HTMLElement, widget: string, opts: ShellOptions = {}): Shell {
   const d = new Disposer();
   const root = createElement("div", "aw-root");
   root.dataset.widget = widget;
   injectStyle(root);
 
-  const promptBar = createElement("div", "aw-bar");
-  const prompt = createElement("textarea", "aw-prompt");
-  prompt.rows = 2;
-  prompt.spellcheck = false;
-  prompt.placeholder = "Prompt (Enter to run, Shift+Enter for a new line)";
-  prompt.setAttribute("aria-label", "prompt");
-  promptBar.append(prompt);
+  const inputs = createElement("div", "aw-bar aw-inputs");
+  if (opts.prompt !== false) {
+    const prompt = createPromptBox("aw-prompt", "prompt", "Prompt (Enter to run, Shift+Enter for a new line)");
+    inputs.append(prompt);
+    // The overloads guarantee a `prompt` trait whenever the box exists.
+    bindTextTrait(model as unknown as AnyModel<BaseModel>, d, prompt, "prompt", PROMPT_DEBOUNCE_MS);
+  }
 
   const statusBar = createElement("div", "aw-bar");
   const controls = createElement("div", "aw-controls");
@@ -48,47 +142,10 @@ export function createShell<T extends BaseModel>(model: AnyModel<T>, host: HTMLE
   error.setAttribute("role", "alert");
   const body = createElement("div", "aw-body");
 
-  root.append(promptBar, statusBar, error, body);
+  root.append(inputs, statusBar, error, body);
   host.append(root);
   d.add(() => root.remove());
 
-  // --- prompt: user edits -> model (debounced), model -> textarea unless mid-edit
-  let dirty = false; // the user typed something not yet sent
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const cancel = () => {
-    if (timer !== undefined) clearTimeout(timer);
-    timer = undefined;
-  };
-  const commit = () => {
-    cancel();
-    dirty = false;
-    const text = prompt.value;
-    // Only a real change re-runs the model; blur after no edit must not.
-    if (text !== (model.get("prompt") ?? "")) {
-      model.set("prompt", text as T["prompt"]);
-      model.save_changes();
-    }
-  };
-  d.add(cancel);
-  d.listen(prompt, "input", () => {
-    dirty = true;
-    cancel();
-    timer = setTimeout(commit, PROMPT_DEBOUNCE_MS);
-  });
-  d.listen(prompt, "keydown", (ev) => {
-    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
-      ev.preventDefault(); // Enter runs; Shift+Enter keeps its newline
-      commit();
-    }
-  });
-  d.listen(prompt, "blur", () => {
-    if (dirty) commit();
-  });
-
-  const syncPrompt = () => {
-    const text = model.get("prompt") ?? "";
-    if (!dirty && prompt.value !== text) prompt.value = text; // .value: never parsed as HTML
-  };
   const syncStatus = () => {
     const s = String(model.get("status") ?? "idle");
     root.dataset.status = s;
@@ -103,15 +160,13 @@ export function createShell<T extends BaseModel>(model: AnyModel<T>, host: HTMLE
     error.textContent = msg;
     error.hidden = msg === "";
   };
-  d.onModel(model, "change:prompt", syncPrompt);
   d.onModel(model, "change:status", syncStatus);
   d.onModel(model, "change:progress", syncStatus);
   d.onModel(model, "change:error", syncError);
-  syncPrompt();
   syncStatus();
   syncError();
 
-  return { root, controls, body, disposer: d };
+  return { root, inputs, controls, body, disposer: d };
 }
 
 /** A labelled <select> whose value is two-way bound to a string trait. */

@@ -23,20 +23,35 @@ const CSS = `
 .aw-root *, .aw-root *::before, .aw-root *::after { box-sizing: border-box; }
 .aw-root [hidden] { display: none !important; }
 .aw-bar { display: flex; flex-wrap: wrap; align-items: center; gap: 6px; }
-.aw-prompt {
+.aw-prompt, .aw-clean, .aw-corrupted {
   flex: 1 1 320px; min-height: 2.4em; resize: vertical;
   font-family: var(--aw-mono); font-size: 12px; padding: 4px 6px;
   color: var(--aw-fg); background: var(--aw-bg);
   border: 1px solid var(--aw-border); border-radius: 3px;
 }
-.aw-prompt:focus, .aw-target:focus, .aw-root select:focus { outline: 2px solid var(--aw-accent); outline-offset: -1px; }
+.aw-prompt:focus, .aw-clean:focus, .aw-corrupted:focus, .aw-target:focus, .aw-answer-correct:focus,
+.aw-answer-wrong:focus, .aw-root select:focus { outline: 2px solid var(--aw-accent); outline-offset: -1px; }
 .aw-controls { display: flex; align-items: center; gap: 6px; flex-wrap: wrap; }
 .aw-controls label { display: inline-flex; align-items: center; gap: 4px; color: var(--aw-fg-dim); }
-.aw-root select, .aw-target, .aw-root button {
+.aw-root select, .aw-target, .aw-answer-correct, .aw-answer-wrong, .aw-root button {
   font: inherit; color: var(--aw-fg); background: var(--aw-bg);
   border: 1px solid var(--aw-border); border-radius: 3px; padding: 2px 6px;
 }
-.aw-target { font-family: var(--aw-mono); width: 10em; }
+.aw-target, .aw-answer-correct, .aw-answer-wrong { font-family: var(--aw-mono); width: 10em; }
+.aw-field { display: flex; flex-direction: column; gap: 2px; flex: 1 1 320px; color: var(--aw-fg-dim); font-size: 11px; }
+.aw-field > textarea { flex: 1 1 auto; }
+.aw-answers { display: flex; flex-direction: column; gap: 4px; }
+.aw-answers label { display: flex; justify-content: space-between; align-items: center; gap: 4px; color: var(--aw-fg-dim); font-size: 11px; }
+.aw-root button:disabled, .aw-root button:disabled:hover { cursor: default; opacity: 0.5; background: var(--aw-bg); }
+.aw-summary { font-family: var(--aw-mono); font-size: 12px; }
+.aw-grids { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
+.aw-panel { flex: 1 1 360px; min-width: 0; display: flex; flex-direction: column; gap: 2px; }
+.aw-panel-title { font-size: 11px; font-weight: 600; color: var(--aw-fg-dim); }
+/* Patching fills its grid in as chunks finish: cells not computed yet (NaN, drawn
+   transparent) show this hatch, so they never read as the diverging scale's white 0. */
+.aw-root[data-widget="patching"] .aw-grid {
+  background: repeating-linear-gradient(45deg, rgba(127,127,127,0.25) 0 2px, transparent 2px 6px), var(--aw-bg);
+}
 .aw-root button { cursor: pointer; min-width: 26px; }
 .aw-root button:hover { background: var(--aw-bg-alt); }
 .aw-status { color: var(--aw-fg-dim); font-size: 11px; }

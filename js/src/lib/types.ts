@@ -22,12 +22,16 @@ export type Bytes = DataView;
 
 export type Status = "idle" | "running" | "done" | "error";
 
-/** Traits common to every widget (`actwidgets/widgets/_base.py`). */
-export interface BaseModel {
-  prompt: string;
+/** The run-state traits every widget has, whatever its inputs are. */
+export interface StatusModel {
   status: Status;
   progress: number;
   error: string;
+}
+
+/** Traits common to every widget (`actwidgets/widgets/_base.py`). */
+export interface BaseModel extends StatusModel {
+  prompt: string;
 }
 
 /** `{}` when nothing is selected. */
@@ -36,8 +40,11 @@ export interface Selection {
   col?: number;
 }
 
-/** Grid widgets (Heatmap, LogitLens). */
-export interface GridModel extends BaseModel {
+/**
+ * The grid traits alone. Split from GridModel because PatchingGrid draws a grid but
+ * takes two prompts instead of `prompt`, so grid code must not require `prompt`.
+ */
+export interface GridTraits extends StatusModel {
   tokens: string[];
   row_labels: string[];
   shape: [number, number];
@@ -51,6 +58,9 @@ export interface GridModel extends BaseModel {
   aux_label: string;
   selected: Selection;
 }
+
+/** Grid widgets driven by one prompt (Heatmap, LogitLens). */
+export interface GridModel extends BaseModel, GridTraits {}
 
 export interface HeatmapModel extends GridModel {
   stat: "norm" | "max_abs" | "delta" | "direction" | string;
@@ -69,4 +79,24 @@ export interface LensModel extends GridModel {
   entropy: Bytes; // f32 rows*cols
   target_prob: Bytes; // f32 rows*cols or empty
   target_rank: Bytes; // i32 rows*cols or empty
+}
+
+export type PatchSite = "resid" | "attn" | "mlp" | "heads";
+export type PatchMethod = "exact" | "attribution" | "relp";
+
+/** PatchingGrid: activation patching from a corrupted run into a clean one. */
+export interface PatchingModel extends GridTraits {
+  clean: string;
+  corrupted: string;
+  answer: [string, string]; // [correct, wrong]
+  site: PatchSite | string;
+  site_options: string[];
+  method: PatchMethod | string;
+  method_options: string[];
+  normalized: boolean;
+  ld_clean: number; // NaN before the first run (may arrive as null over JSON)
+  ld_corrupted: number;
+  reference_values: Bytes; // f32 rows*cols (the exact grid) or empty
+  correlation: number; // Pearson r against exact, NaN when none
+  col_label: "token" | "head" | string;
 }

@@ -1,0 +1,347 @@
+"""Activation patching: exact (batched), attribution patching, and RelP.
+
+Metric: the logit difference LD = logit(correct) - logit(wrong) at the last position
+(or any `metric(last_logits [B, V]) -> [B]`). Each cell reports LD after patching and,
+normalised, `(LD_patched - LD_corr) / (LD_clean - LD_corr)`: 0 = no effect, 1 = the
+clean behaviour fully restored. Denoising (clean activations into the corrupted run)
+is the default; noising patches corrupted activations into the clean run.
+
+Sites: `resid` (block output), `attn` and `mlp` (their outputs) x layer x position,
+and `heads` (one head's slice of the attention output projection's input, at every
+position) x layer x head.
+
+Exact patching batches the cells of one layer along the batch dimension and starts
+them from the cached target activations: blocks below the patched one are skipped
+(nnsight's `skip`), so a cell at layer l costs L - l blocks, not L. Attribution
+patching approximates every cell at once, `(a_src - a_tgt) . dLD/da` at the target
+run: two forwards and one backward. RelP is the same with the backward pass changed
+by LRP rules (Rezaei Jafari et al. 2025): the norms' scale is detached (LN-rule), the
+MLP nonlinearity passes relevance as x * (f(x)/x).detach() (Identity-rule), and a
+gating product splits it half and half (Half-rule); linear layers keep their plain
+gradient and attention is left as is (the optional AH-rule is not applied).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import nnsight
+import numpy as np
+import torch
+
+from ..errors import Cancelled, InputError
+from ..model import Model, _get_path
+from ._trace import residual
+
+SITES = ("resid", "attn", "mlp", "heads")
+METHODS = ("exact", "attribution", "relp")
+IDENTITY_RULE_EPS = 1e-6
+
+
+@dataclass
+class Problem:
+    """Two prompts of equal token length and the answer pair they disagree on."""
+
+    clean_ids: torch.Tensor
+    corrupted_ids: torch.Tensor
+    correct_id: int
+    wrong_id: int
+    tokens: list[str]
+
+    def source_target(self, denoise: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where activations come from, and the run they are patched into."""
+        return (self.clean_ids, self.corrupted_ids) if denoise else (self.corrupted_ids, self.clean_ids)
+
+
+@dataclass
+class PatchingResult:
+    site: str
+    method: str
+    rows: list[str]
+    cols: list[str]
+    col_label: str  # "token" or "head"
+    patched_ld: np.ndarray  # [rows, cols]: LD after patching (estimated for approximations); NaN = not run
+    ld_clean: float
+    ld_corrupted: float
+    denoise: bool = True
+    done: np.ndarray = field(default=None, repr=False)  # [rows, cols] bool: cells computed so far
+
+    @property
+    def normalized(self) -> np.ndarray:
+        """(LD_patched - LD_corr) / (LD_clean - LD_corr): 0 no effect, 1 full restoration."""
+        span = self.ld_clean - self.ld_corrupted
+        if abs(span) < 1e-9:
+            return np.full_like(self.patched_ld, np.nan)
+        return (self.patched_ld - self.ld_corrupted) / span
+
+
+def prepare(model: Model, clean: str, corrupted: str, answer) -> Problem:
+    """Tokenize and check the inputs; every message says what to change."""
+    clean_ids, corrupted_ids = model.encode(clean), model.encode(corrupted)
+    if clean_ids.shape != corrupted_ids.shape:
+        show = lambda ids: "[" + ", ".join(repr(t) for t in model.token_texts(ids[0])) + "]"  # noqa: E731
+        raise InputError(
+            "The clean and corrupted prompts must have the same number of tokens, so that positions line up: "
+            f"clean has {clean_ids.shape[1]} {show(clean_ids)}, corrupted has {corrupted_ids.shape[1]} "
+            f"{show(corrupted_ids)}."
+        )
+    if not isinstance(answer, (list, tuple)) or len(answer) != 2:
+        raise InputError("answer must be a pair: (correct token, wrong token), e.g. (' Mary', ' John').")
+    correct, wrong = (model.single_token(a) for a in answer)
+    if correct == wrong:
+        raise InputError("The correct and wrong answers are the same token: the logit difference would be 0.")
+    return Problem(clean_ids, corrupted_ids, correct, wrong, model.token_texts(clean_ids[0]))
+
+
+def check_site(site: str) -> str:
+    if site not in SITES:
+        raise InputError(f"Unknown site {site!r}. Choose one of: {', '.join(SITES)}.")
+    return site
+
+
+def logit_diff(problem: Problem) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda last: last[:, problem.correct_id] - last[:, problem.wrong_id]
+
+
+# --- reading a site inside a trace -------------------------------------------
+
+def _site_value(model: Model, layer: int, site: str):
+    """The tensor patched at `site` of block `layer` ([B, T, d]; heads: [B, T, H*dh])."""
+    block = model.blocks[layer]
+    if site == "resid":
+        return residual(block.output)
+    if site == "attn":
+        return residual(model.part(block, "attn").output)
+    if site == "mlp":
+        return model.part(block, "mlp").output
+    return model.part(block, "attn_out").input
+
+
+def _grid_axes(model: Model, problem: Problem, site: str) -> tuple[list[str], list[str], str]:
+    rows = [str(layer) for layer in range(model.n_layers)]
+    if site == "heads":
+        return rows, [f"H{h}" for h in range(model.n_heads)], "head"
+    return rows, list(problem.tokens), "token"
+
+
+def _cache_runs(model: Model, problem: Problem, site: str, denoise: bool, metric):
+    """One trace each over source and target: site activations, block outputs, metric."""
+    cached = []
+    for ids in problem.source_target(denoise):
+        with model.trace(ids.to(model.device)):
+            sites, blocks = [], []
+            for layer in range(model.n_layers):  # in execution order: a site comes before its block's output
+                sites.append(_site_value(model, layer, site)[0])
+                blocks.append(residual(model.blocks[layer].output)[0])
+            sites, blocks = nnsight.save(sites), nnsight.save(blocks)
+            value = nnsight.save(metric(model.lm.output.logits[:, -1]))
+        cached.append((sites, blocks, float(value[0])))
+    return cached
+
+
+# --- exact patching ------------------------------------------------------------
+
+def iter_exact(model: Model, problem: Problem, site: str = "resid", *, denoise: bool = True,
+               chunk_size: int = 64, metric=None, should_stop: Callable[[], bool] | None = None,
+               ) -> Iterator[tuple[PatchingResult, float]]:
+    """Exact patching, yielding (partial result, fraction done) after every chunk of cells."""
+    check_site(site)
+    metric = metric or logit_diff(problem)
+    rows, cols, col_label = _grid_axes(model, problem, site)
+    with model.lock, torch.no_grad():
+        (src_sites, _, src_ld), (tgt_sites, tgt_blocks, tgt_ld) = _cache_runs(model, problem, site, denoise, metric)
+        ld_clean, ld_corr = (src_ld, tgt_ld) if denoise else (tgt_ld, src_ld)
+        grid = np.full((len(rows), len(cols)), np.nan, dtype=np.float32)
+        result = PatchingResult(site, "exact", rows, cols, col_label, grid, ld_clean, ld_corr, denoise,
+                                done=np.zeros(grid.shape, bool))
+        chunks = [(layer, cols_idx) for layer in range(len(rows))
+                  for cols_idx in _chunks(range(len(cols)), chunk_size)]
+        target_ids = problem.source_target(denoise)[1].to(model.device)
+        for n, (layer, cells) in enumerate(chunks, 1):
+            if should_stop and should_stop():
+                raise Cancelled
+            values = _patched_batch(model, target_ids, layer, cells, site, src_sites, tgt_sites, tgt_blocks, metric)
+            grid[layer, cells] = values
+            result.done[layer, cells] = True
+            yield result, n / len(chunks)
+
+
+def exact_patching(model: Model, clean: str, corrupted: str, answer, site: str = "resid", **kwargs) -> PatchingResult:
+    """The whole exact grid (see iter_exact for streaming)."""
+    problem = prepare(model, clean, corrupted, answer)
+    result = None
+    for result, _ in iter_exact(model, problem, site, **kwargs):
+        pass
+    return result
+
+
+def _chunks(indices, size: int) -> list[list[int]]:
+    indices = list(indices)
+    return [indices[i:i + size] for i in range(0, len(indices), size)]
+
+
+def _patched_batch(model, target_ids, layer, cells, site, src_sites, tgt_sites, tgt_blocks, metric) -> np.ndarray:
+    """The metric for a batch of cells at one layer, each patching one position (or head)."""
+    k = len(cells)
+    blocks = model.blocks
+    head_dim = model.d_model // model.n_heads if site == "heads" else None
+    with model.trace(target_ids.expand(k, -1), logits_to_keep=1):
+        skip_below = layer + 1 if site == "resid" else layer
+        for below in range(skip_below):  # these blocks would recompute the cached target run
+            if below == layer:  # resid: block `layer` itself is replaced by the patched output
+                patched = tgt_blocks[layer].expand(k, -1, -1).clone()
+                for j, cell in enumerate(cells):
+                    patched[j, cell] = src_sites[layer][cell]
+                blocks[below].skip(patched)
+            else:
+                blocks[below].skip(tgt_blocks[below].expand(k, -1, -1))
+        if site != "resid":
+            value = _site_value(model, layer, site)
+            for j, cell in enumerate(cells):
+                if site == "heads":
+                    span = slice(cell * head_dim, (cell + 1) * head_dim)
+                    value[j, :, span] = src_sites[layer][:, span]
+                else:
+                    value[j, cell] = src_sites[layer][cell]
+        out = nnsight.save(metric(model.lm.output.logits[:, -1]))
+    return out.float().cpu().numpy()
+
+
+# --- attribution patching and RelP -------------------------------------------------
+
+def attribution_patching(model: Model, clean: str, corrupted: str, answer, site: str = "resid", *,
+                         relp: bool = False, denoise: bool = True, metric=None) -> PatchingResult:
+    """Linear estimate of every cell: (a_src - a_tgt) . dMetric/da at the target run.
+
+    With `relp=True` the gradient is taken through the LRP rules (module docstring).
+    """
+    check_site(site)
+    problem = prepare(model, clean, corrupted, answer)
+    metric = metric or logit_diff(problem)
+    rows, cols, col_label = _grid_axes(model, problem, site)
+    source_ids, target_ids = problem.source_target(denoise)
+    n = model.n_layers
+    with model.lock:
+        with torch.no_grad(), model.trace(source_ids.to(model.device)):
+            src = nnsight.save([_site_value(model, layer, site)[0] for layer in range(n)])
+            src_ld = nnsight.save(metric(model.lm.output.logits[:, -1])[0])
+        with _frozen_parameters(model), model.trace(target_ids.to(model.device)):
+            # parameters are frozen, so the graph starts at the embeddings
+            _get_path(model.lm, _embedding_path(model)).output.requires_grad_(True)
+            acts = []
+            for layer in range(n):
+                if relp:
+                    _apply_lrp_rules(model, layer, site, acts)
+                else:
+                    acts.append(_site_value(model, layer, site))
+            if relp:
+                _ln_rule(model.final_norm)
+            value = metric(model.lm.output.logits[:, -1])[0]
+            tgt = nnsight.save([a[0].detach() for a in acts])
+            tgt_ld = nnsight.save(value.detach())
+            with value.backward():
+                grads = nnsight.save([acts[layer].grad[0] for layer in reversed(range(n))])
+    grads = grads[::-1]
+    scores = torch.stack([_cell_scores(src[l] - tgt[l], grads[l], site, model) for l in range(n)])
+    src_ld, tgt_ld = float(src_ld), float(tgt_ld)
+    ld_clean, ld_corr = (src_ld, tgt_ld) if denoise else (tgt_ld, src_ld)
+    estimate = (tgt_ld + scores).float().cpu().numpy()
+    return PatchingResult(site, "relp" if relp else "attribution", rows, cols, col_label, estimate,
+                          ld_clean, ld_corr, denoise, done=np.ones(estimate.shape, bool))
+
+
+def _cell_scores(diff: torch.Tensor, grad: torch.Tensor, site: str, model: Model) -> torch.Tensor:
+    """Sum the first-order term over d_model per position ([T]), or per head over positions ([H])."""
+    product = (diff * grad).float()
+    if site == "heads":
+        return product.reshape(product.shape[0], model.n_heads, -1).sum(dim=(0, 2))
+    return product.sum(dim=-1)
+
+
+def _embedding_path(model: Model) -> str:
+    hf = model.hf
+    target = hf.get_input_embeddings()
+    return next(name for name, module in hf.named_modules() if module is target)
+
+
+class _frozen_parameters:
+    """Gradients flow to activations only: parameters are set not to require grad."""
+
+    def __init__(self, model: Model) -> None:
+        self.params = [p for p in model.hf.parameters() if p.requires_grad]
+
+    def __enter__(self):
+        for p in self.params:
+            p.requires_grad_(False)
+
+    def __exit__(self, *exc):
+        for p in self.params:
+            p.requires_grad_(True)
+
+
+def _ln_rule(norm) -> None:
+    """LN-rule: the norm's output with its per-token scale detached (same values)."""
+    module = norm._module
+    x = norm.input
+    eps = getattr(module, "variance_epsilon", None) or getattr(module, "eps", 1e-5)
+    if isinstance(module, torch.nn.LayerNorm):
+        centred = x - x.mean(dim=-1, keepdim=True)
+        scale = torch.rsqrt(centred.pow(2).mean(dim=-1, keepdim=True) + eps).detach()
+        out = centred * scale * module.weight + (module.bias if module.bias is not None else 0)
+    else:  # RMSNorm-style: w * x / rms(x)
+        scale = torch.rsqrt(x.float().pow(2).mean(dim=-1, keepdim=True) + eps).detach()
+        out = (x.float() * scale).to(x.dtype) * module.weight
+    norm.output = out
+
+
+def _identity_rule(act) -> None:
+    """Identity-rule: f(x) passes relevance as if linear, x * (f(x) / x).detach()."""
+    x = act.input
+    stabilized = x + IDENTITY_RULE_EPS * torch.where(x >= 0, 1.0, -1.0)
+    act.output = x * (act.output / stabilized).detach()
+
+
+def _apply_lrp_rules(model: Model, layer: int, site: str, acts: list) -> None:
+    """Rewrite block `layer` for the LRP backward pass, reading its site in execution order."""
+    block = model.blocks[layer]
+    first_norm, second_norm = (getattr(block, name) for name in model.adapter.norms)
+    _ln_rule(first_norm)
+    if site == "heads":
+        acts.append(_site_value(model, layer, site))
+    elif site == "attn":
+        acts.append(_site_value(model, layer, site))
+    _ln_rule(second_norm)
+    mlp = model.part(block, "mlp")
+    if model.adapter.gate:  # gated MLP: down(act(gate(x)) * up(x))
+        _identity_rule(model.part(block, "act"))
+        gate = model.part(block, "act").output
+        up = mlp.up_proj.output
+        mlp.down_proj.input = 0.5 * (gate * up.detach()) + 0.5 * (gate.detach() * up)
+    else:
+        _identity_rule(model.part(block, "act"))
+    if site == "mlp":
+        acts.append(_site_value(model, layer, site))
+    elif site == "resid":
+        acts.append(_site_value(model, layer, site))
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation over the cells both grids have (NaN when undefined)."""
+    mask = np.isfinite(a) & np.isfinite(b)
+    if mask.sum() < 2 or np.std(a[mask]) == 0 or np.std(b[mask]) == 0:
+        return float("nan")
+    return float(np.corrcoef(a[mask], b[mask])[0, 1])
+
+
+def run(model: Model, clean: str, corrupted: str, answer, site: str = "resid", method: str = "exact",
+        **kwargs) -> PatchingResult:
+    """Any method by name: 'exact', 'attribution' or 'relp'."""
+    if method not in METHODS:
+        raise InputError(f"Unknown method {method!r}. Choose one of: {', '.join(METHODS)}.")
+    if method == "exact":
+        return exact_patching(model, clean, corrupted, answer, site, **kwargs)
+    return attribution_patching(model, clean, corrupted, answer, site, relp=method == "relp", **kwargs)
+
+
+__all__ = ["METHODS", "SITES", "PatchingResult", "Problem", "attribution_patching", "exact_patching",
+           "iter_exact", "pearson", "prepare", "run"]
