@@ -7,7 +7,7 @@
 """
 from .errors import ActWidgetsError, InputError, ModelLoadError
 from .model import Model, load, wrap
-from .widgets import Heatmap, LogitLens
+from .widgets import Heatmap, LogitLens, PatchingGrid
 
 __version__ = "0.1.0"
-__all__ = ["ActWidgetsError", "Heatmap", "InputError", "LogitLens", "Model", "ModelLoadError", "load", "wrap"]
+__all__ = ["ActWidgetsError", "Heatmap", "InputError", "LogitLens", "Model", "ModelLoadError", "PatchingGrid", "load", "wrap"]

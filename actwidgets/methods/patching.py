@@ -104,17 +104,27 @@ def logit_diff(problem: Problem) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 # --- reading a site inside a trace -------------------------------------------
+# Trace bodies only touch envoys and tensors resolved beforehand: a remote trace
+# ships what its body names, and a Model (it holds a lock) cannot travel.
 
-def _site_value(model: Model, layer: int, site: str):
-    """The tensor patched at `site` of block `layer` ([B, T, d]; heads: [B, T, H*dh])."""
-    block = model.blocks[layer]
-    if site == "resid":
-        return residual(block.output)
-    if site == "attn":
-        return residual(model.part(block, "attn").output)
-    if site == "mlp":
-        return model.part(block, "mlp").output
-    return model.part(block, "attn_out").input
+def _site_refs(model: Model, site: str) -> list[tuple]:
+    """(envoy, "output" | "input") per layer: the tensor patched at `site`
+    ([B, T, d]; heads: the attention output projection's input, [B, T, H*dh])."""
+    refs = []
+    for block in model.blocks:
+        if site == "resid":
+            refs.append((block, "output"))
+        elif site == "heads":
+            refs.append((model.part(block, "attn_out"), "input"))
+        else:
+            refs.append((model.part(block, site), "output"))
+    return refs
+
+
+def _read(ref):
+    envoy, attr = ref
+    value = getattr(envoy, attr)
+    return residual(value) if attr == "output" else value
 
 
 def _grid_axes(model: Model, problem: Problem, site: str) -> tuple[list[str], list[str], str]:
@@ -127,14 +137,15 @@ def _grid_axes(model: Model, problem: Problem, site: str) -> tuple[list[str], li
 def _cache_runs(model: Model, problem: Problem, site: str, denoise: bool, metric):
     """One trace each over source and target: site activations, block outputs, metric."""
     cached = []
+    refs, block_list, lm = _site_refs(model, site), list(model.blocks), model.lm
     for ids in problem.source_target(denoise):
         with model.trace(ids.to(model.device)):
             sites, blocks = [], []
-            for layer in range(model.n_layers):  # in execution order: a site comes before its block's output
-                sites.append(_site_value(model, layer, site)[0])
-                blocks.append(residual(model.blocks[layer].output)[0])
+            for ref, block in zip(refs, block_list):  # execution order: a site comes before its block's output
+                sites.append(_read(ref)[0])
+                blocks.append(residual(block.output)[0])
             sites, blocks = nnsight.save(sites), nnsight.save(blocks)
-            value = nnsight.save(metric(model.lm.output.logits[:, -1]))
+            value = nnsight.save(metric(lm.output.logits[:, -1]))
         cached.append((sites, blocks, float(value[0])))
     return cached
 
@@ -183,27 +194,27 @@ def _chunks(indices, size: int) -> list[list[int]]:
 def _patched_batch(model, target_ids, layer, cells, site, src_sites, tgt_sites, tgt_blocks, metric) -> np.ndarray:
     """The metric for a batch of cells at one layer, each patching one position (or head)."""
     k = len(cells)
-    blocks = model.blocks
-    head_dim = model.d_model // model.n_heads if site == "heads" else None
+    blocks, lm, ref = list(model.blocks), model.lm, _site_refs(model, site)[layer]
+    head_dim = model.d_model // model.n_heads
+    skipped = blocks[:layer + 1] if site == "resid" else blocks[:layer]
     with model.trace(target_ids.expand(k, -1), logits_to_keep=1):
-        skip_below = layer + 1 if site == "resid" else layer
-        for below in range(skip_below):  # these blocks would recompute the cached target run
+        for below, block in enumerate(skipped):  # these blocks would recompute the cached target run
             if below == layer:  # resid: block `layer` itself is replaced by the patched output
                 patched = tgt_blocks[layer].expand(k, -1, -1).clone()
                 for j, cell in enumerate(cells):
                     patched[j, cell] = src_sites[layer][cell]
-                blocks[below].skip(patched)
+                block.skip(patched)
             else:
-                blocks[below].skip(tgt_blocks[below].expand(k, -1, -1))
+                block.skip(tgt_blocks[below].expand(k, -1, -1))
         if site != "resid":
-            value = _site_value(model, layer, site)
+            value = _read(ref)
             for j, cell in enumerate(cells):
                 if site == "heads":
                     span = slice(cell * head_dim, (cell + 1) * head_dim)
                     value[j, :, span] = src_sites[layer][:, span]
                 else:
                     value[j, cell] = src_sites[layer][cell]
-        out = nnsight.save(metric(model.lm.output.logits[:, -1]))
+        out = nnsight.save(metric(lm.output.logits[:, -1]))
     return out.float().cpu().numpy()
 
 
@@ -220,29 +231,31 @@ def attribution_patching(model: Model, clean: str, corrupted: str, answer, site:
     metric = metric or logit_diff(problem)
     rows, cols, col_label = _grid_axes(model, problem, site)
     source_ids, target_ids = problem.source_target(denoise)
-    n = model.n_layers
+    refs, lm = _site_refs(model, site), model.lm
+    rules = [_lrp_parts(model, layer) for layer in range(model.n_layers)] if relp else None
+    final_norm = _norm_parts(model.final_norm) if relp else None
+    embedding = _get_path(model.lm, _embedding_path(model))
     with model.lock:
         with torch.no_grad(), model.trace(source_ids.to(model.device)):
-            src = nnsight.save([_site_value(model, layer, site)[0] for layer in range(n)])
-            src_ld = nnsight.save(metric(model.lm.output.logits[:, -1])[0])
+            src = nnsight.save([_read(ref)[0] for ref in refs])
+            src_ld = nnsight.save(metric(lm.output.logits[:, -1])[0])
         with _frozen_parameters(model), model.trace(target_ids.to(model.device)):
-            # parameters are frozen, so the graph starts at the embeddings
-            _get_path(model.lm, _embedding_path(model)).output.requires_grad_(True)
+            embedding.output.requires_grad_(True)  # parameters are frozen: the graph starts here
             acts = []
-            for layer in range(n):
+            for layer, ref in enumerate(refs):
                 if relp:
-                    _apply_lrp_rules(model, layer, site, acts)
+                    _apply_lrp_rules(rules[layer], site, ref, acts)
                 else:
-                    acts.append(_site_value(model, layer, site))
+                    acts.append(_read(ref))
             if relp:
-                _ln_rule(model.final_norm)
-            value = metric(model.lm.output.logits[:, -1])[0]
+                _ln_rule(final_norm)
+            value = metric(lm.output.logits[:, -1])[0]
             tgt = nnsight.save([a[0].detach() for a in acts])
             tgt_ld = nnsight.save(value.detach())
             with value.backward():
-                grads = nnsight.save([acts[layer].grad[0] for layer in reversed(range(n))])
+                grads = nnsight.save([act.grad[0] for act in reversed(acts)])
     grads = grads[::-1]
-    scores = torch.stack([_cell_scores(src[l] - tgt[l], grads[l], site, model) for l in range(n)])
+    scores = torch.stack([_cell_scores(s - t, g, site, model.n_heads) for s, t, g in zip(src, tgt, grads)])
     src_ld, tgt_ld = float(src_ld), float(tgt_ld)
     ld_clean, ld_corr = (src_ld, tgt_ld) if denoise else (tgt_ld, src_ld)
     estimate = (tgt_ld + scores).float().cpu().numpy()
@@ -250,11 +263,11 @@ def attribution_patching(model: Model, clean: str, corrupted: str, answer, site:
                           ld_clean, ld_corr, denoise, done=np.ones(estimate.shape, bool))
 
 
-def _cell_scores(diff: torch.Tensor, grad: torch.Tensor, site: str, model: Model) -> torch.Tensor:
+def _cell_scores(diff: torch.Tensor, grad: torch.Tensor, site: str, n_heads: int) -> torch.Tensor:
     """Sum the first-order term over d_model per position ([T]), or per head over positions ([H])."""
     product = (diff * grad).float()
     if site == "heads":
-        return product.reshape(product.shape[0], model.n_heads, -1).sum(dim=(0, 2))
+        return product.reshape(product.shape[0], n_heads, -1).sum(dim=(0, 2))
     return product.sum(dim=-1)
 
 
@@ -279,19 +292,38 @@ class _frozen_parameters:
             p.requires_grad_(True)
 
 
-def _ln_rule(norm) -> None:
-    """LN-rule: the norm's output with its per-token scale detached (same values)."""
+def _norm_parts(norm) -> tuple:
+    """(envoy, weight, bias, eps, is_layernorm): plain tensors, so a trace body can use them."""
     module = norm._module
-    x = norm.input
     eps = getattr(module, "variance_epsilon", None) or getattr(module, "eps", 1e-5)
-    if isinstance(module, torch.nn.LayerNorm):
+    bias = getattr(module, "bias", None)
+    return norm, module.weight.detach(), None if bias is None else bias.detach(), eps, isinstance(
+        module, torch.nn.LayerNorm)
+
+
+def _lrp_parts(model: Model, layer: int) -> dict:
+    block = model.blocks[layer]
+    mlp = model.part(block, "mlp")
+    return {
+        "norms": [_norm_parts(getattr(block, name)) for name in model.adapter.norms],
+        "act": model.part(block, "act"),
+        "up": mlp.up_proj if model.adapter.gate else None,
+        "down": mlp.down_proj if model.adapter.gate else None,
+    }
+
+
+def _ln_rule(parts) -> None:
+    """LN-rule: the norm's output with its per-token scale detached (same values)."""
+    norm, weight, bias, eps, is_layernorm = parts
+    x = norm.input
+    if is_layernorm:
         centred = x - x.mean(dim=-1, keepdim=True)
         scale = torch.rsqrt(centred.pow(2).mean(dim=-1, keepdim=True) + eps).detach()
-        out = centred * scale * module.weight + (module.bias if module.bias is not None else 0)
+        out = centred * scale * weight
+        norm.output = out + bias if bias is not None else out
     else:  # RMSNorm-style: w * x / rms(x)
         scale = torch.rsqrt(x.float().pow(2).mean(dim=-1, keepdim=True) + eps).detach()
-        out = (x.float() * scale).to(x.dtype) * module.weight
-    norm.output = out
+        norm.output = (x.float() * scale).to(x.dtype) * weight
 
 
 def _identity_rule(act) -> None:
@@ -301,28 +333,19 @@ def _identity_rule(act) -> None:
     act.output = x * (act.output / stabilized).detach()
 
 
-def _apply_lrp_rules(model: Model, layer: int, site: str, acts: list) -> None:
-    """Rewrite block `layer` for the LRP backward pass, reading its site in execution order."""
-    block = model.blocks[layer]
-    first_norm, second_norm = (getattr(block, name) for name in model.adapter.norms)
+def _apply_lrp_rules(parts: dict, site: str, ref, acts: list) -> None:
+    """Rewrite one block for the LRP backward pass, reading its site in execution order."""
+    first_norm, second_norm = parts["norms"]
     _ln_rule(first_norm)
-    if site == "heads":
-        acts.append(_site_value(model, layer, site))
-    elif site == "attn":
-        acts.append(_site_value(model, layer, site))
+    if site in ("attn", "heads"):
+        acts.append(_read(ref))
     _ln_rule(second_norm)
-    mlp = model.part(block, "mlp")
-    if model.adapter.gate:  # gated MLP: down(act(gate(x)) * up(x))
-        _identity_rule(model.part(block, "act"))
-        gate = model.part(block, "act").output
-        up = mlp.up_proj.output
-        mlp.down_proj.input = 0.5 * (gate * up.detach()) + 0.5 * (gate.detach() * up)
-    else:
-        _identity_rule(model.part(block, "act"))
-    if site == "mlp":
-        acts.append(_site_value(model, layer, site))
-    elif site == "resid":
-        acts.append(_site_value(model, layer, site))
+    _identity_rule(parts["act"])
+    if parts["up"] is not None:  # gated MLP, down(act(gate(x)) * up(x)): the Half-rule
+        gate, up = parts["act"].output, parts["up"].output
+        parts["down"].input = 0.5 * (gate * up.detach()) + 0.5 * (gate.detach() * up)
+    if site in ("mlp", "resid"):
+        acts.append(_read(ref))
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

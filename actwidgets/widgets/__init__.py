@@ -1,5 +1,6 @@
 """Thin widgets: traits and wiring to methods/, nothing numeric."""
 from .heatmap import Heatmap
 from .lens import LogitLens
+from .patching import PatchingGrid
 
-__all__ = ["Heatmap", "LogitLens"]
+__all__ = ["Heatmap", "LogitLens", "PatchingGrid"]

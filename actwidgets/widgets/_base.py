@@ -83,6 +83,12 @@ class Runner:
             self.runs += 1
             pending()
 
+    def cancel(self) -> None:
+        """Supersede the running job and drop a queued one, queuing nothing new."""
+        with self._lock:
+            self._generation += 1
+            self._pending = None
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until no job is running or queued (tests and scripts)."""
         return self._idle.wait(timeout)
@@ -91,7 +97,7 @@ class Runner:
 class JobWidget(anywidget.AnyWidget):
     """An anywidget whose model work runs on a Runner and reports status."""
 
-    status = t.Unicode("idle").tag(sync=True)
+    status = t.Unicode("idle").tag(sync=True)  # idle | running | done | error | cancelled
     progress = t.Float(0.0).tag(sync=True)
     error = t.Unicode("").tag(sync=True)
 
@@ -111,6 +117,12 @@ class JobWidget(anywidget.AnyWidget):
         if not self._runner.wait(timeout):
             raise TimeoutError(f"{type(self).__name__} still running after {timeout} s")
         return self
+
+    def cancel(self) -> None:
+        """Stop the running job at its next check; the last complete figure stays."""
+        self._runner.cancel()
+        if self.status == "running":
+            self.status = "cancelled"
 
     def check(self) -> None:
         """Raise Cancelled when a newer request has superseded this job."""

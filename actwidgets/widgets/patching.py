@@ -1,0 +1,145 @@
+"""aw.PatchingGrid: activation patching that re-runs on change and fills in as it goes."""
+from __future__ import annotations
+
+import numpy as np
+import traitlets as t
+
+from ..errors import InputError
+from ..methods.patching import METHODS, SITES, PatchingResult, attribution_patching, iter_exact, pearson, prepare
+from ._base import bundle, f32_bytes
+from ._grid import GridWidget
+
+
+class PatchingGrid(GridWidget):
+    """Patch activations from the clean run into the corrupted one, cell by cell.
+
+    Rows are layers; columns are token positions (or heads for `site="heads"`). Cells
+    show the normalized logit difference (0: no effect, 1: clean answer restored) or the
+    raw one. `method="attribution"` or `"relp"` draws the fast approximation first, then
+    the exact grid beside it with their correlation. Editing a prompt, the answer pair,
+    the site or the method re-runs; the cancel button stops within one batch.
+    """
+
+    _esm = bundle("patching")
+    clean = t.Unicode("").tag(sync=True)
+    corrupted = t.Unicode("").tag(sync=True)
+    answer = t.List(t.Unicode(), default_value=["", ""]).tag(sync=True)
+    site = t.Unicode("resid").tag(sync=True)
+    site_options = t.List(t.Unicode(), default_value=list(SITES)).tag(sync=True)
+    method = t.Unicode("exact").tag(sync=True)
+    method_options = t.List(t.Unicode(), default_value=list(METHODS)).tag(sync=True)
+    normalized = t.Bool(True).tag(sync=True)
+    ld_clean = t.Float(float("nan"), allow_none=True).tag(sync=True)
+    ld_corrupted = t.Float(float("nan"), allow_none=True).tag(sync=True)
+    reference_values = t.Bytes(b"").tag(sync=True)
+    correlation = t.Float(float("nan"), allow_none=True).tag(sync=True)
+    col_label = t.Unicode("token").tag(sync=True)
+    denoise = t.Bool(True)
+    chunk_size = t.Int(64)
+
+    def __init__(self, model, clean: str = "", corrupted: str = "", answer=("", ""), *, site: str = "resid",
+                 method: str = "exact", normalized: bool = True, denoise: bool = True, chunk_size: int = 64,
+                 **kwargs):
+        super().__init__(model, clean=clean, corrupted=corrupted, answer=list(answer), site=site, method=method,
+                         normalized=normalized, denoise=denoise, chunk_size=chunk_size, **kwargs)
+        self._results: dict[tuple, PatchingResult] = {}
+        self._linked = []
+        self.on_msg(self._on_front_end_message)
+        self.observe(self.schedule, ["clean", "corrupted", "answer", "site", "method", "normalized", "denoise"])
+        self.observe(self._update_linked, "selected")
+        self.schedule()
+
+    # --- results -------------------------------------------------------------
+    @property
+    def result(self) -> PatchingResult | None:
+        """The shown method's result for the current inputs (waits for a run in progress)."""
+        self.wait(timeout=None)
+        return self._results.get(self._key(self.method))
+
+    @property
+    def exact(self) -> PatchingResult | None:
+        self.wait(timeout=None)
+        return self._results.get(self._key("exact"))
+
+    def _key(self, method: str) -> tuple:
+        return (self.clean, self.corrupted, tuple(self.answer), self.site, self.denoise, method)
+
+    # --- the job ---------------------------------------------------------------
+    def compute(self):
+        if self.method not in METHODS:
+            raise InputError(f"Unknown method {self.method!r}. Choose one of: {', '.join(METHODS)}.")
+        problem = prepare(self.model, self.clean, self.corrupted, self.answer)
+        if self.site not in SITES:
+            raise InputError(f"Unknown site {self.site!r}. Choose one of: {', '.join(SITES)}.")
+        if self.method != "exact":
+            approx = self._results.get(self._key(self.method))
+            if approx is None:
+                approx = attribution_patching(self.model, self.clean, self.corrupted, self.answer, self.site,
+                                              relp=self.method == "relp", denoise=self.denoise)
+                self._results[self._key(self.method)] = approx
+            self.check()
+            with self.hold_sync():
+                self._show(approx, None)
+        exact = self._results.get(self._key("exact"))
+        if exact is None:
+            for partial, fraction in iter_exact(self.model, problem, self.site, denoise=self.denoise,
+                                                chunk_size=self.chunk_size, should_stop=lambda: not self._current()):
+                self.check()
+                with self.hold_sync():
+                    if self.method == "exact":
+                        self._show(partial, None)
+                    else:
+                        self._show(self._results[self._key(self.method)], partial)
+                    self.progress = fraction
+            exact = partial
+            self._results[self._key("exact")] = exact
+        return exact
+
+    def apply(self, exact: PatchingResult) -> None:
+        if self.method == "exact":
+            self._show(exact, None)
+        else:
+            self._show(self._results[self._key(self.method)], exact)
+
+    def _show(self, shown: PatchingResult, reference: PatchingResult | None) -> None:
+        def cells(result: PatchingResult) -> np.ndarray:
+            values = result.normalized if self.normalized else result.patched_ld
+            return np.where(result.done, values, np.nan)
+
+        values = cells(shown)
+        label = "normalized score" if self.normalized else "logit difference after patching"
+        bound = _symmetric_bound(values, reference and cells(reference), self.normalized)
+        self.set_grid(shown.cols, shown.rows, values, label=label, colormap="rdbu", vmin=-bound, vmax=bound)
+        self.col_label = shown.col_label
+        self.ld_clean, self.ld_corrupted = shown.ld_clean, shown.ld_corrupted
+        self.reference_values = f32_bytes(cells(reference)) if reference is not None else b""
+        self.correlation = pearson(shown.patched_ld, reference.patched_ld) if reference is not None and reference.done.all() else float("nan")
+
+    # --- front-end messages and linked views -----------------------------------
+    def _on_front_end_message(self, _widget, content, _buffers) -> None:
+        if isinstance(content, dict) and content.get("type") == "cancel":
+            self.cancel()
+
+    def link(self, view) -> "PatchingGrid":
+        """Clicking a cell points `view` (a Heatmap or LogitLens) at the clean prompt and that cell."""
+        self._linked.append(view)
+        return self
+
+    def _update_linked(self, _change=None) -> None:
+        cell = self.selection
+        if not cell or self.col_label != "token":
+            return
+        layer = cell["row"]
+        for view in self._linked:
+            shown = view.layers  # None: the embedding row, then every layer
+            rows = list(range(-1, self.model.n_layers)) if shown is None else list(self.model.check_layers(shown))
+            if layer in rows:
+                view.prompt = self.clean
+                view.selected = {"row": rows.index(layer), "col": cell["col"]}
+
+
+def _symmetric_bound(values: np.ndarray, reference: np.ndarray | None, normalized: bool) -> float:
+    """A colour scale centred on 0 that covers both grids (at least [-1, 1] when normalized)."""
+    finite = [v[np.isfinite(v)] for v in (values, reference) if v is not None]
+    largest = max((float(np.abs(v).max()) for v in finite if v.size), default=1.0)
+    return max(largest, 1.0) if normalized else max(largest, 1e-6)

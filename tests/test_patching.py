@@ -1,0 +1,176 @@
+"""Patching: the batched, layer-skipping grid equals a naive one-forward-per-cell loop
+written in plain torch hooks; approximations correlate with it; bad input is explained."""
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import actwidgets as aw
+from actwidgets.errors import Cancelled
+from actwidgets.methods import patching as P
+
+CLEAN = "When Mary and John went to the store, John gave a drink to"
+CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
+ANSWER = (" Mary", " John")
+
+
+def site_module(model, layer, site):
+    block = model.blocks[layer]._module
+    return {"resid": block, "attn": model.part(model.blocks[layer], "attn")._module,
+            "mlp": model.part(model.blocks[layer], "mlp")._module,
+            "heads": model.part(model.blocks[layer], "attn_out")._module}[site]
+
+
+def first(x):
+    return x[0] if isinstance(x, tuple) else x
+
+
+def naive_cell(model, problem, layer, col, site):
+    """LD of the corrupted run with one cell patched from the clean run (plain torch)."""
+    module = site_module(model, layer, site)
+    grab = {}
+    head = model.d_model // model.n_heads
+    span = slice(col * head, (col + 1) * head)
+    def keep_in(m, args):
+        grab["v"] = args[0].clone()
+
+    def keep_out(m, i, o):
+        grab["v"] = first(o).clone()
+
+    h = module.register_forward_pre_hook(keep_in) if site == "heads" else module.register_forward_hook(keep_out)
+    with torch.no_grad():
+        model.hf(problem.clean_ids)
+    h.remove()
+
+    def patch_out(m, i, o):
+        first(o)[:, col] = grab["v"][:, col]
+        return o
+
+    def patch_in(m, args):
+        args[0][:, :, span] = grab["v"][:, :, span]
+
+    h = module.register_forward_pre_hook(patch_in) if site == "heads" else module.register_forward_hook(patch_out)
+    with torch.no_grad():
+        logits = model.hf(problem.corrupted_ids).logits[0, -1]
+    h.remove()
+    return float(logits[problem.correct_id] - logits[problem.wrong_id])
+
+
+@pytest.mark.parametrize("site", P.SITES)
+def test_exact_grid_equals_naive_loop_on_tiny_models(tiny_model, site):
+    result = P.exact_patching(tiny_model, CLEAN, CORRUPTED, ANSWER, site, chunk_size=5)
+    problem = P.prepare(tiny_model, CLEAN, CORRUPTED, ANSWER)
+    naive = np.array([[naive_cell(tiny_model, problem, l, c, site) for c in range(len(result.cols))]
+                      for l in range(tiny_model.n_layers)])
+    np.testing.assert_allclose(result.patched_ld, naive, atol=1e-4)
+    assert result.done.all()
+
+
+@pytest.mark.parametrize("site", P.SITES)
+def test_exact_grid_equals_naive_cells_on_the_default_model(default_model, site):
+    result = P.exact_patching(default_model, CLEAN, CORRUPTED, ANSWER, site)
+    problem = P.prepare(default_model, CLEAN, CORRUPTED, ANSWER)
+    rng = np.random.default_rng(0)
+    cells = [(0, 9 % len(result.cols)), (29, len(result.cols) - 1)] + [
+        (int(rng.integers(30)), int(rng.integers(len(result.cols)))) for _ in range(4)]
+    for layer, col in cells:
+        assert result.patched_ld[layer, col] == pytest.approx(naive_cell(default_model, problem, layer, col, site), abs=1e-4)
+
+
+def test_normalized_score_sanity_on_ioi(default_model):
+    result = P.exact_patching(default_model, CLEAN, CORRUPTED, ANSWER, "resid")
+    assert result.ld_clean == pytest.approx(6.12, abs=0.05) and result.ld_corrupted == pytest.approx(-5.49, abs=0.05)
+    norm = result.normalized
+    assert norm[-1, -1] == pytest.approx(1.0, abs=1e-4)  # last layer, last position: the clean logits
+    assert norm[0, 9] == pytest.approx(1.0, abs=0.05)  # first layer, the position that differs
+    assert np.abs(norm[0, :9]).max() < 1e-4  # identical tokens before it: nothing to restore
+    # the name information moves from S2 (position 9) to the last position by the late layers
+    assert norm[24:, -1].min() > 0.8 and norm[24:, 9].max() < 0.2
+
+
+def test_approximations_correlate_with_exact(default_model):
+    exact = P.exact_patching(default_model, CLEAN, CORRUPTED, ANSWER, "resid")
+    report = {}
+    for method in ("attribution", "relp"):
+        approx = P.run(default_model, CLEAN, CORRUPTED, ANSWER, "resid", method)
+        assert approx.patched_ld.shape == exact.patched_ld.shape == (30, 14)
+        report[method] = P.pearson(approx.patched_ld, exact.patched_ld)
+        assert report[method] > 0.5, report
+    exact_mlp = P.exact_patching(default_model, CLEAN, CORRUPTED, ANSWER, "mlp")
+    for method in ("attribution", "relp"):
+        report[f"{method}_mlp"] = P.pearson(P.run(default_model, CLEAN, CORRUPTED, ANSWER, "mlp", method).patched_ld,
+                                            exact_mlp.patched_ld)
+    print("\ncorrelation with exact patching (IOI, default model):", {k: round(v, 3) for k, v in report.items()})
+    assert report["relp_mlp"] > report["attribution_mlp"] > 0
+
+
+def test_noising_starts_from_the_clean_run(tiny_llama):
+    result = P.exact_patching(tiny_llama, CLEAN, CORRUPTED, ANSWER, "resid", denoise=False)
+    assert result.normalized[-1, -1] == pytest.approx(0.0, abs=1e-4)  # corrupted logits in the clean run
+
+
+@pytest.mark.parametrize("corrupted, answer, message", [
+    ("When Mary and John went to the store, Mary gave a drink", ANSWER, "same number of tokens.*clean has 14"),
+    (CORRUPTED, (" Mary", " Johnathan"), "2 tokens"),
+    (CORRUPTED, (" Mary",), "must be a pair"),
+    (CORRUPTED, (" Mary", " Mary"), "same token"),
+])
+def test_bad_input(default_model, corrupted, answer, message):
+    with pytest.raises(aw.InputError, match=message):
+        P.prepare(default_model, CLEAN, corrupted, answer)
+
+
+def test_cancel_stops_within_one_chunk(default_model):
+    problem = P.prepare(default_model, CLEAN, CORRUPTED, ANSWER)
+    seen = []
+    with pytest.raises(Cancelled):
+        for _, fraction in P.iter_exact(default_model, problem, "resid", chunk_size=14, should_stop=lambda: len(seen) >= 2):
+            seen.append(fraction)
+    assert len(seen) == 2
+
+
+def test_remote_local_runs_exact_and_attribution(default_model):
+    remote = aw.Model(default_model.lm, default_model.tokenizer, default_model.adapter, "remote-local", remote="local")
+    problem = P.prepare(remote, CLEAN, CORRUPTED, ANSWER)
+    here = P.prepare(default_model, CLEAN, CORRUPTED, ANSWER)
+    partial_remote = next(P.iter_exact(remote, problem, "resid"))[0]
+    partial_here = next(P.iter_exact(default_model, here, "resid"))[0]
+    np.testing.assert_allclose(partial_remote.patched_ld[0], partial_here.patched_ld[0], atol=1e-5)
+    attr_remote = P.attribution_patching(remote, CLEAN, CORRUPTED, ANSWER, "resid")
+    attr_here = P.attribution_patching(default_model, CLEAN, CORRUPTED, ANSWER, "resid")
+    np.testing.assert_allclose(attr_remote.patched_ld, attr_here.patched_ld, atol=1e-4)
+
+
+def test_patching_grid_widget(default_model):
+    grid = aw.PatchingGrid(default_model, CLEAN, CORRUPTED, ANSWER, chunk_size=14)
+    frames = []
+    grid.observe(lambda c: frames.append(np.frombuffer(c["new"], "<f4").copy()), "values")
+    grid.wait(300)
+    assert grid.status == "done" and grid.shape == [30, 14] and grid.colormap == "rdbu"
+    assert np.isnan(frames[0]).sum() > 0 and not np.isnan(frames[-1]).any(), "cells must fill in progressively"
+    assert grid.ld_clean == pytest.approx(6.12, abs=0.05)
+    grid.method = "attribution"
+    grid.wait(300)
+    assert len(grid.reference_values) == 30 * 14 * 4 and 0.5 < grid.correlation <= 1
+    grid.corrupted = "When Mary and John went to the store, Mary gave a drink"
+    grid.wait()
+    assert grid.status == "error" and "clean has 14" in grid.error
+    grid.corrupted = CORRUPTED
+    grid.wait(300)
+    assert grid.status == "done"
+
+
+def test_patching_grid_cancel_and_link(default_model):
+    grid = aw.PatchingGrid(default_model, CLEAN, CORRUPTED, ANSWER, site="mlp", chunk_size=7)
+    started = threading.Event()
+    grid.observe(lambda c: started.set() if c["new"] > 0 else None, "progress")
+    assert started.wait(120)
+    grid._on_front_end_message(grid, {"type": "cancel"}, [])
+    grid.wait(120)
+    assert grid.status == "cancelled" and np.isnan(np.frombuffer(grid.values, "<f4")).any()
+    lens = aw.LogitLens(default_model, "placeholder")
+    grid.link(lens)
+    grid.selected = {"row": 4, "col": 9}
+    lens.wait()
+    assert lens.prompt == CLEAN and lens.selection["layer"] == "4" and lens.selection["token"] == " John"
