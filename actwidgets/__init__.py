@@ -7,7 +7,9 @@
 """
 from .errors import ActWidgetsError, InputError, ModelLoadError
 from .model import Model, load, wrap
-from .widgets import Heatmap, LogitLens, PatchingGrid
+from .methods import activations, lens, patching, steering
+from .widgets import Heatmap, LogitLens, PatchingGrid, Steering
 
 __version__ = "0.1.0"
-__all__ = ["ActWidgetsError", "Heatmap", "InputError", "LogitLens", "Model", "ModelLoadError", "PatchingGrid", "load", "wrap"]
+__all__ = ["ActWidgetsError", "Heatmap", "InputError", "LogitLens", "Model", "ModelLoadError", "PatchingGrid", "Steering",
+           "activations", "lens", "load", "patching", "steering", "wrap"]

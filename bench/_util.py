@@ -31,5 +31,5 @@ def paired_medians(first, second, repeat: int = 7) -> tuple[float, float]:
 
 
 def report(figures: dict) -> None:
-    """Print the figures, one JSON object on the last line."""
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}))
+    """Print the figures (4 significant digits), one JSON object on the last line."""
+    print(json.dumps({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in figures.items()}))

@@ -2,5 +2,6 @@
 from .heatmap import Heatmap
 from .lens import LogitLens
 from .patching import PatchingGrid
+from .steering import Steering
 
-__all__ = ["Heatmap", "LogitLens", "PatchingGrid"]
+__all__ = ["Heatmap", "LogitLens", "PatchingGrid", "Steering"]

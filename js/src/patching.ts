@@ -2,6 +2,7 @@
 // (layer, token) or (layer, head) carries. Python sweeps the grid in chunks, so cells
 // arrive over time (NaN = not computed yet, drawn as an empty hatch); an approximate
 // method can be drawn beside the exact grid it approximates, on the same colour scale.
+import { createCancelButton } from "./lib/cancel";
 import { Colorbar } from "./lib/colorbar";
 import { asNumber, formatNumber, formatSigned } from "./lib/format";
 import { Grid, type GridData } from "./lib/grid";
@@ -79,10 +80,7 @@ function render({ model, el }: RenderProps<PatchingModel>): () => void {
   const normalized = createElement("input", "aw-normalized");
   normalized.type = "checkbox";
   normalized.title = "Colour by the normalized score instead of the raw logit difference";
-  const cancel = createElement("button", "aw-cancel");
-  cancel.type = "button";
-  cancel.textContent = "cancel";
-  cancel.title = "Stop the sweep after the current chunk";
+  const cancel = createCancelButton(model, d, "Stop the sweep after the current chunk");
   shell.controls.append(labelled("site", site), labelled("method", method), labelled("normalized", normalized), cancel);
   bindSelect(model, d, site, "site", () => [...(model.get("site_options") ?? [])], "site_options");
   bindSelect(model, d, method, "method", () => [...(model.get("method_options") ?? [])], "method_options");
@@ -98,16 +96,6 @@ function render({ model, el }: RenderProps<PatchingModel>): () => void {
   };
   d.onModel(model, "change:normalized", syncNormalized);
   syncNormalized();
-
-  d.listen(cancel, "click", () => {
-    // Re-checked here: a click can land just after the run finished.
-    if (model.get("status") === "running") model.send({ type: "cancel" });
-  });
-  const syncCancel = () => {
-    cancel.disabled = model.get("status") !== "running";
-  };
-  d.onModel(model, "change:status", syncCancel);
-  syncCancel();
 
   // --- summary line
   const summary = createElement("div", "aw-summary");

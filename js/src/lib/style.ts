@@ -90,6 +90,50 @@ const CSS = `
 .aw-tooltip .aw-tip-head { font-family: var(--aw-mono); font-weight: 600; }
 .aw-colorbar-wrap { display: flex; align-items: center; gap: 6px; font-size: 11px; color: var(--aw-fg-dim); }
 .aw-colorbar { border: 1px solid var(--aw-border); height: 10px; width: 160px; }
+/* Steering: slider with budget markers, the two continuations, per-token KL, EAST curves. */
+.aw-root {
+  --aw-warn: var(--jp-warn-color0, var(--jp-error-color1, #e65100));
+  --aw-diff-bg: var(--jp-warn-color3, rgba(255,167,38,0.3));
+}
+.aw-strength-group { display: inline-flex; align-items: center; gap: 6px; }
+.aw-strength-track { position: relative; display: inline-block; width: 220px; }
+.aw-strength { display: block; width: 100%; margin: 0; }
+/* --aw-at is 0..1 along the range; the thumb's centre travels 16 px less than the width. */
+.aw-gamma-marker, .aw-calibrated-marker {
+  position: absolute; top: -3px; bottom: -3px; width: 2px; margin-left: -1px;
+  left: calc(8px + var(--aw-at, 0) * (100% - 16px));
+}
+.aw-gamma-marker { background: var(--aw-warn); }
+.aw-calibrated-marker { background: var(--aw-accent); }
+.aw-strength-value { font-family: var(--aw-mono); min-width: 4.5em; text-align: right; }
+.aw-budget {
+  width: 6em; font: inherit; font-family: var(--aw-mono); color: var(--aw-fg); background: var(--aw-bg);
+  border: 1px solid var(--aw-border); border-radius: 3px; padding: 2px 4px;
+}
+.aw-budget:focus { outline: 2px solid var(--aw-accent); outline-offset: -1px; }
+.aw-budget.aw-invalid, .aw-budget.aw-invalid:focus { outline: 2px solid var(--aw-error-fg); outline-offset: -1px; }
+.aw-kl { font-family: var(--aw-mono); font-size: 12px; }
+.aw-kl.aw-over-budget { color: var(--aw-warn); font-weight: 600; }
+.aw-tok-text {
+  white-space: pre-wrap; overflow-wrap: anywhere; font-family: var(--aw-mono); font-size: 12px;
+  line-height: 1.5; padding: 4px 6px; min-height: 2.5em; max-height: 24em; overflow-y: auto;
+  border: 1px solid var(--aw-border); border-radius: 3px; background: var(--aw-bg);
+}
+.aw-tok.aw-diff { background: var(--aw-diff-bg); border-radius: 2px; }
+.aw-tok.aw-hl { outline: 1px solid var(--aw-accent); }
+.aw-kl-strip {
+  display: flex; align-items: flex-end; gap: 1px; height: 28px; overflow-x: auto;
+  border-bottom: 1px solid var(--aw-border);
+}
+.aw-kl-bar { flex: 0 0 4px; min-height: 1px; background: var(--aw-warn); }
+.aw-kl-bar.aw-missing { min-height: 0; }
+.aw-kl-bar:hover { background: var(--aw-accent); }
+.aw-curves { display: flex; flex-wrap: wrap; gap: 12px; }
+.aw-curve { display: flex; flex-direction: column; gap: 2px; }
+.aw-curve svg { overflow: visible; }
+.aw-curve .aw-axis { stroke: var(--aw-border); stroke-width: 1; }
+.aw-curve .aw-curve-line { stroke: var(--aw-accent); stroke-width: 1.5; }
+.aw-curve text { fill: var(--aw-fg-dim); font-size: 10px; }
 `;
 
 /** Add the stylesheet to `root` once (re-rendering the same root does not stack copies). */

@@ -100,3 +100,27 @@ export interface PatchingModel extends GridTraits {
   correlation: number; // Pearson r against exact, NaN when none
   col_label: "token" | "head" | string;
 }
+
+export type SteeringMode = "add" | "entropy";
+
+/** Steering: a continuation with and without a steering vector, and what it cost in KL. */
+export interface SteeringModel extends BaseModel {
+  strength: number; // signed; the slider's value
+  strength_min: number;
+  strength_max: number;
+  strength_step: number;
+  gamma_max: number; // closed-form bound's strength for the budget, NaN (or null) when none
+  calibrated: number; // strength whose measured KL meets the budget, NaN (or null) when none
+  kl_budget: number;
+  unsteered_tokens: string[]; // grow while generating
+  steered_tokens: string[];
+  kl_per_token: Bytes; // f32 per unsteered token, nats, or empty
+  entropy_unsteered: Bytes; // f32, same positions, or empty
+  entropy_steered: Bytes;
+  measured_kl: number; // mean of kl_per_token, NaN when none
+  mode: SteeringMode | string;
+  curve_beta: Bytes; // EAST: f32 x and y of "action entropy vs beta", or empty
+  curve_entropy_beta: Bytes;
+  curve_temperature: Bytes; // f32 x and y of "action entropy vs temperature", or empty
+  curve_entropy_temperature: Bytes;
+}

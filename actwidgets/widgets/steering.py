@@ -1,0 +1,164 @@
+"""aw.Steering: a strength slider bounded by a KL budget, with the KL measured and shown.
+
+Each run: (once per prompt, vector and budget) the closed-form bound gamma_max and the
+calibrated strength whose measured KL meets the budget; (once per prompt) the
+unsteered continuation; then the steered continuation, streamed token by token, and
+the KL between the two next-token distributions, teacher-forced on the unsteered text.
+"""
+from __future__ import annotations
+
+import numpy as np
+import traitlets as t
+
+from ..errors import InputError
+from ..methods import steering as S
+from ..methods.steering_examples import CALIBRATION_PROMPTS
+from ._base import JobWidget, bundle, f32_bytes
+
+NAN = float("nan")
+
+
+class Steering(JobWidget):
+    """Steer generation with `vector` added to the output of block `layer`.
+
+    `mode="add"` (ASC-style: h + strength * v) or `"entropy"` (EAST: the same edit, plus
+    the action-entropy curves against strength and against sampling temperature, for
+    `actions`). `positions="last"` edits the last prompt position and every generated
+    token, as ASC does; `"all"` edits every prompt position too.
+    """
+
+    _esm = bundle("steering")
+    prompt = t.Unicode("").tag(sync=True)
+    strength = t.Float(0.0).tag(sync=True)
+    strength_min = t.Float(-1.0).tag(sync=True)
+    strength_max = t.Float(1.0).tag(sync=True)
+    strength_step = t.Float(0.01).tag(sync=True)
+    gamma_max = t.Float(NAN, allow_none=True).tag(sync=True)
+    calibrated = t.Float(NAN, allow_none=True).tag(sync=True)
+    kl_budget = t.Float(0.05).tag(sync=True)
+    unsteered_tokens = t.List(t.Unicode()).tag(sync=True)
+    steered_tokens = t.List(t.Unicode()).tag(sync=True)
+    kl_per_token = t.Bytes(b"").tag(sync=True)
+    entropy_unsteered = t.Bytes(b"").tag(sync=True)
+    entropy_steered = t.Bytes(b"").tag(sync=True)
+    measured_kl = t.Float(NAN, allow_none=True).tag(sync=True)
+    mode = t.Unicode("add").tag(sync=True)
+    curve_beta = t.Bytes(b"").tag(sync=True)
+    curve_entropy_beta = t.Bytes(b"").tag(sync=True)
+    curve_temperature = t.Bytes(b"").tag(sync=True)
+    curve_entropy_temperature = t.Bytes(b"").tag(sync=True)
+    vector = t.Any(None)
+    layer = t.Int(0)
+    positions = t.Unicode("last")
+    max_new_tokens = t.Int(32)
+    actions = t.List(t.Unicode())
+
+    def __init__(self, model, prompt: str = "", *, vector, layer: int, kl_budget: float = 0.05,
+                 strength: float = 0.0, mode: str = "add", actions=(), positions: str = "last",
+                 max_new_tokens: int = 32, strength_range: tuple[float, float] | None = None, **kwargs):
+        super().__init__(model, prompt=prompt, vector=vector, layer=layer, kl_budget=kl_budget, strength=strength,
+                         mode=mode, actions=list(actions), positions=positions, max_new_tokens=max_new_tokens,
+                         **kwargs)
+        self._fixed_range = strength_range
+        self._bounds: tuple[tuple, tuple[float, float]] | None = None
+        self._unsteered: tuple[tuple, S.GenerationResult] | None = None
+        self._curves_key: tuple | None = None
+        self.shown_strength: float | None = None  # the strength the steered text on screen was made with
+        self.generations = 0  # steered generations started (tests count them)
+        self.on_msg(lambda _w, content, _b: self.cancel() if content == {"type": "cancel"} else None)
+        self.observe(self.schedule, ["prompt", "strength", "kl_budget", "vector", "layer", "positions", "mode",
+                                     "max_new_tokens", "actions"])
+        self.schedule()
+
+    # --- the job -----------------------------------------------------------------
+    def compute(self):
+        if self.kl_budget is None or not self.kl_budget > 0:
+            raise InputError(f"The KL budget must be above 0 (nats), not {self.kl_budget}.")
+        if self.mode not in ("add", "entropy"):
+            raise InputError(f"Unknown mode {self.mode!r}: use 'add' (ASC-style) or 'entropy' (EAST).")
+        vector = S.check_vector(self.model, self.vector)
+        self.model.check_layers([self.layer])
+        self.model.encode(self.prompt)  # an empty or too long prompt says so before any work
+        self._update_bounds(vector)
+        unsteered = self._unsteered_continuation()
+        steered = self._steered_continuation(vector, unsteered)
+        kl = S.measure_kl(self.model, self.prompt, unsteered.token_ids, vector, self.layer, self.strength,
+                          positions=self.positions)
+        self.check()
+        if self.mode == "entropy":
+            self._update_curves(vector)
+        return steered, kl
+
+    def apply(self, result) -> None:
+        steered, kl = result
+        self.steered_tokens = list(steered.tokens)
+        self.kl_per_token = f32_bytes(kl.kl_per_token)
+        self.entropy_unsteered = f32_bytes(kl.entropy_unsteered)
+        self.entropy_steered = f32_bytes(kl.entropy_steered)
+        self.measured_kl = float(kl.mean_kl)
+        self.shown_strength = self.strength
+
+    def _update_bounds(self, vector) -> None:
+        key = (self.prompt, vector.numpy().tobytes(), self.layer, self.kl_budget, self.positions)
+        if self._bounds and self._bounds[0] == key:
+            return
+        curvature = S.estimate_curvature(self.model, vector, self.layer, [self.prompt, *CALIBRATION_PROMPTS])
+        self.report(0.15)
+        closed = S.gamma_max(self.kl_budget, curvature.a, curvature.lipschitz)
+        calibration = S.calibrate_strength(self.model, vector, self.layer, [self.prompt], self.kl_budget,
+                                           positions=self.positions, n_tokens=min(self.max_new_tokens, 16))
+        self._bounds = (key, (closed, calibration.strength))
+        with self.hold_sync():
+            self.gamma_max, self.calibrated = closed, calibration.strength
+            self._set_range(max(calibration.strength, closed))
+            self.progress = 0.3
+
+    def _set_range(self, reference: float) -> None:
+        low, high = self._fixed_range or (-3 * reference, 3 * reference)
+        if not np.isfinite([low, high]).all() or high <= low:
+            low, high = -1.0, 1.0
+        self.strength_min, self.strength_max = float(low), float(high)
+        self.strength_step = float(10 ** np.floor(np.log10((high - low) / 200)))
+
+    def _unsteered_continuation(self) -> S.GenerationResult:
+        key = (self.prompt, self.max_new_tokens)
+        if not (self._unsteered and self._unsteered[0] == key):
+            result = S.steer_generate(self.model, self.prompt, self.vector, self.layer, 0.0,
+                                      max_new_tokens=self.max_new_tokens, should_stop=lambda: not self._current())
+            self._unsteered = (key, result)
+            self.unsteered_tokens = list(result.tokens)
+        return self._unsteered[1]
+
+    def _steered_continuation(self, vector, unsteered: S.GenerationResult) -> S.GenerationResult:
+        if self.strength == 0:
+            return unsteered
+        self.generations += 1
+        self.steered_tokens = []
+        streamed: list[str] = []
+
+        def on_token(index: int, text: str) -> None:
+            streamed.append(text)
+            with self.hold_sync():
+                self.steered_tokens = list(streamed)
+                self.progress = 0.3 + 0.6 * (index + 1) / self.max_new_tokens
+
+        return S.steer_generate(self.model, self.prompt, vector, self.layer, self.strength,
+                                max_new_tokens=self.max_new_tokens, positions=self.positions,
+                                should_stop=lambda: not self._current(), on_token=on_token)
+
+    def _update_curves(self, vector) -> None:
+        """EAST: action entropy against steering strength, and against temperature."""
+        key = (self.prompt, vector.numpy().tobytes(), self.layer, tuple(self.actions), self.strength_max)
+        if self._curves_key == key:
+            return
+        if not self.actions:
+            raise InputError("mode='entropy' needs actions=[...]: the single-token actions whose entropy EAST raises.")
+        betas = np.linspace(self.strength_min, self.strength_max, 9)
+        temperatures = np.geomspace(0.25, 4.0, 9)
+        by_beta = [S.action_entropy(self.model, self.prompt, self.actions, vector, self.layer, float(b)) for b in betas]
+        by_temp = [S.action_entropy(self.model, self.prompt, self.actions, temperature=float(x)) for x in temperatures]
+        self.check()
+        with self.hold_sync():
+            self.curve_beta, self.curve_entropy_beta = f32_bytes(betas), f32_bytes(by_beta)
+            self.curve_temperature, self.curve_entropy_temperature = f32_bytes(temperatures), f32_bytes(by_temp)
+        self._curves_key = key

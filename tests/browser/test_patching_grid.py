@@ -1,0 +1,67 @@
+"""The patching grid in real JupyterLab: it fills in progressively, re-runs on edit,
+explains a bad pair of prompts, cancels, and reports a clicked cell to Python."""
+from __future__ import annotations
+
+import nbformat
+from playwright.sync_api import expect
+
+from .harness import kernel_exec, open_notebook, run_all_cells, screenshot
+
+SETUP = """import actwidgets as aw
+model = aw.load()
+grid = aw.PatchingGrid(model,
+    clean="When Mary and John went to the store, John gave a drink to",
+    corrupted="When Mary and John went to the store, Mary gave a drink to",
+    answer=(" Mary", " John"), site="resid", chunk_size=4)
+grid"""
+
+NAN_COUNT = "import numpy as np; print(int(np.isnan(np.frombuffer(grid.values, '<f4')).sum()))"
+
+
+def test_patching_grid_in_jupyterlab(jupyter_server, page):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(SETUP)]
+    path = jupyter_server.add_notebook(nb, "patching.ipynb")
+    page.set_viewport_size({"width": 1400, "height": 1100})
+    open_notebook(page, jupyter_server, path)
+    assert run_all_cells(page) == []
+    root = page.locator(".aw-root[data-widget=patching]")
+
+    # progressive: while it runs, part of the grid is still empty
+    expect(root).to_have_attribute("data-status", "running", timeout=60_000)
+    page.wait_for_function("() => { const p = document.querySelector('.aw-root[data-widget=patching] progress.aw-progress');"
+                           " return p && p.value > 0.1; }", timeout=60_000)
+    screenshot(page, "patching_filling_in")
+    empty = int(kernel_exec(page, NAN_COUNT))
+    assert 0 < empty < 420, empty
+    expect(root).to_have_attribute("data-status", "done", timeout=180_000)
+    assert int(kernel_exec(page, NAN_COUNT)) == 0
+    expect(root.locator(".aw-summary")).to_contain_text("LD clean +6.12")
+    screenshot(page, "patching_done")
+
+    # a click on a cell reaches Python
+    canvas = root.locator("canvas.aw-grid").first
+    label = root.locator("span.aw-token[data-col='9']").first.bounding_box()
+    box = canvas.bounding_box()
+    page.mouse.click(label["x"] + label["width"] / 2, box["y"] + 3)
+    assert kernel_exec(page, "print(grid.selection['row'], grid.selection['col'], grid.selection['token'])").strip() == "0 9 John"
+
+    # a corrupted prompt of another length: a clear message with both tokenizations
+    corrupted = root.locator("textarea.aw-corrupted")
+    corrupted.fill("When Mary and John went to the store, Mary gave a drink")
+    corrupted.press("Enter")
+    error = root.locator(".aw-error")
+    expect(error).to_contain_text("same number of tokens", timeout=30_000)
+    expect(error).to_contain_text("corrupted has 13")
+
+    # editing back re-runs; cancel stops the run and keeps the widget usable
+    corrupted.fill("When Mary and John went to the store, Mary gave a drink to")
+    corrupted.press("Enter")
+    expect(root).to_have_attribute("data-status", "running", timeout=30_000)
+    root.locator("button.aw-cancel").click()
+    expect(root).to_have_attribute("data-status", "cancelled", timeout=30_000)
+    root.locator("select.aw-method").select_option("attribution")
+    expect(root).to_have_attribute("data-status", "done", timeout=180_000)
+    expect(root.locator(".aw-summary")).to_contain_text("r(exact)")
+    expect(root.locator(".aw-reference")).to_be_visible()
+    screenshot(page, "patching_attribution_vs_exact")

@@ -1,0 +1,84 @@
+"""aw.Steering without a browser: bounds, streaming, latest-wins on a slider burst, bad input."""
+import numpy as np
+import pytest
+import torch
+
+import actwidgets as aw
+from actwidgets.methods.steering_examples import ASC_CONCISE, ASC_LAYER, ASC_VERBOSE, EAST_ACTIONS, EAST_EPISODES
+
+PROMPT = "Q: Tom has 3 apples and buys 5 more. How many apples does he have?\nA:"
+
+
+@pytest.fixture(scope="module")
+def asc_vector(default_model):
+    torch.set_num_threads(1)  # the kernel-free widget thread and pytest share two cores
+    return aw.steering.mean_difference(default_model, ASC_CONCISE, ASC_VERBOSE, ASC_LAYER)
+
+
+@pytest.fixture(scope="module")
+def widget(default_model, asc_vector):
+    return aw.Steering(default_model, PROMPT, vector=asc_vector, layer=ASC_LAYER, kl_budget=0.05,
+                       max_new_tokens=12).wait(600)
+
+
+def test_bounds_and_unsteered_text(widget):
+    assert widget.status == "done", widget.error
+    assert widget.gamma_max > 0 and widget.calibrated > 0
+    assert widget.strength_min < 0 < widget.calibrated < widget.strength_max
+    assert len(widget.unsteered_tokens) == 12 and widget.steered_tokens == widget.unsteered_tokens
+    assert widget.measured_kl == pytest.approx(0.0, abs=1e-6)
+
+
+def test_strength_streams_steered_text_and_measures_kl(widget):
+    frames = []
+    widget.observe(lambda c: frames.append(len(c["new"])), "steered_tokens")
+    widget.strength = widget.calibrated
+    widget.wait(600)
+    assert widget.status == "done" and widget.shown_strength == widget.calibrated
+    assert max(frames) == 12 and len(set(frames)) > 3, "tokens must arrive one by one"
+    kl = np.frombuffer(widget.kl_per_token, "<f4")
+    assert kl.shape == (12,) and widget.measured_kl == pytest.approx(float(kl.mean()), rel=1e-5)
+    assert 0.5 * widget.kl_budget < widget.measured_kl < 2 * widget.kl_budget
+
+
+def test_slider_burst_runs_few_generations_and_ends_on_the_last_value(widget):
+    before = widget.generations
+    values = np.linspace(0.2, 1.0, 20) * widget.calibrated
+    for value in values:
+        widget.strength = float(value)
+    widget.wait(600)
+    assert widget.generations - before <= 3
+    assert widget.shown_strength == float(values[-1]) and widget.status == "done"
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(vector=np.ones(7)), "has 7 entries"),
+    (dict(vector=np.full(576, np.nan)), "NaN"),
+    (dict(layer=40), "out of range"),
+    (dict(kl_budget=0.0), "above 0"),
+    (dict(prompt=""), "empty"),
+])
+def test_bad_input_is_a_message(widget, asc_vector, change, message):
+    for name, value in change.items():
+        setattr(widget, name, value)
+    widget.wait(600)
+    assert widget.status == "error" and message in widget.error
+    widget.vector, widget.layer, widget.kl_budget, widget.prompt = asc_vector, ASC_LAYER, 0.05, PROMPT
+    widget.wait(600)
+    assert widget.status == "done"
+
+
+def test_empty_prompt_lists_are_refused(default_model):
+    with pytest.raises(aw.InputError, match="empty|at least"):
+        aw.steering.mean_difference(default_model, [], [], ASC_LAYER)
+
+
+def test_entropy_mode_draws_both_curves(default_model):
+    vector = aw.steering.entropy_weighted(default_model, EAST_EPISODES, 15, EAST_ACTIONS)
+    w = aw.Steering(default_model, EAST_EPISODES[0][-1], vector=vector, layer=15, mode="entropy",
+                    actions=EAST_ACTIONS, max_new_tokens=4).wait(600)
+    assert w.status == "done", w.error
+    by_beta = np.frombuffer(w.curve_entropy_beta, "<f4")
+    by_temp = np.frombuffer(w.curve_entropy_temperature, "<f4")
+    assert by_beta.shape == by_temp.shape == (9,) and np.isfinite(by_beta).all()
+    assert (by_beta <= np.log(2) + 1e-5).all() and (by_temp <= np.log(2) + 1e-5).all()
