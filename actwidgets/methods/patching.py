@@ -155,7 +155,11 @@ def _cache_runs(model: Model, problem: Problem, site: str, denoise: bool, metric
 def iter_exact(model: Model, problem: Problem, site: str = "resid", *, denoise: bool = True,
                chunk_size: int = 64, metric=None, should_stop: Callable[[], bool] | None = None,
                ) -> Iterator[tuple[PatchingResult, float]]:
-    """Exact patching, yielding (partial result, fraction done) after every chunk of cells."""
+    """Exact patching, yielding (partial result, fraction done) after every chunk of cells.
+
+    Cells are run `chunk_size` at a time along the batch dimension (memory stays bounded);
+    a cancel (`should_stop`) takes effect between chunks.
+    """
     check_site(site)
     metric = metric or logit_diff(problem)
     rows, cols, col_label = _grid_axes(model, problem, site)
@@ -165,16 +169,33 @@ def iter_exact(model: Model, problem: Problem, site: str = "resid", *, denoise: 
         grid = np.full((len(rows), len(cols)), np.nan, dtype=np.float32)
         result = PatchingResult(site, "exact", rows, cols, col_label, grid, ld_clean, ld_corr, denoise,
                                 done=np.zeros(grid.shape, bool))
-        chunks = [(layer, cols_idx) for layer in range(len(rows))
-                  for cols_idx in _chunks(range(len(cols)), chunk_size)]
         target_ids = problem.source_target(denoise)[1].to(model.device)
-        for n, (layer, cells) in enumerate(chunks, 1):
+        # A patch that copies an identical activation changes nothing: with a shared prefix
+        # (minimal pairs), every cell before the first differing token is the target run.
+        moved = []
+        for layer in range(len(rows)):
+            for col in range(len(cols)):
+                if _same(src_sites[layer], tgt_sites[layer], col, site, model):
+                    grid[layer, col], result.done[layer, col] = tgt_ld, True
+                else:
+                    moved.append((layer, col))
+        chunks = _chunks(moved, chunk_size)  # layer-major, so a chunk spans few layers
+        if not chunks:
+            yield result, 1.0
+        for n, chunk in enumerate(chunks, 1):
             if should_stop and should_stop():
                 raise Cancelled
-            values = _patched_batch(model, target_ids, layer, cells, site, src_sites, tgt_sites, tgt_blocks, metric)
-            grid[layer, cells] = values
-            result.done[layer, cells] = True
+            layers, columns = (list(axis) for axis in zip(*chunk))
+            grid[layers, columns] = _patched_batch(model, target_ids, chunk, site, src_sites, tgt_blocks, metric)
+            result.done[layers, columns] = True
             yield result, n / len(chunks)
+
+
+def _same(src: torch.Tensor, tgt: torch.Tensor, cell: int, site: str, model: Model) -> bool:
+    if site == "heads":
+        span = slice(cell * (model.d_model // model.n_heads), (cell + 1) * (model.d_model // model.n_heads))
+        return torch.equal(src[:, span], tgt[:, span])
+    return torch.equal(src[cell], tgt[cell])
 
 
 def exact_patching(model: Model, clean: str, corrupted: str, answer, site: str = "resid", **kwargs) -> PatchingResult:
@@ -191,29 +212,28 @@ def _chunks(indices, size: int) -> list[list[int]]:
     return [indices[i:i + size] for i in range(0, len(indices), size)]
 
 
-def _patched_batch(model, target_ids, layer, cells, site, src_sites, tgt_sites, tgt_blocks, metric) -> np.ndarray:
-    """The metric for a batch of cells at one layer, each patching one position (or head)."""
-    k = len(cells)
-    blocks, lm, ref = list(model.blocks), model.lm, _site_refs(model, site)[layer]
+def _patched_batch(model, target_ids, chunk, site, src_sites, tgt_blocks, metric) -> np.ndarray:
+    """The metric for a batch of cells [(layer, position or head)], one cell per batch row.
+
+    Blocks below the chunk's lowest layer are skipped and replaced by the cached target
+    run; each row then gets its patch at its own layer, in execution order.
+    """
+    refs, blocks, lm = _site_refs(model, site), list(model.blocks), model.lm
     head_dim = model.d_model // model.n_heads
-    skipped = blocks[:layer + 1] if site == "resid" else blocks[:layer]
+    k, first = len(chunk), chunk[0][0]
     with model.trace(target_ids.expand(k, -1), logits_to_keep=1):
-        for below, block in enumerate(skipped):  # these blocks would recompute the cached target run
-            if below == layer:  # resid: block `layer` itself is replaced by the patched output
-                patched = tgt_blocks[layer].expand(k, -1, -1).clone()
-                for j, cell in enumerate(cells):
-                    patched[j, cell] = src_sites[layer][cell]
-                block.skip(patched)
-            else:
-                block.skip(tgt_blocks[below].expand(k, -1, -1))
-        if site != "resid":
-            value = _read(ref)
-            for j, cell in enumerate(cells):
+        for below in range(first):  # these blocks would only recompute the cached target run
+            blocks[below].skip(tgt_blocks[below].expand(k, -1, -1))
+        for layer in sorted({layer for layer, _ in chunk}):
+            value = _read(refs[layer])
+            for row, (cell_layer, cell) in enumerate(chunk):
+                if cell_layer != layer:
+                    continue
                 if site == "heads":
                     span = slice(cell * head_dim, (cell + 1) * head_dim)
-                    value[j, :, span] = src_sites[layer][:, span]
+                    value[row, :, span] = src_sites[layer][:, span]
                 else:
-                    value[j, cell] = src_sites[layer][cell]
+                    value[row, cell] = src_sites[layer][cell]
         out = nnsight.save(metric(lm.output.logits[:, -1]))
     return out.float().cpu().numpy()
 
@@ -235,25 +255,23 @@ def attribution_patching(model: Model, clean: str, corrupted: str, answer, site:
     rules = [_lrp_parts(model, layer) for layer in range(model.n_layers)] if relp else None
     final_norm = _norm_parts(model.final_norm) if relp else None
     embedding = _get_path(model.lm, _embedding_path(model))
-    with model.lock:
-        with torch.no_grad(), model.trace(source_ids.to(model.device)):
-            src = nnsight.save([_read(ref)[0] for ref in refs])
-            src_ld = nnsight.save(metric(lm.output.logits[:, -1])[0])
-        with _frozen_parameters(model), model.trace(target_ids.to(model.device)):
-            embedding.output.requires_grad_(True)  # parameters are frozen: the graph starts here
-            acts = []
-            for layer, ref in enumerate(refs):
-                if relp:
-                    _apply_lrp_rules(rules[layer], site, ref, acts)
-                else:
-                    acts.append(_read(ref))
+    both = torch.cat([source_ids, target_ids]).to(model.device)  # row 0: source, row 1: target
+    with model.lock, _frozen_parameters(model), model.trace(both):
+        embedding.output.requires_grad_(True)  # parameters are frozen: the graph starts here
+        acts = []
+        for layer, ref in enumerate(refs):
             if relp:
-                _ln_rule(final_norm)
-            value = metric(lm.output.logits[:, -1])[0]
-            tgt = nnsight.save([a[0].detach() for a in acts])
-            tgt_ld = nnsight.save(value.detach())
-            with value.backward():
-                grads = nnsight.save([act.grad[0] for act in reversed(acts)])
+                _apply_lrp_rules(rules[layer], site, ref, acts)
+            else:
+                acts.append(_read(ref))
+        if relp:
+            _ln_rule(final_norm)
+        values = metric(lm.output.logits[:, -1])
+        src = nnsight.save([a[0].detach() for a in acts])
+        tgt = nnsight.save([a[1].detach() for a in acts])
+        src_ld, tgt_ld = nnsight.save(values[0].detach()), nnsight.save(values[1].detach())
+        with values[1].backward():
+            grads = nnsight.save([act.grad[1] for act in reversed(acts)])
     grads = grads[::-1]
     scores = torch.stack([_cell_scores(s - t, g, site, model.n_heads) for s, t, g in zip(src, tgt, grads)])
     src_ld, tgt_ld = float(src_ld), float(tgt_ld)
