@@ -1,7 +1,6 @@
 """aw.Steering without a browser: bounds, streaming, latest-wins on a slider burst, bad input."""
 import numpy as np
 import pytest
-import torch
 
 import actwidgets as aw
 from actwidgets.methods.steering_examples import ASC_CONCISE, ASC_LAYER, ASC_VERBOSE, EAST_ACTIONS, EAST_EPISODES
@@ -11,7 +10,6 @@ PROMPT = "Q: Tom has 3 apples and buys 5 more. How many apples does he have?\nA:
 
 @pytest.fixture(scope="module")
 def asc_vector(default_model):
-    torch.set_num_threads(1)  # the kernel-free widget thread and pytest share two cores
     return aw.steering.mean_difference(default_model, ASC_CONCISE, ASC_VERBOSE, ASC_LAYER)
 
 

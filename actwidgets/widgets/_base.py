@@ -45,6 +45,11 @@ def i32_bytes(array) -> bytes:
     return np.ascontiguousarray(array, dtype="<i4").tobytes()
 
 
+def finite_or_none(value) -> float | None:
+    """A float trait's value: None stands for "not known", since JSON has no NaN."""
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
 def decode_f32(data: bytes, shape) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4").reshape(shape)
 

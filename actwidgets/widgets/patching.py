@@ -6,7 +6,7 @@ import traitlets as t
 
 from ..errors import InputError
 from ..methods.patching import METHODS, SITES, PatchingResult, attribution_patching, iter_exact, pearson, prepare
-from ._base import bundle, f32_bytes
+from ._base import bundle, f32_bytes, finite_or_none
 from ._grid import GridWidget
 
 
@@ -29,10 +29,10 @@ class PatchingGrid(GridWidget):
     method = t.Unicode("exact").tag(sync=True)
     method_options = t.List(t.Unicode(), default_value=list(METHODS)).tag(sync=True)
     normalized = t.Bool(True).tag(sync=True)
-    ld_clean = t.Float(float("nan"), allow_none=True).tag(sync=True)
-    ld_corrupted = t.Float(float("nan"), allow_none=True).tag(sync=True)
+    ld_clean = t.Float(None, allow_none=True).tag(sync=True)  # None until known: JSON has no NaN
+    ld_corrupted = t.Float(None, allow_none=True).tag(sync=True)
     reference_values = t.Bytes(b"").tag(sync=True)
-    correlation = t.Float(float("nan"), allow_none=True).tag(sync=True)
+    correlation = t.Float(None, allow_none=True).tag(sync=True)
     col_label = t.Unicode("token").tag(sync=True)
     denoise = t.Bool(True)
     chunk_size = t.Int(64)
@@ -111,9 +111,10 @@ class PatchingGrid(GridWidget):
         bound = _symmetric_bound(values, reference and cells(reference), self.normalized)
         self.set_grid(shown.cols, shown.rows, values, label=label, colormap="rdbu", vmin=-bound, vmax=bound)
         self.col_label = shown.col_label
-        self.ld_clean, self.ld_corrupted = shown.ld_clean, shown.ld_corrupted
+        self.ld_clean, self.ld_corrupted = finite_or_none(shown.ld_clean), finite_or_none(shown.ld_corrupted)
         self.reference_values = f32_bytes(cells(reference)) if reference is not None else b""
-        self.correlation = pearson(shown.patched_ld, reference.patched_ld) if reference is not None and reference.done.all() else float("nan")
+        complete = reference is not None and reference.done.all()
+        self.correlation = finite_or_none(pearson(shown.patched_ld, reference.patched_ld)) if complete else None
 
     # --- front-end messages and linked views -----------------------------------
     def _on_front_end_message(self, _widget, content, _buffers) -> None:

@@ -13,9 +13,7 @@ import traitlets as t
 from ..errors import InputError
 from ..methods import steering as S
 from ..methods.steering_examples import CALIBRATION_PROMPTS
-from ._base import JobWidget, bundle, f32_bytes
-
-NAN = float("nan")
+from ._base import JobWidget, bundle, f32_bytes, finite_or_none
 
 
 class Steering(JobWidget):
@@ -33,15 +31,16 @@ class Steering(JobWidget):
     strength_min = t.Float(-1.0).tag(sync=True)
     strength_max = t.Float(1.0).tag(sync=True)
     strength_step = t.Float(0.01).tag(sync=True)
-    gamma_max = t.Float(NAN, allow_none=True).tag(sync=True)
-    calibrated = t.Float(NAN, allow_none=True).tag(sync=True)
+    # None until known: JSON has no NaN
+    gamma_max = t.Float(None, allow_none=True).tag(sync=True)
+    calibrated = t.Float(None, allow_none=True).tag(sync=True)
     kl_budget = t.Float(0.05).tag(sync=True)
     unsteered_tokens = t.List(t.Unicode()).tag(sync=True)
     steered_tokens = t.List(t.Unicode()).tag(sync=True)
     kl_per_token = t.Bytes(b"").tag(sync=True)
     entropy_unsteered = t.Bytes(b"").tag(sync=True)
     entropy_steered = t.Bytes(b"").tag(sync=True)
-    measured_kl = t.Float(NAN, allow_none=True).tag(sync=True)
+    measured_kl = t.Float(None, allow_none=True).tag(sync=True)
     mode = t.Unicode("add").tag(sync=True)
     curve_beta = t.Bytes(b"").tag(sync=True)
     curve_entropy_beta = t.Bytes(b"").tag(sync=True)
@@ -95,7 +94,7 @@ class Steering(JobWidget):
         self.kl_per_token = f32_bytes(kl.kl_per_token)
         self.entropy_unsteered = f32_bytes(kl.entropy_unsteered)
         self.entropy_steered = f32_bytes(kl.entropy_steered)
-        self.measured_kl = float(kl.mean_kl)
+        self.measured_kl = finite_or_none(kl.mean_kl)
         self.shown_strength = self.strength
 
     def _update_bounds(self, vector) -> None:
@@ -109,7 +108,7 @@ class Steering(JobWidget):
                                            positions=self.positions, n_tokens=min(self.max_new_tokens, 16))
         self._bounds = (key, (closed, calibration.strength))
         with self.hold_sync():
-            self.gamma_max, self.calibrated = closed, calibration.strength
+            self.gamma_max, self.calibrated = finite_or_none(closed), finite_or_none(calibration.strength)
             self._set_range(max(calibration.strength, closed))
             self.progress = 0.3
 

@@ -44,7 +44,7 @@ def test_patching_grid_in_jupyterlab(jupyter_server, page):
     label = root.locator("span.aw-token[data-col='9']").first.bounding_box()
     box = canvas.bounding_box()
     page.mouse.click(label["x"] + label["width"] / 2, box["y"] + 3)
-    assert kernel_exec(page, "print(grid.selection['row'], grid.selection['col'], grid.selection['token'])").strip() == "0 9 John"
+    assert kernel_exec(page, "print(grid.selection['row'], grid.selection['col'], repr(grid.selection['token']))").strip() == "0 9 ' John'"
 
     # a corrupted prompt of another length: a clear message with both tokenizations
     corrupted = root.locator("textarea.aw-corrupted")
@@ -54,9 +54,12 @@ def test_patching_grid_in_jupyterlab(jupyter_server, page):
     expect(error).to_contain_text("same number of tokens", timeout=30_000)
     expect(error).to_contain_text("corrupted has 13")
 
-    # editing back re-runs; cancel stops the run and keeps the widget usable
+    # editing back shows the cached grid again; a new site re-runs, and cancel stops it
     corrupted.fill("When Mary and John went to the store, Mary gave a drink to")
     corrupted.press("Enter")
+    expect(root).to_have_attribute("data-status", "done", timeout=30_000)
+    expect(error).to_be_hidden()
+    root.locator("select.aw-site").select_option("mlp")
     expect(root).to_have_attribute("data-status", "running", timeout=30_000)
     root.locator("button.aw-cancel").click()
     expect(root).to_have_attribute("data-status", "cancelled", timeout=30_000)
