@@ -126,6 +126,11 @@ class Model:
         return getattr(cfg, "num_attention_heads", None) or cfg.n_head
 
     @property
+    def head_dim(self) -> int:
+        """Width of one head's slice of the attention output projection's input."""
+        return getattr(self.config, "head_dim", None) or self.d_model // self.n_heads
+
+    @property
     def max_tokens(self) -> int | None:
         cfg = self.config
         return getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
@@ -152,9 +157,11 @@ class Model:
     @property
     def device(self) -> torch.device:
         try:
-            return next(self.hf.parameters()).device
+            device = next(self.hf.parameters()).device
         except StopIteration:  # pragma: no cover - a model with no parameters
             return torch.device("cpu")
+        # A remote model's local copy lives on the meta device; its inputs are sent from here.
+        return torch.device("cpu") if device.type == "meta" else device
 
     def trace(self, *inputs, **kwargs):
         """An nnsight trace that runs where this model runs (here or NDIF)."""
@@ -314,8 +321,8 @@ def _load_pretrained(name: str, dtype):
     except Exception as exc:
         raise ModelLoadError(
             f"Could not load {name!r}: it is not in the local Hugging Face cache and downloading "
-            f"it failed ({type(exc).__name__}). Are you offline? Check the name, or download it "
-            "once with network access."
+            f"it failed ({type(exc).__name__}: {exc}). If you are offline, download it once with "
+            "network access; otherwise check the name."
         ) from None
 
 

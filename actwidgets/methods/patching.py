@@ -193,7 +193,7 @@ def iter_exact(model: Model, problem: Problem, site: str = "resid", *, denoise: 
 
 def _same(src: torch.Tensor, tgt: torch.Tensor, cell: int, site: str, model: Model) -> bool:
     if site == "heads":
-        span = slice(cell * (model.d_model // model.n_heads), (cell + 1) * (model.d_model // model.n_heads))
+        span = slice(cell * model.head_dim, (cell + 1) * model.head_dim)
         return torch.equal(src[:, span], tgt[:, span])
     return torch.equal(src[cell], tgt[cell])
 
@@ -219,7 +219,7 @@ def _patched_batch(model, target_ids, chunk, site, src_sites, tgt_blocks, metric
     run; each row then gets its patch at its own layer, in execution order.
     """
     refs, blocks, lm = _site_refs(model, site), list(model.blocks), model.lm
-    head_dim = model.d_model // model.n_heads
+    head_dim = model.head_dim
     k, first = len(chunk), chunk[0][0]
     with model.trace(target_ids.expand(k, -1), logits_to_keep=1):
         for below in range(first):  # these blocks would only recompute the cached target run

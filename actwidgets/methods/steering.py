@@ -182,13 +182,7 @@ def _edit_vector(model: Model, vector, mode: str) -> torch.Tensor:
     vec = check_vector(model, vector)
     if mode == "ablate":
         vec = vec / vec.norm()
-    return vec.to(device=_device(model), dtype=model.hf.dtype)
-
-
-def _device(model: Model) -> torch.device:
-    """Where inputs go: the model's device (cpu for a remote model's meta copy)."""
-    device = model.device
-    return torch.device("cpu") if device.type == "meta" else device
+    return vec.to(device=model.device, dtype=model.hf.dtype)
 
 
 def _block_module(model: Model, layer: int) -> torch.nn.Module:
@@ -209,7 +203,7 @@ def _last_states(model: Model, prompts: list[str], layer: int, action_ids: list[
     wanted = list(action_ids) if action_ids is not None else [0]  # no branches inside trace bodies (remote)
     with model.lock, torch.no_grad():
         for prompt in prompts:
-            ids = model.encode(prompt).to(_device(model))
+            ids = model.encode(prompt).to(model.device)
             with model.trace(ids):
                 o = block.output
                 o = o[0] if isinstance(o, tuple) else o  # `residual` inlined: remote bodies import nothing of ours
@@ -312,7 +306,7 @@ def action_entropy(model: Model, prompt: str, actions, vector=None, layer: int |
     if temperature <= 0:
         raise InputError(f"The temperature must be above 0, not {temperature}.")
     action_ids = _action_ids(model, actions)
-    ids = model.encode(prompt).to(_device(model))
+    ids = model.encode(prompt).to(model.device)
     strength = _strength(strength)
     steer = vector is not None and strength != 0
     if steer:
@@ -321,7 +315,7 @@ def action_entropy(model: Model, prompt: str, actions, vector=None, layer: int |
         layer = _layer(model, layer)
         vec = _edit_vector(model, vector, "add")
     else:
-        layer, vec, strength = 0, torch.zeros(model.d_model, dtype=model.hf.dtype, device=_device(model)), 0.0
+        layer, vec, strength = 0, torch.zeros(model.d_model, dtype=model.hf.dtype, device=model.device), 0.0
     block, lm = model.blocks[layer], model.lm
     with model.lock, torch.no_grad():
         with model.trace(ids):
@@ -387,7 +381,7 @@ def steer_generate(model: Model, prompt: str, vector, layer: int, strength: floa
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else model.tokenizer.eos_token_id
     if pad is not None:
         gen_kwargs["pad_token_id"] = pad
-    rng = torch.random.fork_rng(devices=[] if _device(model).type == "cpu" else [_device(model)]) \
+    rng = torch.random.fork_rng(devices=[] if model.device.type == "cpu" else [model.device]) \
         if seed is not None else nullcontext()
 
     with model.lock, torch.no_grad(), rng:
@@ -461,7 +455,7 @@ def _generate_nnsight(model, ids, vec, layer, strength, positions, mode, gen_kwa
     kwargs = dict(gen_kwargs)
     if model.remote:
         kwargs["remote"] = model.remote
-    ids = ids.to(_device(model))
+    ids = ids.to(model.device)
     first = -1 if positions == "last" else 0  # during decoding both are the one new position
     shift, project = (strength, 0.0) if mode == "add" else (0.0, strength)
     with model.lm.generate(**kwargs) as tracer:
@@ -488,7 +482,7 @@ def _kl_trace(model: Model, ids: torch.Tensor, n_prompt: int, vec, layer: int, s
     T = ids.shape[1]
     block, lm = model.blocks[layer], model.lm
     shift, project = (strength, 0.0) if mode == "add" else (0.0, strength)
-    with model.trace(ids.repeat(2, 1).to(_device(model))):
+    with model.trace(ids.repeat(2, 1).to(model.device)):
         o = block.output
         o = o[0] if isinstance(o, tuple) else o
         o[1, start:, :] += (shift - project * (o[1, start:, :] @ vec)[..., None]) * vec
@@ -637,12 +631,12 @@ def estimate_curvature(model: Model, vector, layer: int, prompts: Sequence[str],
     if step <= 0:
         raise InputError(f"step must be above 0, not {step}.")
     norm = float(vec.norm())
-    unit = (vec / norm).to(device=_device(model), dtype=model.hf.dtype)
+    unit = (vec / norm).to(device=model.device, dtype=model.hf.dtype)
     block, lm = model.blocks[layer], model.lm
     jvp, hvp = [], []
     with model.lock, torch.no_grad():
         for prompt in prompts:
-            ids = model.encode(prompt).to(_device(model))
+            ids = model.encode(prompt).to(model.device)
             with model.trace(ids.repeat(3, 1)):
                 o = block.output
                 o = o[0] if isinstance(o, tuple) else o

@@ -86,7 +86,10 @@ class Runner:
                     self._idle.set()
                     return
             self.runs += 1
-            pending()
+            try:
+                pending()
+            except Exception:  # a job must never take the worker down with it
+                log.exception("actwidgets: a widget job failed outside its own error handling")
 
     def cancel(self) -> None:
         """Supersede the running job and drop a queued one, queuing nothing new."""
@@ -128,6 +131,11 @@ class JobWidget(anywidget.AnyWidget):
         self._runner.cancel()
         if self.status == "running":
             self.status = "cancelled"
+
+    def wait_unless_worker(self) -> None:
+        """Wait for the current job, except on the worker itself (that would wait forever)."""
+        if threading.current_thread().name != "actwidgets-runner":
+            self.wait(timeout=None)
 
     def check(self) -> None:
         """Raise Cancelled when a newer request has superseded this job."""

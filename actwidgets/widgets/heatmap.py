@@ -1,9 +1,10 @@
 """aw.Heatmap: a live layer x token grid of a residual-stream statistic."""
 from __future__ import annotations
 
+import numpy as np
 import traitlets as t
 
-from ..methods.activations import STAT_LABELS, STATS, ResidualStats, check_direction, residual_stats
+from ..methods.activations import STAT_LABELS, STATS, ResidualStats, residual_stats
 from ._base import bundle
 from ._grid import GridWidget
 
@@ -36,22 +37,28 @@ class Heatmap(GridWidget):
 
     @property
     def data(self) -> ResidualStats | None:
-        """The statistics (numpy arrays) of the current inputs, waiting for a run in progress."""
-        self.wait(timeout=None)
-        return self._cache[1] if self._cache else None
+        """The statistics (numpy arrays) of the current inputs, waiting for a run in progress;
+        None when the current inputs have no result (an error)."""
+        self.wait_unless_worker()
+        return self._cache[1] if self._cache and self._cache[0] == self._key() else None
 
-    def compute(self) -> ResidualStats:
-        key = (self.prompt, repr(self.layers), None if self.direction is None else check_direction(self.model, self.direction).numpy().tobytes())
+    def _key(self) -> tuple:
+        direction = None if self.direction is None else np.asarray(self.direction, dtype=np.float32).tobytes()
+        return (self.prompt, repr(self.layers), direction)
+
+    def compute(self):
+        # Inputs are read once: the user may edit them while the trace runs.
+        key, prompt, layers, direction, stat = self._key(), self.prompt, self.layers, self.direction, self.stat
         if self._cache and self._cache[0] == key:
             stats = self._cache[1]
         else:
-            stats = residual_stats(self.model, self.prompt, layers=self.layers, direction=self.direction)
+            stats = residual_stats(self.model, prompt, layers=layers, direction=direction)
             self._cache = (key, stats)
-        stats.stat(self.stat)  # validates the statistic before anything is drawn
-        return stats
+        stats.stat(stat)  # validates the statistic before anything is drawn
+        return stat, stats
 
-    def apply(self, stats: ResidualStats) -> None:
-        stat = self.stat
+    def apply(self, result) -> None:
+        stat, stats = result
         self.set_grid(
             stats.tokens, stats.rows, stats.stat(stat),
             label=STAT_LABELS[stat],

@@ -41,25 +41,32 @@ class LogitLens(GridWidget):
 
     @property
     def data(self) -> LensResult | None:
-        """The lens arrays of the current inputs, waiting for a run in progress."""
-        self.wait(timeout=None)
-        return self._cache[1] if self._cache else None
+        """The lens arrays of the current inputs, waiting for a run in progress;
+        None when the current inputs have no result (an error)."""
+        self.wait_unless_worker()
+        return self._cache[1] if self._cache and self._cache[0] == self._key() else None
 
-    def compute(self) -> LensResult:
-        if self.color_by not in COLOR_BY:
-            raise InputError(f"Unknown color_by {self.color_by!r}. Choose one of: {', '.join(COLOR_BY)}.")
-        if self.color_by == "target_prob" and not self.target:
+    def _key(self) -> tuple:
+        return (self.prompt, self.target, self.k, repr(self.layers))
+
+    def compute(self):
+        # Inputs are read once: the user may edit them while the trace runs.
+        key, color_by, target = self._key(), self.color_by, self.target
+        if color_by not in COLOR_BY:
+            raise InputError(f"Unknown color_by {color_by!r}. Choose one of: {', '.join(COLOR_BY)}.")
+        if color_by == "target_prob" and not target:
             raise InputError("Colouring by target probability needs a target token: type one in the target box.")
-        key = (self.prompt, self.target, self.k, repr(self.layers))
         if not (self._cache and self._cache[0] == key):
-            self._cache = (key, logit_lens(self.model, self.prompt, target=self.target or None, k=self.k, layers=self.layers))
-        return self._cache[1]
+            prompt, k, layers = self.prompt, self.k, self.layers
+            self._cache = (key, logit_lens(self.model, prompt, target=target or None, k=k, layers=layers))
+        return color_by, self._cache[1]
 
-    def apply(self, lens: LensResult) -> None:
+    def apply(self, result) -> None:
+        color_by, lens = result
         table, index = np.unique(lens.topk_ids, return_inverse=True)
         values = {"top_prob": lens.topk_prob[..., 0], "entropy": lens.entropy, "target_prob": lens.target_prob}
-        bounded = self.color_by != "entropy"
-        self.set_grid(lens.tokens, lens.rows, values[self.color_by], label=COLOR_BY[self.color_by],
+        bounded = color_by != "entropy"
+        self.set_grid(lens.tokens, lens.rows, values[color_by], label=COLOR_BY[color_by],
                       colormap="viridis" if bounded else "magma",
                       vmin=0.0 if bounded else None, vmax=1.0 if bounded else None)
         self.text_table = self.model.token_texts(table)

@@ -1,6 +1,8 @@
 """aw.PatchingGrid: activation patching that re-runs on change and fills in as it goes."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import traitlets as t
 
@@ -8,6 +10,8 @@ from ..errors import InputError
 from ..methods.patching import METHODS, SITES, PatchingResult, attribution_patching, iter_exact, pearson, prepare
 from ._base import bundle, f32_bytes, finite_or_none
 from ._grid import GridWidget
+
+RESULTS_KEPT = 16  # cached grids per widget, so editing back and forth is instant
 
 
 class PatchingGrid(GridWidget):
@@ -53,62 +57,64 @@ class PatchingGrid(GridWidget):
     @property
     def result(self) -> PatchingResult | None:
         """The shown method's result for the current inputs (waits for a run in progress)."""
-        self.wait(timeout=None)
-        return self._results.get(self._key(self.method))
+        self.wait_unless_worker()
+        return self._results.get(self._inputs().key(self.method))
 
     @property
     def exact(self) -> PatchingResult | None:
-        self.wait(timeout=None)
-        return self._results.get(self._key("exact"))
+        self.wait_unless_worker()
+        return self._results.get(self._inputs().key("exact"))
 
-    def _key(self, method: str) -> tuple:
-        return (self.clean, self.corrupted, tuple(self.answer), self.site, self.denoise, method)
+    def _inputs(self) -> "_Inputs":
+        return _Inputs(self.clean, self.corrupted, tuple(self.answer), self.site, self.denoise, self.method,
+                       self.normalized)
+
+    def _remember(self, key: tuple, result: PatchingResult) -> None:
+        self._results[key] = result
+        while len(self._results) > RESULTS_KEPT:  # oldest first: dicts keep insertion order
+            self._results.pop(next(iter(self._results)))
 
     # --- the job ---------------------------------------------------------------
     def compute(self):
-        if self.method not in METHODS:
-            raise InputError(f"Unknown method {self.method!r}. Choose one of: {', '.join(METHODS)}.")
-        problem = prepare(self.model, self.clean, self.corrupted, self.answer)
-        if self.site not in SITES:
-            raise InputError(f"Unknown site {self.site!r}. Choose one of: {', '.join(SITES)}.")
-        if self.method != "exact":
-            approx = self._results.get(self._key(self.method))
+        inputs = self._inputs()  # read once: the user may edit them while the grid runs
+        if inputs.method not in METHODS:
+            raise InputError(f"Unknown method {inputs.method!r}. Choose one of: {', '.join(METHODS)}.")
+        problem = prepare(self.model, inputs.clean, inputs.corrupted, inputs.answer)
+        if inputs.site not in SITES:
+            raise InputError(f"Unknown site {inputs.site!r}. Choose one of: {', '.join(SITES)}.")
+        approx = None
+        if inputs.method != "exact":
+            approx = self._results.get(inputs.key(inputs.method))
             if approx is None:
-                approx = attribution_patching(self.model, self.clean, self.corrupted, self.answer, self.site,
-                                              relp=self.method == "relp", denoise=self.denoise)
-                self._results[self._key(self.method)] = approx
+                approx = attribution_patching(self.model, inputs.clean, inputs.corrupted, inputs.answer, inputs.site,
+                                              relp=inputs.method == "relp", denoise=inputs.denoise)
+                self._remember(inputs.key(inputs.method), approx)
             self.check()
             with self.hold_sync():
-                self._show(approx, None)
-        exact = self._results.get(self._key("exact"))
+                self._show(inputs, approx, None)
+        exact = self._results.get(inputs.key("exact"))
         if exact is None:
-            for partial, fraction in iter_exact(self.model, problem, self.site, denoise=self.denoise,
-                                                chunk_size=self.chunk_size, should_stop=lambda: not self._current()):
+            for exact, fraction in iter_exact(self.model, problem, inputs.site, denoise=inputs.denoise,
+                                              chunk_size=self.chunk_size, should_stop=lambda: not self._current()):
                 self.check()
                 with self.hold_sync():
-                    if self.method == "exact":
-                        self._show(partial, None)
-                    else:
-                        self._show(self._results[self._key(self.method)], partial)
+                    self._show(inputs, approx or exact, exact if approx else None)
                     self.progress = fraction
-            exact = partial
-            self._results[self._key("exact")] = exact
-        return exact
+            self._remember(inputs.key("exact"), exact)
+        return inputs, approx, exact
 
-    def apply(self, exact: PatchingResult) -> None:
-        if self.method == "exact":
-            self._show(exact, None)
-        else:
-            self._show(self._results[self._key(self.method)], exact)
+    def apply(self, result) -> None:
+        inputs, approx, exact = result
+        self._show(inputs, approx or exact, exact if approx else None)
 
-    def _show(self, shown: PatchingResult, reference: PatchingResult | None) -> None:
+    def _show(self, inputs: "_Inputs", shown: PatchingResult, reference: PatchingResult | None) -> None:
         def cells(result: PatchingResult) -> np.ndarray:
-            values = result.normalized if self.normalized else result.patched_ld
+            values = result.normalized if inputs.normalized else result.patched_ld
             return np.where(result.done, values, np.nan)
 
         values = cells(shown)
-        label = "normalized score" if self.normalized else "logit difference after patching"
-        bound = _symmetric_bound(values, reference and cells(reference), self.normalized)
+        label = "normalized score" if inputs.normalized else "logit difference after patching"
+        bound = _symmetric_bound(values, reference and cells(reference), inputs.normalized)
         self.set_grid(shown.cols, shown.rows, values, label=label, colormap="rdbu", vmin=-bound, vmax=bound)
         self.col_label = shown.col_label
         self.ld_clean, self.ld_corrupted = finite_or_none(shown.ld_clean), finite_or_none(shown.ld_corrupted)
@@ -137,6 +143,20 @@ class PatchingGrid(GridWidget):
             if layer in rows:
                 view.prompt = self.clean
                 view.selected = {"row": rows.index(layer), "col": cell["col"]}
+
+
+class _Inputs(NamedTuple):
+    clean: str
+    corrupted: str
+    answer: tuple
+    site: str
+    denoise: bool
+    method: str
+    normalized: bool
+
+    def key(self, method: str) -> tuple:
+        """Which cached result these inputs show for `method` (normalized is only a view)."""
+        return (self.clean, self.corrupted, self.answer, self.site, self.denoise, method)
 
 
 def _symmetric_bound(values: np.ndarray, reference: np.ndarray | None, normalized: bool) -> float:

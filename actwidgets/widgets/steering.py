@@ -7,6 +7,8 @@ the KL between the two next-token distributions, teacher-forced on the unsteered
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import traitlets as t
 
@@ -71,41 +73,47 @@ class Steering(JobWidget):
 
     # --- the job -----------------------------------------------------------------
     def compute(self):
-        if self.kl_budget is None or not self.kl_budget > 0:
-            raise InputError(f"The KL budget must be above 0 (nats), not {self.kl_budget}.")
-        if self.mode not in ("add", "entropy"):
-            raise InputError(f"Unknown mode {self.mode!r}: use 'add' (ASC-style) or 'entropy' (EAST).")
-        vector = S.check_vector(self.model, self.vector)
-        self.model.check_layers([self.layer])
-        self.model.encode(self.prompt)  # an empty or too long prompt says so before any work
-        self._update_bounds(vector)
-        unsteered = self._unsteered_continuation()
-        steered = self._steered_continuation(vector, unsteered)
-        kl = S.measure_kl(self.model, self.prompt, unsteered.token_ids, vector, self.layer, self.strength,
-                          positions=self.positions)
+        run = _Run(self.prompt, float(self.strength), float(self.kl_budget), self.vector, int(self.layer),
+                   self.positions, self.mode, int(self.max_new_tokens), tuple(self.actions))  # read once
+        if not run.kl_budget > 0:
+            raise InputError(f"The KL budget must be above 0 (nats), not {run.kl_budget}.")
+        if run.mode not in ("add", "entropy"):
+            raise InputError(f"Unknown mode {run.mode!r}: use 'add' (ASC-style) or 'entropy' (EAST).")
+        if run.mode == "entropy" and not run.actions:
+            raise InputError("mode='entropy' needs actions=[...]: the single-token actions whose entropy EAST raises.")
+        vector = S.check_vector(self.model, run.vector)
+        self.model.check_layers([run.layer])
+        self.model.encode(run.prompt)  # an empty or too long prompt says so before any work
+        self._update_bounds(run, vector)
+        unsteered = self._unsteered_continuation(run, vector)
+        steered = self._steered_continuation(run, vector, unsteered)
         self.check()
-        if self.mode == "entropy":
-            self._update_curves(vector)
-        return steered, kl
+        kl = S.measure_kl(self.model, run.prompt, unsteered.token_ids, vector, run.layer, run.strength,
+                          positions=run.positions)
+        self.check()
+        if run.mode == "entropy":
+            self._update_curves(run, vector)
+        return run, steered, kl
 
     def apply(self, result) -> None:
-        steered, kl = result
+        run, steered, kl = result
         self.steered_tokens = list(steered.tokens)
         self.kl_per_token = f32_bytes(kl.kl_per_token)
         self.entropy_unsteered = f32_bytes(kl.entropy_unsteered)
         self.entropy_steered = f32_bytes(kl.entropy_steered)
         self.measured_kl = finite_or_none(kl.mean_kl)
-        self.shown_strength = self.strength
+        self.shown_strength = run.strength
 
-    def _update_bounds(self, vector) -> None:
-        key = (self.prompt, vector.numpy().tobytes(), self.layer, self.kl_budget, self.positions)
+    def _update_bounds(self, run: "_Run", vector) -> None:
+        key = (run.prompt, vector.numpy().tobytes(), run.layer, run.kl_budget, run.positions)
         if self._bounds and self._bounds[0] == key:
             return
-        curvature = S.estimate_curvature(self.model, vector, self.layer, [self.prompt, *CALIBRATION_PROMPTS])
+        curvature = S.estimate_curvature(self.model, vector, run.layer, [run.prompt, *CALIBRATION_PROMPTS])
         self.report(0.15)
-        closed = S.gamma_max(self.kl_budget, curvature.a, curvature.lipschitz)
-        calibration = S.calibrate_strength(self.model, vector, self.layer, [self.prompt], self.kl_budget,
-                                           positions=self.positions, n_tokens=min(self.max_new_tokens, 16))
+        closed = S.gamma_max(run.kl_budget, curvature.a, curvature.lipschitz)
+        calibration = S.calibrate_strength(self.model, vector, run.layer, [run.prompt], run.kl_budget,
+                                           positions=run.positions, n_tokens=min(run.max_new_tokens, 16))
+        self.check()
         self._bounds = (key, (closed, calibration.strength))
         with self.hold_sync():
             self.gamma_max, self.calibrated = finite_or_none(closed), finite_or_none(calibration.strength)
@@ -119,45 +127,61 @@ class Steering(JobWidget):
         self.strength_min, self.strength_max = float(low), float(high)
         self.strength_step = float(10 ** np.floor(np.log10((high - low) / 200)))
 
-    def _unsteered_continuation(self) -> S.GenerationResult:
-        key = (self.prompt, self.max_new_tokens)
+    def _unsteered_continuation(self, run: "_Run", vector) -> S.GenerationResult:
+        key = (run.prompt, run.max_new_tokens)
         if not (self._unsteered and self._unsteered[0] == key):
-            result = S.steer_generate(self.model, self.prompt, self.vector, self.layer, 0.0,
-                                      max_new_tokens=self.max_new_tokens, should_stop=lambda: not self._current())
+            result = S.steer_generate(self.model, run.prompt, vector, run.layer, 0.0,
+                                      max_new_tokens=run.max_new_tokens, should_stop=lambda: not self._current())
+            self.check()
             self._unsteered = (key, result)
             self.unsteered_tokens = list(result.tokens)
         return self._unsteered[1]
 
-    def _steered_continuation(self, vector, unsteered: S.GenerationResult) -> S.GenerationResult:
-        if self.strength == 0:
+    def _steered_continuation(self, run: "_Run", vector, unsteered: S.GenerationResult) -> S.GenerationResult:
+        if run.strength == 0:
             return unsteered
         self.generations += 1
         self.steered_tokens = []
         streamed: list[str] = []
 
         def on_token(index: int, text: str) -> None:
+            self.check()  # a superseded run must not stream into the newer one's panel
             streamed.append(text)
             with self.hold_sync():
                 self.steered_tokens = list(streamed)
-                self.progress = 0.3 + 0.6 * (index + 1) / self.max_new_tokens
+                self.progress = 0.3 + 0.6 * (index + 1) / run.max_new_tokens
 
-        return S.steer_generate(self.model, self.prompt, vector, self.layer, self.strength,
-                                max_new_tokens=self.max_new_tokens, positions=self.positions,
+        return S.steer_generate(self.model, run.prompt, vector, run.layer, run.strength,
+                                max_new_tokens=run.max_new_tokens, positions=run.positions,
                                 should_stop=lambda: not self._current(), on_token=on_token)
 
-    def _update_curves(self, vector) -> None:
+    def _update_curves(self, run: "_Run", vector) -> None:
         """EAST: action entropy against steering strength, and against temperature."""
-        key = (self.prompt, vector.numpy().tobytes(), self.layer, tuple(self.actions), self.strength_max)
+        key = (run.prompt, vector.numpy().tobytes(), run.layer, run.actions, self.strength_max)
         if self._curves_key == key:
             return
-        if not self.actions:
-            raise InputError("mode='entropy' needs actions=[...]: the single-token actions whose entropy EAST raises.")
         betas = np.linspace(self.strength_min, self.strength_max, 9)
         temperatures = np.geomspace(0.25, 4.0, 9)
-        by_beta = [S.action_entropy(self.model, self.prompt, self.actions, vector, self.layer, float(b)) for b in betas]
-        by_temp = [S.action_entropy(self.model, self.prompt, self.actions, temperature=float(x)) for x in temperatures]
-        self.check()
+        by_beta, by_temp = [], []
+        for beta, temperature in zip(betas, temperatures):
+            self.check()
+            by_beta.append(S.action_entropy(self.model, run.prompt, list(run.actions), vector, run.layer, float(beta)))
+            by_temp.append(S.action_entropy(self.model, run.prompt, list(run.actions), temperature=float(temperature)))
         with self.hold_sync():
             self.curve_beta, self.curve_entropy_beta = f32_bytes(betas), f32_bytes(by_beta)
             self.curve_temperature, self.curve_entropy_temperature = f32_bytes(temperatures), f32_bytes(by_temp)
         self._curves_key = key
+
+
+class _Run(NamedTuple):
+    """The inputs of one run, read once at its start."""
+
+    prompt: str
+    strength: float
+    kl_budget: float
+    vector: object
+    layer: int
+    positions: str
+    mode: str
+    max_new_tokens: int
+    actions: tuple
