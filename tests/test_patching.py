@@ -174,3 +174,10 @@ def test_patching_grid_cancel_and_link(default_model):
     grid.selected = {"row": 4, "col": 9}
     lens.wait()
     assert lens.prompt == CLEAN and lens.selection["layer"] == "4" and lens.selection["token"] == " John"
+
+
+def test_identical_prompts_have_no_normalized_score(tiny_llama):
+    result = P.exact_patching(tiny_llama, CLEAN, CLEAN, ANSWER, "resid")
+    assert np.allclose(result.patched_ld, result.ld_clean)  # every patch copies an identical activation
+    with pytest.raises(aw.InputError, match="nothing to restore"):
+        result.normalized

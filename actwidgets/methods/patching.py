@@ -70,8 +70,12 @@ class PatchingResult:
     def normalized(self) -> np.ndarray:
         """(LD_patched - LD_corr) / (LD_clean - LD_corr): 0 no effect, 1 full restoration."""
         span = self.ld_clean - self.ld_corrupted
-        if abs(span) < 1e-9:
-            return np.full_like(self.patched_ld, np.nan)
+        if abs(span) < 1e-6:
+            raise InputError(
+                f"The clean and corrupted runs give the same logit difference ({self.ld_clean:+.3f}): there is "
+                "nothing to restore, so the normalized score is undefined. Choose prompts the model answers "
+                "differently, or show the raw logit difference (normalized=False)."
+            )
         return (self.patched_ld - self.ld_corrupted) / span
 
 

@@ -1,6 +1,7 @@
 """aw.PatchingGrid: activation patching that re-runs on change and fills in as it goes."""
 from __future__ import annotations
 
+from contextlib import closing
 from typing import NamedTuple
 
 import numpy as np
@@ -94,12 +95,14 @@ class PatchingGrid(GridWidget):
                 self._show(inputs, approx, None)
         exact = self._results.get(inputs.key("exact"))
         if exact is None:
-            for exact, fraction in iter_exact(self.model, problem, inputs.site, denoise=inputs.denoise,
-                                              chunk_size=self.chunk_size, should_stop=lambda: not self._current()):
-                self.check()
-                with self.hold_sync():
-                    self._show(inputs, approx or exact, exact if approx else None)
-                    self.progress = fraction
+            chunks = iter_exact(self.model, problem, inputs.site, denoise=inputs.denoise,
+                                chunk_size=self.chunk_size, should_stop=lambda: not self._current())
+            with closing(chunks):  # a cancel closes the generator now, releasing the model's lock
+                for exact, fraction in chunks:
+                    self.check()
+                    with self.hold_sync():
+                        self._show(inputs, approx or exact, exact if approx else None)
+                        self.progress = fraction
             self._remember(inputs.key("exact"), exact)
         return inputs, approx, exact
 
