@@ -349,8 +349,6 @@ def load(name_or_path: str | os.PathLike | None = None, *, device=None, dtype=No
       the key comes from ``NDIF_API_KEY`` or nnsight's config and is never stored here);
       ``remote="local"`` runs nnsight's remote path in-process.
     """
-    import nnsight
-
     if remote is True:
         if name_or_path is None:
             raise ModelLoadError("remote=True needs the id of a model that NDIF hosts, e.g. 'meta-llama/Llama-3.1-8B'.")

@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -399,3 +399,16 @@ def kernel_exec(page, code: str, timeout: float = 60.0) -> str:
         " await future.done; return out; }",
         [path, code],
     )
+
+
+def run_code_notebook(page, server: JupyterServer, name: str, *cells: str, height: int = 1000) -> None:
+    """Write a notebook of code cells, open it in JupyterLab and run it; fail on any error output."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    path = server.add_notebook(nb, name)
+    page.set_viewport_size({"width": 1400, "height": height})
+    open_notebook(page, server, path)
+    errors = run_all_cells(page)
+    assert errors == [], errors

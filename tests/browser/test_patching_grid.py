@@ -2,10 +2,9 @@
 explains a bad pair of prompts, cancels, and reports a clicked cell to Python."""
 from __future__ import annotations
 
-import nbformat
 from playwright.sync_api import expect
 
-from .harness import kernel_exec, open_notebook, run_all_cells, screenshot
+from .harness import kernel_exec, run_code_notebook, screenshot
 
 SETUP = """import actwidgets as aw
 model = aw.load()
@@ -19,12 +18,7 @@ NAN_COUNT = "import numpy as np; print(int(np.isnan(np.frombuffer(grid.values, '
 
 
 def test_patching_grid_in_jupyterlab(jupyter_server, page):
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(SETUP)]
-    path = jupyter_server.add_notebook(nb, "patching.ipynb")
-    page.set_viewport_size({"width": 1400, "height": 1100})
-    open_notebook(page, jupyter_server, path)
-    assert run_all_cells(page) == []
+    run_code_notebook(page, jupyter_server, "patching.ipynb", SETUP, height=1100)
     root = page.locator(".aw-root[data-widget=patching]")
 
     # progressive: while it runs, part of the grid is still empty

@@ -2,7 +2,6 @@
 real typing, hovering and clicking on the heatmap and the logit lens."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import nbformat

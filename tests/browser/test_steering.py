@@ -2,10 +2,9 @@
 steered text, the KL readout follows, and a fast drag ends on its last value."""
 from __future__ import annotations
 
-import nbformat
 from playwright.sync_api import expect
 
-from .harness import kernel_exec, open_notebook, run_all_cells, screenshot
+from .harness import kernel_exec, run_code_notebook, screenshot
 
 SETUP = """import actwidgets as aw
 from actwidgets.methods.steering_examples import ASC_CONCISE, ASC_VERBOSE, ASC_LAYER
@@ -21,12 +20,7 @@ def slider_point(slider, fraction: float):
 
 
 def test_steering_slider_in_jupyterlab(jupyter_server, page):
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(SETUP)]
-    path = jupyter_server.add_notebook(nb, "steering.ipynb")
-    page.set_viewport_size({"width": 1400, "height": 1000})
-    open_notebook(page, jupyter_server, path)
-    assert run_all_cells(page) == []
+    run_code_notebook(page, jupyter_server, "steering.ipynb", SETUP, height=1000)
     root = page.locator(".aw-root[data-widget=steering]")
     expect(root).to_have_attribute("data-status", "done", timeout=180_000)
     expect(root.locator(".aw-gamma-marker").first).to_be_attached()
