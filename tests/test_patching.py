@@ -181,3 +181,14 @@ def test_identical_prompts_have_no_normalized_score(tiny_llama):
     assert np.allclose(result.patched_ld, result.ld_clean)  # every patch copies an identical activation
     with pytest.raises(aw.InputError, match="nothing to restore"):
         result.normalized
+
+
+@pytest.mark.parametrize("site", ["resid", "mlp", "heads"])
+def test_relp_runs_on_both_families(tiny_model, site):
+    """The LRP rules find the norms and MLP parts of Llama- and GPT-2-style blocks, and they
+    only change the backward pass: the forward logit differences stay those of the model."""
+    relp = P.attribution_patching(tiny_model, CLEAN, CORRUPTED, ANSWER, site, relp=True)
+    plain = P.attribution_patching(tiny_model, CLEAN, CORRUPTED, ANSWER, site)
+    assert relp.patched_ld.shape == plain.patched_ld.shape and np.isfinite(relp.patched_ld).all()
+    assert relp.ld_clean == pytest.approx(plain.ld_clean, abs=1e-5)
+    assert relp.ld_corrupted == pytest.approx(plain.ld_corrupted, abs=1e-5)
