@@ -69,3 +69,33 @@ EAST_EPISODES: list[list[str]] = [
     _bandit_episode([("right", 1), ("right", 1), ("right", 1)]),
 ]
 EAST_LAYER = 15
+
+
+def asc_arithmetic_pairs(tokenizer, n: int = 24, seed: int = 0) -> tuple[list[str], list[str]]:
+    """`n` chat-formatted (concise, verbose) worked answers to random additions.
+
+    The instruct model answers inside its chat template, so its steering vector is read
+    there too: the same question, then a one-line answer or a step-by-step one.
+    """
+    import random
+
+    rng = random.Random(seed)
+    concise, verbose = [], []
+    for _ in range(n):
+        a, b = rng.randint(2, 40), rng.randint(2, 40)
+        question = chat(tokenizer, f"What is {a} + {b}?")
+        concise.append(question + f"{a} + {b} = {a + b}.")
+        verbose.append(question + f"Let's think step by step. We start with {a}. Then we add {b} to it. Adding {b} "
+                       f"to {a} gives us {a + b}. Let me double-check this: {a + b} minus {b} is {a}, which is "
+                       f"correct. So the final answer is {a + b}.")
+    return concise, verbose
+
+
+def chat(tokenizer, question: str) -> str:
+    """A user question in the model's chat template, ready for the assistant's answer."""
+    return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+ASC_TEST_QUESTIONS = [f"What is {a} + {b}? Explain your reasoning."
+                      for a, b in ((12, 9), (33, 14), (7, 26), (18, 18), (25, 11), (40, 3))]
