@@ -37,6 +37,7 @@ class PeakRSS:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the steering notebook generates ~30 answers of up to 100 tokens
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_within_binder_memory(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
