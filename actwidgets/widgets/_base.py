@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +21,7 @@ import numpy as np
 import traitlets as t
 
 from ..errors import ActWidgetsError, Cancelled
+from . import _snapshot
 
 log = logging.getLogger("actwidgets")
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -48,6 +50,12 @@ def i32_bytes(array) -> bytes:
 def finite_or_none(value) -> float | None:
     """A float trait's value: None stands for "not known", since JSON has no NaN."""
     return float(value) if value is not None and np.isfinite(value) else None
+
+
+def quoted(text: str, limit: int = 60) -> str:
+    """A prompt in a title: quoted, on one line, cut at `limit` characters."""
+    text = " ".join(str(text).split())
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def decode_f32(data: bytes, shape) -> np.ndarray:
@@ -101,9 +109,19 @@ class Runner:
         """Block until no job is running or queued (tests and scripts)."""
         return self._idle.wait(timeout)
 
+    @property
+    def idle(self) -> bool:
+        return self._idle.is_set()
+
 
 class JobWidget(anywidget.AnyWidget):
-    """An anywidget whose model work runs on a Runner and reports status."""
+    """An anywidget whose model work runs on a Runner and reports status.
+
+    Its display bundle also carries a snapshot, a PNG and text (see `_snapshot.py`),
+    refreshed after each run, so a saved notebook shows the figure without a kernel.
+    """
+
+    snapshot_kind = ""  # the front-end module that draws a snapshot: "heatmap", "lens", ...
 
     status = t.Unicode("idle").tag(sync=True)  # idle | running | done | error | cancelled
     progress = t.Float(0.0).tag(sync=True)
@@ -113,7 +131,45 @@ class JobWidget(anywidget.AnyWidget):
         self.model = model
         self._runner = Runner()
         self._current: Callable[[], bool] = lambda: True
+        self._publisher = _snapshot.SnapshotPublisher(self)
         super().__init__(**kwargs)
+
+    # --- what outlives the kernel ----------------------------------------------
+    @property
+    def idle(self) -> bool:
+        return self._runner.idle
+
+    def figure(self):
+        """The figure as a matplotlib Figure (waits for a run in progress), e.g. for a paper."""
+        self.wait_unless_worker()
+        return self.draw(_snapshot.live_state(self))
+
+    def to_html(self, path) -> Path:
+        """Write one self-contained HTML file that draws this figure offline; returns its path."""
+        self.wait_unless_worker()
+        path = Path(path)
+        path.write_text(_snapshot.html_page(self), encoding="utf-8")
+        return path
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs)  # anywidget: (data, metadata) or None
+        if bundle is None:
+            return None
+        data, metadata = bundle
+        try:
+            data = {**data, **_snapshot.static_bundle(self)}
+        except Exception:  # the live view must still show if a figure cannot be drawn
+            log.warning("actwidgets: could not draw the snapshot", exc_info=True)
+        return data, metadata
+
+    def _ipython_display_(self) -> None:
+        # One display id per widget, so every place it is shown gets the later snapshots.
+        from IPython.display import display
+
+        if self._publisher.display_id is None:
+            self._publisher.display_id = uuid.uuid4().hex
+        data, metadata = self._repr_mimebundle_()
+        display(data, metadata=metadata, raw=True, display_id=self._publisher.display_id)
 
     # --- scheduling ----------------------------------------------------------
     def schedule(self, *_change) -> None:
@@ -157,13 +213,14 @@ class JobWidget(anywidget.AnyWidget):
                 self.apply(result)
                 self.status, self.progress = "done", 1.0
         except Cancelled:
-            return
+            return  # the newer job publishes
         except ActWidgetsError as exc:
             self._fail(str(exc))
         except Exception as exc:  # a bug: say what broke, keep the widget alive
             log.debug("actwidgets job failed", exc_info=True)
             frame = traceback.extract_tb(exc.__traceback__)[-1]
             self._fail(f"{type(exc).__name__}: {exc} (in {Path(frame.filename).name}:{frame.lineno})")
+        self._publisher.poke()  # a saved notebook shows what is on screen, error included
 
     def _fail(self, message: str) -> None:
         if self._current():
@@ -177,4 +234,12 @@ class JobWidget(anywidget.AnyWidget):
 
     def apply(self, result) -> None:
         """Write a result to the synced traits (inside hold_sync)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line saying what the figure shows (text/plain and titles)."""
+        return type(self).__name__
+
+    def draw(self, state: dict):
+        """A matplotlib Figure of `state` (see `_snapshot.live_state`)."""
         raise NotImplementedError

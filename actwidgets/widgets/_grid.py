@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import traitlets as t
 
+from . import _figure
 from ._base import JobWidget, f32_bytes, i32_bytes
 
 
@@ -22,7 +23,7 @@ class GridWidget(JobWidget):
     colormap = t.Unicode("viridis").tag(sync=True)
     scale = t.Unicode("linear").tag(sync=True)
     value_label = t.Unicode("").tag(sync=True)
-    aux = t.Bytes(b"").tag(sync=True)
+    aux = t.Bytes(b"").tag(sync=True, dtype="<i4")
     aux_label = t.Unicode("").tag(sync=True)
     selected = t.Dict().tag(sync=True)
 
@@ -51,6 +52,9 @@ class GridWidget(JobWidget):
     def _in_grid(self, cell: dict) -> bool:
         rows, cols = self.shape
         return 0 <= cell.get("row", -1) < rows and 0 <= cell.get("col", -1) < cols
+
+    def draw(self, state: dict):
+        return _figure.grid_figure(state, self.describe())
 
     @property
     def selection(self) -> dict | None:

@@ -5,7 +5,7 @@ import numpy as np
 import traitlets as t
 
 from ..methods.activations import STAT_LABELS, STATS, ResidualStats, residual_stats
-from ._base import bundle
+from ._base import bundle, quoted
 from ._grid import GridWidget
 
 
@@ -21,6 +21,7 @@ class Heatmap(GridWidget):
     """
 
     _esm = bundle("heatmap")
+    snapshot_kind = "heatmap"
     stat = t.Unicode("norm").tag(sync=True)
     stat_options = t.List(t.Unicode(), default_value=list(STATS)).tag(sync=True)
     layers = t.Any(None)
@@ -41,6 +42,11 @@ class Heatmap(GridWidget):
         None when the current inputs have no result (an error)."""
         self.wait_unless_worker()
         return self._cache[1] if self._cache and self._cache[0] == self._key() else None
+
+    def describe(self) -> str:
+        rows, cols = self.shape
+        what = STAT_LABELS.get(self.stat, self.stat)
+        return f"Heatmap of the residual stream's {what}, {rows} layers x {cols} tokens: {quoted(self.prompt)}"
 
     def _key(self) -> tuple:
         direction = None if self.direction is None else np.asarray(self.direction, dtype=np.float32).tobytes()

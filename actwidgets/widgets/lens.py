@@ -6,7 +6,7 @@ import traitlets as t
 
 from ..errors import InputError
 from ..methods.lens import LensResult, logit_lens
-from ._base import bundle, f32_bytes, i32_bytes
+from ._base import bundle, f32_bytes, i32_bytes, quoted
 from ._grid import GridWidget
 
 COLOR_BY = {"top_prob": "top-1 probability", "entropy": "entropy (nats)", "target_prob": "target probability"}
@@ -20,15 +20,16 @@ class LogitLens(GridWidget):
     """
 
     _esm = bundle("lens")
+    snapshot_kind = "lens"
     target = t.Unicode("").tag(sync=True)
     color_by = t.Unicode("top_prob").tag(sync=True)
     k = t.Int(5).tag(sync=True)
     text_table = t.List(t.Unicode()).tag(sync=True)
-    topk_index = t.Bytes(b"").tag(sync=True)
+    topk_index = t.Bytes(b"").tag(sync=True, dtype="<i4")
     topk_prob = t.Bytes(b"").tag(sync=True)
     entropy = t.Bytes(b"").tag(sync=True)
     target_prob = t.Bytes(b"").tag(sync=True)
-    target_rank = t.Bytes(b"").tag(sync=True)
+    target_rank = t.Bytes(b"").tag(sync=True, dtype="<i4")
     layers = t.Any(None)
 
     def __init__(self, model, prompt: str = "", *, target: str = "", k: int = 5, color_by: str | None = None,
@@ -45,6 +46,10 @@ class LogitLens(GridWidget):
         None when the current inputs have no result (an error)."""
         self.wait_unless_worker()
         return self._cache[1] if self._cache and self._cache[0] == self._key() else None
+
+    def describe(self) -> str:
+        target = f", target {self.target!r}" if self.target else ""
+        return f"Logit lens ({COLOR_BY.get(self.color_by, self.color_by)}{target}): {quoted(self.prompt)}"
 
     def _key(self) -> tuple:
         return (self.prompt, self.target, self.k, repr(self.layers))

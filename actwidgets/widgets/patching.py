@@ -9,7 +9,7 @@ import traitlets as t
 
 from ..errors import InputError
 from ..methods.patching import METHODS, SITES, PatchingResult, attribution_patching, iter_exact, pearson, prepare
-from ._base import bundle, f32_bytes, finite_or_none
+from ._base import bundle, f32_bytes, finite_or_none, quoted
 from ._grid import GridWidget
 
 RESULTS_KEPT = 16  # cached grids per widget, so editing back and forth is instant
@@ -26,6 +26,7 @@ class PatchingGrid(GridWidget):
     """
 
     _esm = bundle("patching")
+    snapshot_kind = "patching"
     clean = t.Unicode("").tag(sync=True)
     corrupted = t.Unicode("").tag(sync=True)
     answer = t.List(t.Unicode(), default_value=["", ""]).tag(sync=True)
@@ -65,6 +66,11 @@ class PatchingGrid(GridWidget):
     def exact(self) -> PatchingResult | None:
         self.wait_unless_worker()
         return self._results.get(self._inputs().key("exact"))
+
+    def describe(self) -> str:
+        good, bad = (list(self.answer) + ["", ""])[:2]
+        return (f"Activation patching ({self.method}, {self.site}), {good!r} vs {bad!r}: "
+                f"{quoted(self.clean, 40)} -> {quoted(self.corrupted, 40)}")
 
     def _inputs(self) -> "_Inputs":
         return _Inputs(self.clean, self.corrupted, tuple(self.answer), self.site, self.denoise, self.method,

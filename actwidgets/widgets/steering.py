@@ -15,7 +15,8 @@ import traitlets as t
 from ..errors import InputError
 from ..methods import steering as S
 from ..methods.steering_examples import CALIBRATION_PROMPTS
-from ._base import JobWidget, bundle, f32_bytes, finite_or_none
+from . import _figure
+from ._base import JobWidget, bundle, f32_bytes, finite_or_none, quoted
 
 
 class Steering(JobWidget):
@@ -28,6 +29,7 @@ class Steering(JobWidget):
     """
 
     _esm = bundle("steering")
+    snapshot_kind = "steering"
     prompt = t.Unicode("").tag(sync=True)
     strength = t.Float(0.0).tag(sync=True)
     strength_min = t.Float(-1.0).tag(sync=True)
@@ -70,6 +72,14 @@ class Steering(JobWidget):
         self.observe(self.schedule, ["prompt", "strength", "kl_budget", "vector", "layer", "positions", "mode",
                                      "max_new_tokens", "actions"])
         self.schedule()
+
+    def describe(self) -> str:
+        kl = f"{self.measured_kl:.3g}" if self.measured_kl is not None else "?"
+        return (f"Steering at layer {self.layer}, strength {self.strength:+.3g}: KL {kl} nats "
+                f"(budget {self.kl_budget:.3g}): {quoted(self.prompt)}")
+
+    def draw(self, state: dict):
+        return _figure.steering_figure(state, self.describe())
 
     # --- the job -----------------------------------------------------------------
     def compute(self):

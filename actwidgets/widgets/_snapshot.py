@@ -1,0 +1,197 @@
+"""What a widget leaves behind in a saved notebook: a snapshot, a PNG and text.
+
+A live widget needs its kernel. So every widget's display bundle also carries
+`application/vnd.actwidgets.snapshot+json` (its synced traits at the last finished
+run, arrays packed compactly), which the JupyterLab extension and `to_html()` draw
+with the live widget's own front-end code, plus a matplotlib PNG for GitHub and
+nbviewer and a one-line text/plain. The kernel re-sends the bundle under the same
+display id after each finished run (`SnapshotPublisher`), so a notebook saved at any
+time holds the figure as it is on screen.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import anywidget
+import numpy as np
+
+log = logging.getLogger("actwidgets")
+
+SNAPSHOT_MIME = "application/vnd.actwidgets.snapshot+json"
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+FORMAT, VERSION = "actwidgets.snapshot", 1
+PNG_DPI = 100
+# float16 keeps 3 significant digits, plenty for a colour and a tooltip; beyond
+# this magnitude it would overflow to inf, so such arrays stay float32.
+_F16_LIMIT = 6.0e4
+_BASE_TRAITS = frozenset(anywidget.AnyWidget.class_trait_names(sync=True))
+_IIFE = Path(__file__).resolve().parent.parent / "static" / "snapshot.iife.js"
+
+
+# --- compact arrays -----------------------------------------------------------
+def pack(array: np.ndarray) -> dict:
+    """An array as {"dtype", "data" (base64)} in the smallest dtype that shows the same figure."""
+    array = np.asarray(array)
+    if array.dtype.kind == "f":
+        finite = np.abs(array[np.isfinite(array)])
+        dtype = "<f2" if not finite.size or finite.max() < _F16_LIMIT else "<f4"
+    else:
+        low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
+        dtype = "|u1" if 0 <= low and high < 256 else "<i2" if -(2**15) <= low and high < 2**15 else "<i4"
+    raw = np.ascontiguousarray(array, dtype=dtype).tobytes()
+    return {"dtype": dtype, "data": base64.b64encode(raw).decode("ascii")}
+
+
+def unpack(packed: dict) -> np.ndarray:
+    """The flat array `pack` wrote (float32 or int32)."""
+    array = np.frombuffer(base64.b64decode(packed["data"]), dtype=packed["dtype"])
+    return array.astype(np.float32 if array.dtype.kind == "f" else np.int32)
+
+
+# --- the snapshot ---------------------------------------------------------------
+def _traits(widget) -> tuple[dict, dict]:
+    """The widget's own synced traits: plain values, and `Bytes` decoded by their `dtype` tag."""
+    values, arrays = {}, {}
+    for name in sorted(set(widget.trait_names(sync=True)) - _BASE_TRAITS):
+        if name.startswith("_"):  # _esm, _css, _anywidget_id: the code, not the figure
+            continue
+        value = getattr(widget, name)
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            arrays[name] = np.frombuffer(bytes(value), dtype=widget.trait_metadata(name, "dtype") or "<f4")
+        else:
+            values[name] = value
+    return values, arrays
+
+
+def live_state(widget) -> dict:
+    """Everything a figure is drawn from, at full precision."""
+    values, arrays = _traits(widget)
+    return {**values, **arrays}
+
+
+def snapshot(widget) -> dict:
+    """The widget's traits now, arrays packed: what a saved notebook keeps."""
+    state, arrays = _traits(widget)
+    buffers = {name: pack(array) for name, array in arrays.items()}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "widget": widget.snapshot_kind,
+        "title": widget.describe(),
+        "model": getattr(widget.model, "name", ""),
+        "saved": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "state": state,
+        "buffers": buffers,
+    }
+
+
+def snapshot_state(snap: dict) -> dict:
+    """A snapshot's traits with every array unpacked (what the figures are drawn from)."""
+    return {**snap["state"], **{name: unpack(p) for name, p in snap["buffers"].items()}}
+
+
+def png_bytes(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=PNG_DPI)
+    return buffer.getvalue()
+
+
+def static_bundle(widget) -> dict:
+    """The mime types that outlive the kernel: snapshot, PNG and text."""
+    snap = snapshot(widget)
+    png = png_bytes(widget.draw(live_state(widget)))
+    return {
+        SNAPSHOT_MIME: snap,
+        "image/png": base64.b64encode(png).decode("ascii"),
+        "text/plain": snap["title"],
+    }
+
+
+# --- a self-contained HTML page -----------------------------------------------
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>body {{ margin: 16px; font-family: system-ui, sans-serif; }}</style>
+</head>
+<body>
+<div id="actwidgets"></div>
+<noscript><img alt="{title}" src="data:image/png;base64,{png}"></noscript>
+<script type="application/json" id="actwidgets-snapshot">{snapshot}</script>
+<script>{code}</script>
+<script>
+actwidgetsSnapshot.renderSnapshot(document.getElementById("actwidgets"),
+  JSON.parse(document.getElementById("actwidgets-snapshot").textContent));
+</script>
+</body>
+</html>
+"""
+
+
+def _inline_script(text: str) -> str:
+    """Text safe inside <script>: a literal `</` would end the element early."""
+    return text.replace("</", "<\\/")
+
+
+def html_page(widget) -> str:
+    """One offline HTML file: the snapshot, the drawing code, and the PNG for no-script readers."""
+    if not _IIFE.exists():
+        raise FileNotFoundError(f"{_IIFE} is missing: build the front-end with `make js`.")
+    bundle = static_bundle(widget)
+    return _PAGE.format(
+        title=html.escape(bundle["text/plain"]),
+        png=bundle["image/png"],
+        snapshot=_inline_script(json.dumps(bundle[SNAPSHOT_MIME], separators=(",", ":"))),
+        code=_inline_script(_IIFE.read_text(encoding="utf-8")),
+    )
+
+
+# --- keeping saved outputs current --------------------------------------------
+class SnapshotPublisher:
+    """Re-sends a widget's display bundle (same display id) once it has settled.
+
+    Runs are coalesced: a slider dragged through ten strengths publishes once, a
+    moment after the last run, off the worker thread so the next run is not delayed.
+    """
+
+    DELAY_S = 0.5
+
+    def __init__(self, widget) -> None:
+        self._widget = widget
+        self.display_id: str | None = None
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+        self.published = 0
+
+    def poke(self) -> None:
+        if self.display_id is None:
+            return
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(self.DELAY_S, self._publish)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _publish(self) -> None:
+        widget = self._widget
+        if not widget.idle:
+            return  # the run in progress will poke again when it finishes
+        try:
+            from IPython.display import update_display
+
+            data, metadata = widget._repr_mimebundle_()
+            update_display(data, metadata=metadata, raw=True, display_id=self.display_id)
+            self.published += 1
+        except Exception:  # a figure that fails to draw must not break the live widget
+            log.warning("actwidgets: could not update the saved snapshot", exc_info=True)

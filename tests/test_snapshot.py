@@ -1,0 +1,150 @@
+"""What a widget leaves in a saved notebook: the snapshot (compact, faithful), the PNG
+(a real figure of the stated size), text/plain, `figure()` and `to_html()`."""
+from __future__ import annotations
+
+import base64
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+import actwidgets as aw
+from actwidgets.widgets import _snapshot as S
+
+IOI = ("When Mary and John went to the store, John gave a drink to",
+       "When Mary and John went to the store, Mary gave a drink to", (" Mary", " John"))
+# A 30-layer x 2,048-token heatmap's snapshot stays under this (float16 values, the
+# tokens as text); its values as a JSON list of floats would take about 1.3 MB.
+SNAPSHOT_LIMIT_30x2048 = 256 * 1024
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def bundle_of(widget) -> dict:
+    data, _metadata = widget._repr_mimebundle_()
+    return data
+
+
+# --- packing --------------------------------------------------------------------
+@pytest.mark.parametrize("values, dtype", [
+    (np.array([0.5, -3.25, np.nan, 1e4], np.float32), "<f2"),
+    (np.array([1.0, 7e4], np.float32), "<f4"),  # float16 would overflow to inf
+    (np.array([0, 3, 255], np.int32), "|u1"),
+    (np.array([-1, 30000], np.int32), "<i2"),
+    (np.array([0, 40000], np.int32), "<i4"),
+])
+def test_pack_picks_the_smallest_faithful_dtype(values, dtype):
+    packed = S.pack(values)
+    assert packed["dtype"] == dtype
+    back = S.unpack(packed)
+    np.testing.assert_allclose(back, values, rtol=1e-3, equal_nan=True)
+
+
+def test_pack_keeps_float16_within_display_precision():
+    values = np.random.default_rng(0).lognormal(3, 2, 4096).astype(np.float32)
+    values = values[values < 6e4]
+    back = S.unpack(S.pack(values))
+    assert np.max(np.abs(back - values) / values) < 1e-3
+
+
+# --- bundles of real widgets ------------------------------------------------------
+@pytest.fixture(scope="module")
+def heatmap(default_model):
+    return aw.Heatmap(default_model, "The Eiffel Tower is located in the city of").wait()
+
+
+def test_heatmap_bundle_has_snapshot_png_and_text(heatmap):
+    data = bundle_of(heatmap)
+    assert set(data) == {S.WIDGET_MIME, S.SNAPSHOT_MIME, "image/png", "text/plain"}
+    snap = data[S.SNAPSHOT_MIME]
+    assert snap["format"] == S.FORMAT and snap["widget"] == "heatmap"
+    assert snap["model"] == heatmap.model.name
+    state = S.snapshot_state(snap)
+    rows, cols = heatmap.shape
+    assert state["shape"] == [rows, cols] and state["tokens"] == heatmap.tokens
+    np.testing.assert_allclose(state["values"], np.frombuffer(heatmap.values, "<f4"), rtol=1e-3)
+    assert "_esm" not in snap["state"] and "layout" not in snap["state"]
+    assert "L2 norm" in data["text/plain"] and "Eiffel" in data["text/plain"]
+    json.dumps(snap)  # the notebook file must be able to hold it
+
+
+def test_png_is_a_real_figure_of_the_stated_size(heatmap):
+    png = base64.b64decode(bundle_of(heatmap)["image/png"])
+    width, height = png_size(png)
+    fig = heatmap.figure()
+    expected = tuple(round(v * S.PNG_DPI) for v in fig.get_size_inches())
+    assert (width, height) == expected
+    assert width >= 400 and height >= 300
+    assert len(png) > 10_000, "a heatmap of 31 x 10 cells is more than a blank image"
+    # not one flat colour: decode the PNG back and look at its pixels
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(__import__("io").BytesIO(png))
+    assert pixels.shape[:2] == (height, width)
+    assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 50
+
+
+def test_figure_returns_a_matplotlib_figure_of_the_grid(heatmap):
+    fig = heatmap.figure()
+    assert isinstance(fig, Figure)
+    image = fig.axes[0].get_images()[0]
+    np.testing.assert_allclose(image.get_array().filled(np.nan), heatmap.data.stat("norm"), rtol=1e-6)
+
+
+def test_snapshot_of_30_by_2048_heatmap_is_compact(default_model):
+    ids = torch.randint(1000, 20000, (2048,), generator=torch.Generator().manual_seed(0))
+    prompt = default_model.tokenizer.decode(ids)
+    h = aw.Heatmap(default_model, prompt).wait(timeout=300)
+    assert h.error == ""
+    rows, cols = h.shape
+    assert rows == 31 and cols >= 2000
+    size = len(json.dumps(S.snapshot(h), separators=(",", ":")))
+    as_json_floats = len(json.dumps(np.frombuffer(h.values, "<f4").tolist()))
+    print(f"\nsnapshot of {rows} x {cols}: {size / 1024:.0f} KiB (values as JSON floats: {as_json_floats / 1024:.0f} KiB)")
+    assert size < SNAPSHOT_LIMIT_30x2048
+    assert size < as_json_floats / 4
+
+
+def test_lens_patching_and_steering_bundles(default_model):
+    lens = aw.LogitLens(default_model, "The Eiffel Tower is located in the city of", target=" Paris").wait()
+    grid = aw.PatchingGrid(default_model, *IOI, method="attribution").wait()
+    torch.manual_seed(0)
+    vector = torch.randn(default_model.hf.config.hidden_size)
+    steer = aw.Steering(default_model, "Tell me about cats.", vector=vector / vector.norm(), layer=10,
+                        strength=1.0, max_new_tokens=8).wait()
+    for widget, kind in [(lens, "lens"), (grid, "patching"), (steer, "steering")]:
+        assert widget.error == "", widget.error
+        data = bundle_of(widget)
+        snap = data[S.SNAPSHOT_MIME]
+        assert snap["widget"] == kind
+        width, height = png_size(base64.b64decode(data["image/png"]))
+        assert width >= 600 and height >= 400
+    lens_state = S.snapshot_state(bundle_of(lens)[S.SNAPSHOT_MIME])
+    assert lens_state["topk_index"].dtype == np.int32 and lens_state["text_table"]
+    grid_state = S.snapshot_state(bundle_of(grid)[S.SNAPSHOT_MIME])
+    assert grid_state["reference_values"].size == grid_state["values"].size  # exact beside attribution
+    assert grid_state["correlation"] is not None
+    steer_state = S.snapshot_state(bundle_of(steer)[S.SNAPSHOT_MIME])
+    assert steer_state["steered_tokens"] and steer_state["kl_per_token"].size > 0
+    assert "KL" in bundle_of(steer)["text/plain"]
+
+
+def test_to_html_is_one_self_contained_file(heatmap, tmp_path):
+    path = heatmap.to_html(tmp_path / "heatmap.html")
+    page = path.read_text(encoding="utf-8")
+    assert "renderSnapshot" in page and "data:image/png;base64," in page
+    assert "<script src" not in page and "<link" not in page
+    assert "Content-Security-Policy" in page
+
+
+def test_untrusted_text_cannot_end_the_script_element(default_model, tmp_path):
+    h = aw.Heatmap(default_model, "</script><script>alert(1)</script>").wait()
+    page = h.to_html(tmp_path / "x.html").read_text(encoding="utf-8")
+    assert page.count("</script>") == 3  # the JSON's, the code's and the call's: none from the prompt
+    assert "&lt;/script&gt;" in page  # the title, escaped
