@@ -1,0 +1,82 @@
+"""`widget.to_html()` writes one file that draws the figure in a browser with the
+network switched off: no server, no kernel, no CDN."""
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+import actwidgets as aw
+
+from .harness import screenshot
+from .test_quickstart import CANVAS_PIXELS
+
+IOI = ("When Mary and John went to the store, John gave a drink to",
+       "When Mary and John went to the store, Mary gave a drink to", (" Mary", " John"))
+
+
+@pytest.fixture
+def offline_page(browser):
+    context = browser.new_context(offline=True, viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    requests, problems = [], []
+    context.on("request", lambda r: requests.append(r.url))
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.aw_requests, page.aw_problems = requests, problems
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("kind", ["heatmap", "lens", "patching"])
+def test_exported_html_draws_offline(default_model, offline_page, tmp_path, kind):
+    prompt = "The Eiffel Tower is located in the city of"
+    widget = {
+        "heatmap": lambda: aw.Heatmap(default_model, prompt),
+        "lens": lambda: aw.LogitLens(default_model, prompt, target=" Paris"),
+        "patching": lambda: aw.PatchingGrid(default_model, *IOI, method="attribution"),
+    }[kind]().wait()
+    path = widget.to_html(tmp_path / f"{kind}.html")
+
+    page = offline_page
+    page.goto(path.as_uri())
+    root = page.locator(f".aw-snapshot .aw-root[data-widget={kind}]")
+    expect(root).to_have_attribute("data-snapshot", "true")
+    expect(page.locator(".aw-snapshot-badge")).to_contain_text("Snapshot")
+    canvas = root.locator("canvas.aw-grid").first
+    expect(canvas).to_be_visible()
+    pixels = canvas.evaluate(CANVAS_PIXELS)
+    assert pixels["painted"] > 0.5, pixels
+    # read-only: every control is disabled, the prompt keeps its text
+    for control in root.locator("textarea, input, select, button").all():
+        expect(control).to_be_disabled()
+    if kind != "patching":
+        expect(root.locator("textarea.aw-prompt")).to_have_value(prompt)
+    # hovering still explains a cell: a snapshot is read-only, not dead
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.9)
+    expect(root.locator(".aw-tooltip").first).to_be_visible()
+    shot = screenshot(page, f"export-{kind}")
+    assert shot.stat().st_size > 10_000
+    assert page.aw_requests == [path.as_uri()], page.aw_requests
+    assert page.aw_problems == [], page.aw_problems
+
+
+def test_exported_steering_html_shows_both_continuations(default_model, offline_page, tmp_path):
+    import torch
+
+    torch.manual_seed(0)
+    vector = torch.randn(default_model.hf.config.hidden_size)
+    steer = aw.Steering(default_model, "Tell me about cats.", vector=vector / vector.norm(), layer=10,
+                        strength=1.0, max_new_tokens=8).wait()
+    path = steer.to_html(tmp_path / "steering.html")
+    page = offline_page
+    page.goto(path.as_uri())
+    root = page.locator(".aw-snapshot .aw-root[data-widget=steering]")
+    expect(root).to_have_attribute("data-snapshot", "true")
+    text = root.inner_text()
+    assert "".join(steer.steered_tokens).strip()[:10] in text
+    screenshot(page, "export-steering")
+    assert page.aw_requests == [path.as_uri()], page.aw_requests
+    assert page.aw_problems == [], page.aw_problems
