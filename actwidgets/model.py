@@ -8,6 +8,7 @@ network; its dequantized weights are cached so later loads take a few seconds.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -259,8 +260,28 @@ def _gguf_cache_path(gguf: Path) -> Path:
     return cache_dir() / f"{gguf.stem}-{key}"
 
 
+@contextlib.contextmanager
+def _no_hf_progress_bar():
+    """transformers' "Loading weights" bar is an ipywidget in a notebook: it would be saved
+    as a dead widget ("model not found") in every notebook that loads the default model."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _load_gguf(gguf: Path, *, use_cache: bool):
     """Tokenizer and fp32 model from a GGUF file; cached as safetensors after the first time."""
+    with _no_hf_progress_bar():
+        return _load_gguf_quietly(gguf, use_cache=use_cache)
+
+
+def _load_gguf_quietly(gguf: Path, *, use_cache: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cached = _gguf_cache_path(gguf)
