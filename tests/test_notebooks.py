@@ -12,6 +12,7 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 BINDER_RSS_LIMIT = 2 * 1024**3
+SNAPSHOT_MIME = "application/vnd.actwidgets.snapshot+json"
 
 
 class PeakRSS:
@@ -56,4 +57,10 @@ def test_notebook_runs_within_binder_memory(path, tmp_path):
     assert not errors, errors
     widgets = [o for c in nb.cells for o in c.get("outputs", []) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert widgets, "the notebook displayed no widget"
+    # Every actwidgets figure is saved with what outlives the kernel: snapshot, PNG, text.
+    figures = [o["data"] for o in widgets if SNAPSHOT_MIME in o["data"]]
+    assert figures, "no actwidgets figure carries a snapshot"
+    for data in figures:
+        assert {"image/png", "text/plain"} <= set(data)
+        assert data[SNAPSHOT_MIME]["format"] == "actwidgets.snapshot"
     assert 0 < peak < BINDER_RSS_LIMIT
