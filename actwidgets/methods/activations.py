@@ -14,7 +14,7 @@ import torch
 
 from ..errors import InputError
 from ..model import Model
-from ._trace import residual, row_labels
+from ._trace import check_vector, residual, row_labels
 
 STATS = ("norm", "max_abs", "delta", "direction")
 STAT_LABELS = {
@@ -47,16 +47,10 @@ class ResidualStats:
 
 
 def check_direction(model: Model, direction) -> torch.Tensor | None:
-    """A finite vector of size d_model as float32, or None."""
+    """The direction as a float32 unit vector of size d_model, or None."""
     if direction is None:
         return None
-    vec = torch.as_tensor(np.asarray(direction, dtype=np.float32)).flatten()
-    if vec.numel() != model.d_model:
-        raise InputError(f"The direction has {vec.numel()} entries; {model.name} needs {model.d_model} (d_model).")
-    if not torch.isfinite(vec).all():
-        raise InputError("The direction contains NaN or infinite values.")
-    if vec.norm() == 0:
-        raise InputError("The direction is all zeros.")
+    vec = check_vector(model, direction, "The direction")
     return vec / vec.norm()
 
 

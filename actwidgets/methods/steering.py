@@ -43,7 +43,7 @@ import torch
 
 from ..errors import Cancelled, InputError
 from ..model import Model, _get_path
-from ._trace import residual
+from ._trace import check_vector, residual
 
 MODES = ("add", "ablate")
 POSITIONS = ("last", "all")
@@ -107,24 +107,6 @@ class Calibration:
 
 
 # --- checks ----------------------------------------------------------------
-
-def check_vector(model: Model, vector, what: str = "The steering vector") -> torch.Tensor:
-    """The vector as a float32 tensor [d_model]; InputError if it cannot steer this model."""
-    if vector is None:
-        raise InputError(f"{what} is missing: pass a vector of {model.d_model} numbers (d_model).")
-    try:
-        vec = torch.as_tensor(np.asarray(vector.detach().cpu() if torch.is_tensor(vector) else vector,
-                                         dtype=np.float32)).flatten()
-    except (TypeError, ValueError):
-        raise InputError(f"{what} must be a list or array of numbers, not {type(vector).__name__}.") from None
-    if vec.numel() != model.d_model:
-        raise InputError(f"{what} has {vec.numel()} entries; {model.name} needs {model.d_model} (d_model).")
-    if not torch.isfinite(vec).all():
-        raise InputError(f"{what} contains NaN or infinite values.")
-    if vec.norm() == 0:
-        raise InputError(f"{what} is all zeros: it would not change anything.")
-    return vec
-
 
 def _layer(model: Model, layer) -> int:
     if not isinstance(layer, int) or isinstance(layer, bool):
