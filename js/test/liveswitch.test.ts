@@ -31,6 +31,7 @@ function fakeSlot(outcome: Outcome = "view"): FakeSlot {
     disposed: false,
     outcome,
     hasView: () => !!node.querySelector(".view"),
+    failed: () => (node.textContent ?? "").includes("Error displaying widget"),
     async render(bundle: Bundle) {
       slot.renders++;
       node.textContent = "Loading widget...";
@@ -122,6 +123,7 @@ describe("LiveSnapshotSwitch", () => {
     await settle(t.sw);
     expect(t.createLive).not.toHaveBeenCalled();
     expect(t.host.dataset.awShowing).toBe("snapshot");
+    expect(t.host.dataset.awLive).toBe("none");
     expect(t.snapText()).toBe("p");
   });
 
@@ -159,26 +161,53 @@ describe("LiveSnapshotSwitch", () => {
     slot.closeView();
     await flush();
     expect(t.host.dataset.awShowing).toBe("snapshot");
+    expect(t.host.dataset.awLive).toBe("pending");
     expect(slot.visible).toBe(false);
     expect(t.snapText()).toBe("second");
   });
 
-  it("model not found: keeps the snapshot; a later re-render retries the live view", async () => {
+  it("model not found: keeps the snapshot, drops the error; a later re-render asks again", async () => {
     const slot = fakeSlot("not-found");
-    const t = setup([slot]);
+    const retry = fakeSlot("view");
+    const t = setup([slot, retry]);
     await t.sw.update(bundle("m1"), true);
+    expect(t.host.dataset.awLive).toBe("pending");
     await settle(t.sw);
     expect(slot.renders).toBe(1);
     expect(t.host.dataset.awShowing).toBe("snapshot");
-    expect(slot.visible).toBe(false); // the error text is hidden
+    expect(t.host.dataset.awLive).toBe("failed");
+    expect(slot.disposed).toBe(true); // no hidden "Error displaying widget" left behind
+    expect(t.host.textContent).not.toContain("Error displaying widget");
     expect(t.snapText()).toBe("p");
 
-    slot.outcome = "view";
+    await t.sw.update(bundle("m1"), true); // e.g. update_display_data from a live kernel
+    await settle(t.sw);
+    expect(t.createLive).toHaveBeenCalledTimes(2);
+    expect(retry.renders).toBe(1);
+    expect(t.host.dataset.awShowing).toBe("live");
+    expect(t.host.dataset.awLive).toBe("live");
+  });
+
+  it("still loading (no answer yet) keeps waiting for the view", async () => {
+    const slot = fakeSlot("view");
+    slot.render = async () => {
+      slot.renders++;
+      slot.node.textContent = "Loading widget..."; // ipywidgets waits for its manager to restore
+    };
+    const t = setup([slot]);
     await t.sw.update(bundle("m1"), true);
     await settle(t.sw);
-    expect(slot.renders).toBe(2);
-    expect(t.createLive).toHaveBeenCalledTimes(1);
+    expect(t.host.dataset.awLive).toBe("pending");
+    expect(slot.disposed).toBe(false);
+    expect(slot.visible).toBe(false); // "Loading widget..." is not shown
+    // the manager restored: ipywidgets re-renders on its own
+    slot.node.textContent = "";
+    const view = document.createElement("div");
+    view.className = "view";
+    slot.node.append(view);
+    await flush();
     expect(t.host.dataset.awShowing).toBe("live");
+    expect(t.host.dataset.awLive).toBe("live");
   });
 
   it("does not re-render the live view while a render is in flight", async () => {
@@ -226,6 +255,7 @@ describe("LiveSnapshotSwitch", () => {
     await t.sw.update(bundle("m1"), true);
     await settle(t.sw);
     expect(t.host.dataset.awShowing).toBe("snapshot");
+    expect(t.host.dataset.awLive).toBe("failed");
     await t.sw.update(bundle("m1"), true);
     await settle(t.sw);
     expect(t.createLive).toHaveBeenCalledTimes(2);
@@ -309,6 +339,8 @@ describe("LiveSnapshotSwitch", () => {
     await t.sw.update(bundle("m1"), true);
     await settle(t.sw);
     expect(t.host.dataset.awShowing).toBe("snapshot");
+    expect(t.host.dataset.awLive).toBe("failed");
+    expect(slot.disposed).toBe(true);
     warn.mockRestore();
   });
 });
@@ -326,12 +358,14 @@ describe("LiveSnapshotSwitch.liveGone (kernel restarted)", () => {
     t.sw.liveGone();
     expect(slot.disposed).toBe(true);
     expect(t.host.dataset.awShowing).toBe("snapshot");
+    expect(t.host.dataset.awLive).toBe("gone");
     expect(t.snapText()).toBe("v2");
 
     await t.sw.update(bundle("m1", "v3"), true); // a later re-render of the same output
     await settle(t.sw);
     expect(t.createLive).toHaveBeenCalledTimes(1);
     expect(t.host.dataset.awShowing).toBe("snapshot");
+    expect(t.host.dataset.awLive).toBe("gone");
     expect(t.snapText()).toBe("v3");
 
     await t.sw.update(bundle("m2"), true); // a new model (the cell ran again) is live

@@ -137,17 +137,18 @@ def assert_snapshot_drawn(page, out, prompt: str = "The cat sat on the mat") -> 
     )
     pixels = canvas.evaluate(CANVAS_PIXELS)
     assert pixels["colours"] >= 5, pixels  # a colour map, not a blank fill
-    # The snapshot won over the PNG and the text; the live renderer (if any) is hidden.
+    # The snapshot won over the PNG and the text; no live renderer shows.
     expect(out.locator("img")).to_have_count(0)
     expect(out.locator(".aw-output-live")).to_be_hidden()
+    expect(out.get_by_text("Error displaying widget")).to_have_count(0)
 
 
 def wait_model_not_found(out) -> None:
-    """Trusted: the extension asked ipywidgets for the live view, which has no model."""
-    live = out.locator(".aw-output-live")
-    expect(live).to_have_count(1, timeout=60_000)
-    expect(live).to_contain_text("model not found", timeout=60_000)
-    expect(live).to_be_hidden()
+    """Trusted: the extension asked ipywidgets for the live view; it found no model, so its
+    renderer (and its "Error displaying widget" text) is gone and the snapshot stays."""
+    expect(out).to_have_attribute("data-aw-live", "failed", timeout=60_000)
+    expect(out.locator(".aw-output-live")).to_have_count(0)
+    expect(out.get_by_text("Error displaying widget")).to_have_count(0)
 
 
 def output_ranks(page, path: str) -> dict:
@@ -187,6 +188,7 @@ def test_lab_draws_saved_snapshot(jupyter_server, page, trusted):
         wait_model_not_found(out)
     else:
         page.wait_for_timeout(2500)  # ipywidgets would have answered by now
+        expect(out).to_have_attribute("data-aw-live", "none")
         expect(out.locator(".aw-output-live")).to_have_count(0)
     assert_snapshot_drawn(page, out)
     out.scroll_into_view_if_needed()
@@ -218,6 +220,7 @@ def test_notebook7_draws_saved_snapshot(jupyter_server, page, trusted):
         wait_model_not_found(out)
     else:
         page.wait_for_timeout(2500)
+        expect(out).to_have_attribute("data-aw-live", "none")
         expect(out.locator(".aw-output-live")).to_have_count(0)
     assert_snapshot_drawn(page, out)
     out.scroll_into_view_if_needed()
@@ -285,6 +288,7 @@ def test_lab_live_widget_stays_live(jupyter_server, page):
     )
     out = actwidgets_output(page)
     expect(out).to_have_attribute("data-aw-showing", "live", timeout=60_000)
+    expect(out).to_have_attribute("data-aw-live", "live")
     live_root = out.locator(".aw-output-live .aw-root[data-widget='heatmap']")
     expect(live_root).to_have_count(1)
     live_root.evaluate("(el) => { el.__awMark = 'first-view'; }")  # survives only if not re-created
@@ -326,5 +330,7 @@ def test_lab_live_widget_stays_live(jupyter_server, page):
         path,
     )
     assert_snapshot_drawn(page, out, prompt="snapshot v2")
+    expect(out).to_have_attribute("data-aw-live", "gone")
+    expect(out.locator(".aw-output-live")).to_have_count(0)  # the dead view is disposed
     screenshot(page, "labext_lab_after_restart")
     assert_only_local_requests(page)

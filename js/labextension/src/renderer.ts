@@ -69,12 +69,16 @@ export class LiveOrSnapshot extends Panel implements IRenderMime.IRenderer {
     renderer.addClass("aw-output-live");
     renderer.setHidden(true);
     this.addWidget(renderer);
+    const hasView = () => {
+      const children = panelChildren(renderer);
+      return children ? children.some((w) => !w.isDisposed) : renderer.node.childElementCount > 0;
+    };
     return {
       node: renderer.node,
-      hasView: () => {
-        const children = panelChildren(renderer);
-        return children ? children.some((w) => !w.isDisposed) : renderer.node.childElementCount > 0;
-      },
+      hasView,
+      // ipywidgets' WidgetRenderer writes these when it gives up (8.x, JupyterLab 4):
+      // "Error displaying widget: model not found" / "Error displaying widget".
+      failed: () => !hasView() && (renderer.node.textContent ?? "").includes("Error displaying widget"),
       // A copy: ipywidgets blanks the model_id of the data it rendered when the view
       // closes; the notebook's own output data stays as the kernel sent it.
       render: (bundle) => {

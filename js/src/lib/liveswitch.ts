@@ -19,6 +19,13 @@ export const SNAPSHOT_MIME_TYPE = "application/vnd.actwidgets.snapshot+json";
 
 export type Bundle = Readonly<Record<string, unknown>>;
 export type Showing = "live" | "snapshot";
+/**
+ * Where the live view stands (`data-aw-live`): "none" (not wanted: untrusted output or
+ * no widget-view entry), "pending" (waiting for ipywidgets or its answer), "live",
+ * "failed" (no view: model not found, no renderer; retried on the next re-render),
+ * "gone" (the kernel lost its models; never live again for this model id).
+ */
+export type LiveState = "none" | "pending" | "live" | "failed" | "gone";
 
 /** A live renderer for one output (in JupyterLab: ipywidgets' WidgetRenderer). */
 export interface LiveSlot {
@@ -26,6 +33,8 @@ export interface LiveSlot {
   readonly node: HTMLElement;
   /** Whether a live view is on screen (not "Loading widget..." / an error text). */
   hasView(): boolean;
+  /** Whether it gave up ("Error displaying widget..."), as opposed to still loading. */
+  failed(): boolean;
   /** Render the bundle's widget-view entry (called again only while there is no view). */
   render(bundle: Bundle): Promise<void>;
   setVisible(visible: boolean): void;
@@ -33,7 +42,7 @@ export interface LiveSlot {
 }
 
 export interface SwitchOptions {
-  /** Gets `data-aw-showing="live" | "snapshot"`. */
+  /** Gets `data-aw-showing="live" | "snapshot"` and `data-aw-live=<LiveState>`. */
   host: HTMLElement;
   /** Where the snapshot is drawn; hidden while the live view shows. */
   snapshotNode: HTMLElement;
@@ -60,6 +69,7 @@ export class LiveSnapshotSwitch {
   private liveId: string | null = null;
   /** A model id whose kernel is gone (`liveGone`). */
   private goneId: string | null = null;
+  private state: LiveState = "none";
   private generation = 0;
   private pending: Promise<void> | null = null;
   private rendering = false;
@@ -74,7 +84,7 @@ export class LiveSnapshotSwitch {
   constructor(private readonly options: SwitchOptions) {}
 
   /**
-   * Show `bundle`. A trusted bundle with a widget-view entry gets a live renderer (once
+   * Show `bundle`. A trusted bundle with a widget-view entry gets a live renderer (one
    * per model id); the snapshot shows until that renderer has a view. Resolves once the
    * snapshot/live choice is on screen; the live view may arrive later (`settled`).
    */
@@ -82,9 +92,11 @@ export class LiveSnapshotSwitch {
     if (this.disposed) return Promise.resolve();
     this.bundle = bundle;
     let id = trusted && this.options.createLive ? liveModelId(bundle) : null;
-    if (id !== null && id === this.goneId) id = null;
+    const gone = id !== null && id === this.goneId;
+    if (gone) id = null;
     if (id !== this.liveId) this.dropLive();
-    if (id !== null && this.liveId === null) this.createLive(id);
+    if (id === null) this.state = gone ? "gone" : "none";
+    else if (this.liveId === null) this.createLive(id);
     else if (this.live && !this.live.hasView() && !this.rendering) this.pending = this.renderLive(this.live);
     this.refresh();
     return Promise.resolve();
@@ -99,6 +111,7 @@ export class LiveSnapshotSwitch {
     if (this.disposed || this.liveId === null) return;
     this.goneId = this.liveId;
     this.dropLive();
+    this.state = "gone";
     this.refresh();
   }
 
@@ -111,18 +124,26 @@ export class LiveSnapshotSwitch {
     }
   }
 
-  /** Re-decide what shows (called when the live renderer's children change). */
+  /** Re-decide what shows (also called whenever the live renderer's children change). */
   refresh(): void {
     if (this.disposed) return;
+    if (this.live && !this.rendering && !this.live.hasView() && this.live.failed()) {
+      // ipywidgets gave up ("model not found"): drop its renderer (and its error text);
+      // the next re-render of this output asks again.
+      this.dropLive();
+      this.state = "failed";
+    }
     const live = !!this.live && this.live.hasView();
     if (!live) this.drawSnapshot();
     this.options.snapshotNode.style.display = live ? "none" : "";
     this.live?.setVisible(live);
+    if (live) this.state = "live";
+    else if (this.state === "live") this.state = "pending"; // the view went; the renderer stays
     const showing: Showing = live ? "live" : "snapshot";
-    if (showing !== this.showing) {
-      this.showing = showing;
-      this.options.host.dataset.awShowing = showing;
-    }
+    const host = this.options.host.dataset;
+    if (host.awShowing !== showing) host.awShowing = showing;
+    if (host.awLive !== this.state) host.awLive = this.state;
+    this.showing = showing;
   }
 
   dispose(): void {
@@ -136,6 +157,7 @@ export class LiveSnapshotSwitch {
   private createLive(id: string): void {
     const generation = ++this.generation;
     this.liveId = id;
+    this.state = "pending";
     this.pending = (async () => {
       let slot: LiveSlot | null = null;
       try {
@@ -149,6 +171,8 @@ export class LiveSnapshotSwitch {
       }
       if (!slot) {
         this.liveId = null; // none to be had now: the next update asks again
+        this.state = "failed";
+        this.refresh();
         return;
       }
       this.live = slot;
@@ -163,16 +187,21 @@ export class LiveSnapshotSwitch {
 
   private async renderLive(slot: LiveSlot): Promise<void> {
     this.rendering = true;
+    this.state = "pending";
+    let threw = false;
     try {
       await slot.render(this.bundle);
     } catch (err) {
+      threw = true;
       console.warn("actwidgets: the live view did not render", err);
-    } finally {
-      if (slot === this.live) {
-        this.rendering = false;
-        this.refresh();
-      }
     }
+    if (slot !== this.live) return;
+    this.rendering = false;
+    if (threw && !slot.hasView()) {
+      this.dropLive();
+      this.state = "failed";
+    }
+    this.refresh();
   }
 
   private dropLive(): void {
