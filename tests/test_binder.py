@@ -104,6 +104,11 @@ def test_binder_environment_runs_the_quickstart(tmp_path):
     assert found["torch"].endswith("+cpu") and not found["cuda"], found
     assert str(venv) in found["actwidgets"] and "site-packages" in found["actwidgets"], found
     assert {"heatmap.js", "lens.js"} <= set(found["bundles"]), found
+    labext = repo / "js" / "labextension" / "package.json"
+    if labext.is_file():  # a regular install ships the prebuilt JupyterLab extension as shared data
+        name = json.loads(labext.read_text())["name"]
+        assert (venv / "share" / "jupyter" / "labextensions" / name / "package.json").is_file(), \
+            f"the JupyterLab extension {name} was not installed into the Binder venv"
 
     # The quickstart, on a kernel that runs the Binder venv's Python.
     kernels = tmp_path / "kernels"
