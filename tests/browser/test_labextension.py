@@ -334,3 +334,34 @@ def test_lab_live_widget_stays_live(jupyter_server, page):
     expect(out.locator(".aw-output-live")).to_have_count(0)  # the dead view is disposed
     screenshot(page, "labext_lab_after_restart")
     assert_only_local_requests(page)
+
+
+# ----------------------------------------------------------------------------- app-wide renderer
+def test_console_uses_the_app_wide_snapshot_renderer(jupyter_server, page):
+    """Outside notebooks (a code console) the mimeExtension (rank 0, safe) draws a snapshot
+    bundle, over its PNG; a live widget would still go to ipywidgets (rank -10)."""
+    nb = nbformat.v4.new_notebook()
+    path = jupyter_server.add_notebook(nb, "labext_console_host.ipynb")
+    open_notebook(page, jupyter_server, path)  # the lab page, ready
+    bundle = {k: v for k, v in saved_bundle().items() if k != WIDGET_MIME}
+    code = f"from IPython.display import display\ndisplay({json.dumps(bundle)}, raw=True)"
+    info = page.evaluate(
+        """async ([code, snap, wv]) => {
+            const app = window.jupyterapp;
+            const panel = await app.commands.execute('console:create', {kernelPreference: {name: 'python3'}});
+            await panel.sessionContext.ready;
+            await panel.console.inject(code);
+            const rm = panel.console.rendermime;
+            return {rank: rm.getRank(snap), safe: rm.getFactory(snap).safe, widget: rm.getRank(wv),
+                    png: rm.getRank('image/png')};
+        }""",
+        [code, SNAPSHOT_MIME, WIDGET_MIME],
+    )
+    assert info == {"rank": 0, "safe": True, "widget": -10, "png": 90}, info
+    out = page.locator(".jp-CodeConsole .jp-OutputArea-output.aw-output")
+    expect(out).to_have_count(1, timeout=60_000)
+    expect(out).to_have_attribute("data-aw-renderer", "snapshot")
+    expect(out).to_have_attribute("data-aw-live", "none")
+    assert_snapshot_drawn(page, out)
+    screenshot(page, "labext_console")
+    assert_only_local_requests(page)
