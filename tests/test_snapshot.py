@@ -148,3 +148,28 @@ def test_untrusted_text_cannot_end_the_script_element(default_model, tmp_path):
     page = h.to_html(tmp_path / "x.html").read_text(encoding="utf-8")
     assert page.count("</script>") == 3  # the JSON's, the code's and the call's: none from the prompt
     assert "&lt;/script&gt;" in page  # the title, escaped
+
+
+# --- in a real kernel ---------------------------------------------------------------
+@pytest.mark.slow
+def test_saved_outputs_hold_the_finished_run(tmp_path):
+    """A fast widget is displayed finished; a slow one's output is replaced (same display
+    id) once its run ends, so the notebook file ends up with finished figures either way."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in [
+        "import torch, actwidgets as aw\nmodel = aw.load()",
+        'aw.Heatmap(model, "The Eiffel Tower is located in the city of")',
+        "torch.manual_seed(0)\nv = torch.randn(model.hf.config.hidden_size)\n"
+        's = aw.Steering(model, "Tell me about cats.", vector=v / v.norm(), layer=10, max_new_tokens=8)\ns',
+        "import time\ns.wait()\ntime.sleep(3 * s._publisher.DELAY_S + 1)",
+    ]]
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    (heatmap,), (steering,) = nb.cells[1].outputs, nb.cells[2].outputs
+    assert heatmap["output_type"] == "display_data"
+    assert heatmap["data"][S.SNAPSHOT_MIME]["state"]["status"] == "done"
+    assert steering["data"][S.SNAPSHOT_MIME]["state"]["status"] == "done"
+    assert steering["data"][S.SNAPSHOT_MIME]["state"]["steered_tokens"]
+    assert "KL" in steering["data"]["text/plain"] and "KL ?" not in steering["data"]["text/plain"]

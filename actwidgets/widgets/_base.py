@@ -25,6 +25,7 @@ from . import _snapshot
 
 log = logging.getLogger("actwidgets")
 STATIC = Path(__file__).resolve().parent.parent / "static"
+DISPLAY_WAIT_S = 1.5
 
 
 def bundle(name: str) -> Path | str:
@@ -168,6 +169,10 @@ class JobWidget(anywidget.AnyWidget):
 
         if self._publisher.display_id is None:
             self._publisher.display_id = uuid.uuid4().hex
+        # A run that finishes within a moment (a heatmap, a lens) is displayed finished, so
+        # its saved output is complete even where later display updates are not recorded
+        # (nbclient keeps none after the last cell); a slower one shows its progress live.
+        self._runner.wait(DISPLAY_WAIT_S)
         data, metadata = self._repr_mimebundle_()
         display(data, metadata=metadata, raw=True, display_id=self._publisher.display_id)
 

@@ -15,8 +15,8 @@ class Heatmap(GridWidget):
     `stat`: "norm" (L2 norm), "max_abs" (largest |activation|, with its channel),
     "delta" (how much each block changed the stream, relative), or "direction"
     (projection on `direction`). Positive statistics are coloured on a log scale by
-    default (`log_scale=None`): massive activations on the first tokens are thousands
-    of times larger than the rest. Editing the prompt in the widget re-runs the model;
+    default (`log_scale=None`): massive activations make the first token's vector
+    ~100x longer than the rest in mid-to-late layers. Editing the prompt in the widget re-runs the model;
     switching the statistic redraws without re-running.
     """
 
