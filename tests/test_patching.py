@@ -192,3 +192,24 @@ def test_relp_runs_on_both_families(tiny_model, site):
     assert relp.patched_ld.shape == plain.patched_ld.shape and np.isfinite(relp.patched_ld).all()
     assert relp.ld_clean == pytest.approx(plain.ld_clean, abs=1e-5)
     assert relp.ld_corrupted == pytest.approx(plain.ld_corrupted, abs=1e-5)
+
+
+def test_relp_keeps_gemma_norms_forward_values(tokenizer):
+    """Gemma's RMSNorm multiplies by (1 + w), not w: the LN-rule reads the gain off the norm
+    itself, so the rewritten forward pass still gives the model's own logit differences."""
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    torch.manual_seed(0)
+    config = GemmaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256)
+    hf = GemmaForCausalLM(config)
+    with torch.no_grad():  # Gemma initialises norm weights to 0 (gain 1); make (1 + w) matter
+        for name, p in hf.named_parameters():
+            if "norm" in name:
+                p.normal_(0, 0.5)
+    gemma = aw.wrap(hf, tokenizer, name="tiny-gemma")
+    relp = P.attribution_patching(gemma, CLEAN, CORRUPTED, ANSWER, "resid", relp=True)
+    plain = P.attribution_patching(gemma, CLEAN, CORRUPTED, ANSWER, "resid")
+    assert relp.ld_clean == pytest.approx(plain.ld_clean, abs=1e-4)
+    assert relp.ld_corrupted == pytest.approx(plain.ld_corrupted, abs=1e-4)
+    assert np.isfinite(relp.patched_ld).all()

@@ -315,12 +315,26 @@ class _frozen_parameters:
 
 
 def _norm_parts(norm) -> tuple:
-    """(envoy, weight, bias, eps, is_layernorm): plain tensors, so a trace body can use them."""
+    """(envoy, gain, bias, eps, is_layernorm): plain tensors, so a trace body can use them."""
     module = norm._module
     eps = getattr(module, "variance_epsilon", None) or getattr(module, "eps", 1e-5)
     bias = getattr(module, "bias", None)
-    return norm, module.weight.detach(), None if bias is None else bias.detach(), eps, isinstance(
-        module, torch.nn.LayerNorm)
+    is_layernorm = isinstance(module, torch.nn.LayerNorm)
+    gain = module.weight.detach() if is_layernorm else _rms_gain(module, eps)
+    return norm, gain, None if bias is None else bias.detach(), eps, is_layernorm
+
+
+def _rms_gain(module, eps: float) -> torch.Tensor:
+    """The per-channel gain g of an RMS-style norm, g * x / rms(x), read off the module:
+    at x = 1, rms is sqrt(1 + eps). Gemma's norms multiply by (1 + w), not w; probing
+    gets every such variant right. A remote model's weights are not here (meta): use w."""
+    weight = module.weight.detach()
+    if weight.is_meta:
+        return weight
+    probe = torch.ones(1, weight.numel(), dtype=weight.dtype, device=weight.device)
+    with torch.no_grad():
+        out = module(probe)[0]
+    return (out.float() * (1.0 + eps) ** 0.5).to(weight.dtype)
 
 
 def _lrp_parts(model: Model, layer: int) -> dict:
@@ -336,16 +350,16 @@ def _lrp_parts(model: Model, layer: int) -> dict:
 
 def _ln_rule(parts) -> None:
     """LN-rule: the norm's output with its per-token scale detached (same values)."""
-    norm, weight, bias, eps, is_layernorm = parts
+    norm, gain, bias, eps, is_layernorm = parts
     x = norm.input
     if is_layernorm:
         centred = x - x.mean(dim=-1, keepdim=True)
         scale = torch.rsqrt(centred.pow(2).mean(dim=-1, keepdim=True) + eps).detach()
-        out = centred * scale * weight
+        out = centred * scale * gain
         norm.output = out + bias if bias is not None else out
-    else:  # RMSNorm-style: w * x / rms(x)
+    else:  # RMSNorm-style: g * x / rms(x)
         scale = torch.rsqrt(x.float().pow(2).mean(dim=-1, keepdim=True) + eps).detach()
-        norm.output = (x.float() * scale).to(x.dtype) * weight
+        norm.output = (x.float() * scale).to(x.dtype) * gain
 
 
 def _identity_rule(act) -> None:
