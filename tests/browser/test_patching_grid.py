@@ -14,16 +14,18 @@ grid = aw.PatchingGrid(model,
     answer=(" Mary", " John"), site="resid", chunk_size=4)
 grid"""
 
+# The live widget's root; a snapshot of it (drawn while the live view loads) is marked data-snapshot.
+LIVE_PATCHING = ".aw-root[data-widget=patching]:not([data-snapshot])"
 NAN_COUNT = "import numpy as np; print(int(np.isnan(np.frombuffer(grid.values, '<f4')).sum()))"
 
 
 def test_patching_grid_in_jupyterlab(jupyter_server, page):
     run_code_notebook(page, jupyter_server, "patching.ipynb", SETUP, height=1100)
-    root = page.locator(".aw-root[data-widget=patching]")
+    root = page.locator(LIVE_PATCHING)
 
     # progressive: while it runs, part of the grid is still empty
     expect(root).to_have_attribute("data-status", "running", timeout=60_000)
-    page.wait_for_function("() => { const p = document.querySelector('.aw-root[data-widget=patching] progress.aw-progress');"
+    page.wait_for_function("() => { const p = document.querySelector('" + LIVE_PATCHING + " progress.aw-progress');"
                            " return p && p.value > 0.1; }", timeout=60_000)
     screenshot(page, "patching_filling_in")
     empty = int(kernel_exec(page, NAN_COUNT))

@@ -26,7 +26,8 @@ CANVAS_PIXELS = """(canvas) => {
 
 
 def widget(page, kind: str):
-    return page.locator(f".aw-root[data-widget={kind}]")
+    """The live widget; the extension's snapshot copy (hidden once live) is marked data-snapshot."""
+    return page.locator(f".aw-root[data-widget={kind}]:not([data-snapshot])")
 
 
 def wait_done(root, timeout: float = 120_000):

@@ -21,7 +21,7 @@ def slider_point(slider, fraction: float):
 
 def test_steering_slider_in_jupyterlab(jupyter_server, page):
     run_code_notebook(page, jupyter_server, "steering.ipynb", SETUP, height=1000)
-    root = page.locator(".aw-root[data-widget=steering]")
+    root = page.locator(".aw-root[data-widget=steering]:not([data-snapshot])")  # not the snapshot copy
     expect(root).to_have_attribute("data-status", "done", timeout=180_000)
     expect(root.locator(".aw-gamma-marker").first).to_be_attached()
     readout = root.locator(".aw-kl")
