@@ -11,6 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 BINDER_RSS_LIMIT = 2 * 1024**3
 SNAPSHOT_MIME = "application/vnd.actwidgets.snapshot+json"
 
@@ -52,7 +53,11 @@ def test_notebook_runs_within_binder_memory(path, tmp_path):
         finally:
             peak = sampler.stop()
     elapsed = time.perf_counter() - start
-    print(f"\n{path.name}: {elapsed:.1f} s, peak kernel RSS {peak / 1024**3:.2f} GB")
+    line = f"{path.name}: {elapsed:.1f} s, peak kernel RSS {peak / 1024**3:.2f} GB"
+    print(f"\n{line}")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with open(ARTIFACTS / "notebook-measurements.txt", "a", encoding="utf-8") as log:  # read by the issue notes
+        log.write(line + "\n")
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors, errors
     widgets = [o for c in nb.cells for o in c.get("outputs", []) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
