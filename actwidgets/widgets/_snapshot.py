@@ -76,9 +76,9 @@ def live_state(widget) -> dict:
     return {**values, **arrays}
 
 
-def snapshot(widget) -> dict:
-    """The widget's traits now, arrays packed: what a saved notebook keeps."""
-    state, arrays = _traits(widget)
+def snapshot(widget, traits: tuple[dict, dict] | None = None) -> dict:
+    """The widget's traits (now, or as `_traits` read them), arrays packed: what a saved notebook keeps."""
+    state, arrays = traits or _traits(widget)
     buffers = {name: pack(array) for name, array in arrays.items()}
     return {
         "format": FORMAT,
@@ -105,8 +105,10 @@ def png_bytes(figure) -> bytes:
 
 def static_bundle(widget) -> dict:
     """The mime types that outlive the kernel: snapshot, PNG and text."""
-    snap = snapshot(widget)
-    png = png_bytes(widget.draw(live_state(widget)))
+    # One read of the traits: a run finishing meanwhile cannot make the PNG and snapshot disagree.
+    values, arrays = traits = _traits(widget)
+    snap = snapshot(widget, traits)
+    png = png_bytes(widget.draw({**values, **arrays}))
     return {
         SNAPSHOT_MIME: snap,
         "image/png": base64.b64encode(png).decode("ascii"),
