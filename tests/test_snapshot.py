@@ -173,3 +173,17 @@ def test_saved_outputs_hold_the_finished_run(tmp_path):
     assert steering["data"][S.SNAPSHOT_MIME]["state"]["status"] == "done"
     assert steering["data"][S.SNAPSHOT_MIME]["state"]["steered_tokens"]
     assert "KL" in steering["data"]["text/plain"] and "KL ?" not in steering["data"]["text/plain"]
+
+
+@pytest.mark.parametrize("token, shown", [
+    ("$5 and $6", "$5 and $6"),  # two dollars would otherwise start mathtext
+    ("a\\b", "a\\b"),  # a backslash prints as itself, once
+    ("x\\$", "x\\$"),
+    ("line\nnext", "line⏎next"),
+])
+def test_figure_labels_print_token_text_as_is(token, shown):
+    from matplotlib.text import Text
+
+    from actwidgets.widgets._figure import plain
+
+    assert Text()._preprocess_math(plain(token)) == (shown, False)

@@ -23,7 +23,7 @@ _MAX_ANNOTATED = 600  # lens cells beyond this are too small to print a token in
 
 def plain(text: str) -> str:
     """Token text as matplotlib should print it: `$` is not mathtext, a newline is visible."""
-    return str(text).replace("\\", "\\\\").replace("$", r"\$").replace("\n", "⏎").replace("\t", "⇥")
+    return str(text).replace("$", r"\$").replace("\n", "⏎").replace("\t", "⇥")
 
 
 def _size(rows: int, cols: int, panels: int = 1) -> tuple[float, float]:
