@@ -263,7 +263,7 @@ def _gguf_cache_path(gguf: Path) -> Path:
 @contextlib.contextmanager
 def _no_hf_progress_bar():
     """transformers' "Loading weights" bar is an ipywidget in a notebook: it would be saved
-    as a dead widget ("model not found") in every notebook that loads the default model."""
+    as a dead widget ("model not found") in every notebook that loads a model from disk."""
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()
@@ -275,13 +275,9 @@ def _no_hf_progress_bar():
             hf_logging.enable_progress_bar()
 
 
+@_no_hf_progress_bar()
 def _load_gguf(gguf: Path, *, use_cache: bool):
     """Tokenizer and fp32 model from a GGUF file; cached as safetensors after the first time."""
-    with _no_hf_progress_bar():
-        return _load_gguf_quietly(gguf, use_cache=use_cache)
-
-
-def _load_gguf_quietly(gguf: Path, *, use_cache: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cached = _gguf_cache_path(gguf)
@@ -323,11 +319,12 @@ def _load_pretrained(name: str, dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"dtype": dtype} if dtype is not None else {}
-    try:  # local folders and the HF cache first: no network, no waiting
-        return (
-            AutoTokenizer.from_pretrained(name, local_files_only=True),
-            AutoModelForCausalLM.from_pretrained(name, local_files_only=True, **kwargs),
-        )
+    try:  # local folders and the HF cache first: no network, no waiting (a download keeps its bars)
+        with _no_hf_progress_bar():
+            return (
+                AutoTokenizer.from_pretrained(name, local_files_only=True),
+                AutoModelForCausalLM.from_pretrained(name, local_files_only=True, **kwargs),
+            )
     except OSError as local_error:
         if Path(name).exists() or os.environ.get("HF_HUB_OFFLINE") == "1":
             raise ModelLoadError(
