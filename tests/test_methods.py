@@ -68,7 +68,7 @@ def test_residual_stats_bad_input(default_model, bad, message):
 def reference_lens(model, prompt, target_id):
     states = reference_states(model, prompt)
     with torch.no_grad():
-        logp = torch.log_softmax(model.hf.get_output_embeddings()(model.final_norm._module(states)), -1)
+        logp = torch.log_softmax(model.hf.get_output_embeddings()(model.final[0]._module(states)), -1)
     return logp
 
 

@@ -1,8 +1,10 @@
 """The logit lens: read every layer's residual stream through the final norm and
 the unembedding, as if the model stopped there.
 
-`logits_l = W_U norm(h_l)`, with the model's own final norm module (RMSNorm for
-Llama-style, LayerNorm for GPT-2-style). The last block's row therefore equals the
+`logits_l = post(W_U final(h_l))`, with the model's own modules: `final` is what runs
+between the last block and the unembedding (the final norm; OPT-350m's `project_out`; nothing
+on a model without one) and `post` what the model does to logits afterwards (Gemma-2's
+soft-capping, Cohere's and Granite's scaling). The last block's row therefore equals the
 model's output logits. The reduction (top-k, entropy, target) happens inside the
 trace, one layer at a time, so neither a remote run nor a 2,048-token prompt ever
 holds a [layers, tokens, vocab] tensor.
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .._adapter import apply_head
 from ..model import Model
 from ._trace import residual, row_labels
 
@@ -41,7 +44,7 @@ def logit_lens(model: Model, prompt: str, *, target: str | int | None = None, k:
     chosen = model.check_layers(layers)
     with_embeddings = layers is None if with_embeddings is None else with_embeddings
     target_id = None if target in (None, "") else model.single_token(target)
-    blocks, norm, unembed = model.blocks, model.final_norm, model.unembed
+    blocks, head = model.blocks, model.head
 
     with model.lock, torch.no_grad():
         with model.trace(ids.to(model.device)):
@@ -49,7 +52,7 @@ def logit_lens(model: Model, prompt: str, *, target: str | int | None = None, k:
             states += [residual(blocks[layer].output)[0] for layer in chosen]
             top_p, top_i, ent, tgt_p, tgt_r = [], [], [], [], []
             for h in states:
-                logp = torch.log_softmax(unembed(norm(h)).float(), dim=-1)  # [T, V]
+                logp = torch.log_softmax(apply_head(h, head).float(), dim=-1)  # [T, V]
                 p, i = logp.topk(k, dim=-1)
                 top_p.append(p.exp())
                 top_i.append(i)

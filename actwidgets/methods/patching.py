@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from ..errors import Cancelled, InputError
-from ..model import Model, _get_path
+from ..model import Model
+from .._adapter import get_path
 from ._trace import residual
 
 SITES = ("resid", "attn", "mlp", "heads")
@@ -112,23 +113,31 @@ def logit_diff(problem: Problem) -> Callable[[torch.Tensor], torch.Tensor]:
 # ships what its body names, and a Model (it holds a lock) cannot travel.
 
 def _site_refs(model: Model, site: str) -> list[tuple]:
-    """(envoy, "output" | "input") per layer: the tensor patched at `site`
-    ([B, T, d]; heads: the attention output projection's input, [B, T, H*dh])."""
+    """(envoy, "output" | "input", flat) per layer: the tensor patched at `site`
+    ([B, T, d]; heads: the attention output projection's input, [B, T, H*dh]). `flat` marks
+    a site the model computes on [B*T, d] (OPT's MLP)."""
     refs = []
     for block in model.blocks:
         if site == "resid":
-            refs.append((block, "output"))
+            refs.append((block, "output", False))
         elif site == "heads":
-            refs.append((model.part(block, "attn_out"), "input"))
+            refs.append((model.part(block, "attn_out"), "input", False))
         else:
-            refs.append((model.part(block, site), "output"))
+            flat = site == "mlp" and model.adapter.mlp_flat
+            refs.append((model.part(block, site), "output", flat))
     return refs
 
 
-def _read(ref):
-    envoy, attr = ref
+def _read(ref, batch: int):
+    """The site's tensor as [batch, T, width] (a view: writing into it patches the model)."""
+    envoy, attr, flat = ref
     value = getattr(envoy, attr)
-    return residual(value) if attr == "output" else value
+    value = residual(value) if attr == "output" else value
+    return _unflatten(value, batch) if flat else value
+
+
+def _unflatten(value, batch: int):
+    return value.unflatten(0, (batch, -1)) if value.dim() == 2 else value
 
 
 def _grid_axes(model: Model, problem: Problem, site: str) -> tuple[list[str], list[str], str]:
@@ -146,7 +155,7 @@ def _cache_runs(model: Model, problem: Problem, site: str, denoise: bool, metric
         with model.trace(ids.to(model.device)):
             sites, blocks = [], []
             for ref, block in zip(refs, block_list):  # execution order: a site comes before its block's output
-                sites.append(_read(ref)[0])
+                sites.append(_read(ref, 1)[0])
                 blocks.append(residual(block.output)[0])
             sites, blocks = nnsight.save(sites), nnsight.save(blocks)
             value = nnsight.save(metric(lm.output.logits[:, -1]))
@@ -223,13 +232,14 @@ def _patched_batch(model, target_ids, chunk, site, src_sites, tgt_blocks, metric
     run; each row then gets its patch at its own layer, in execution order.
     """
     refs, blocks, lm = _site_refs(model, site), list(model.blocks), model.lm
-    head_dim = model.head_dim
+    head_dim, as_tuple = model.head_dim, model.adapter.block_tuple
     k, first = len(chunk), chunk[0][0]
     with model.trace(target_ids.expand(k, -1), logits_to_keep=1):
         for below in range(first):  # these blocks would only recompute the cached target run
-            blocks[below].skip(tgt_blocks[below].expand(k, -1, -1))
+            cached = tgt_blocks[below].expand(k, -1, -1)
+            blocks[below].skip((cached, None) if as_tuple else cached)  # callers read [0] of a tuple
         for layer in sorted({layer for layer, _ in chunk}):
-            value = _read(refs[layer])
+            value = _read(refs[layer], k)
             for row, (cell_layer, cell) in enumerate(chunk):
                 if cell_layer != layer:
                     continue
@@ -256,26 +266,26 @@ def attribution_patching(model: Model, clean: str, corrupted: str, answer, site:
     rows, cols, col_label = _grid_axes(model, problem, site)
     source_ids, target_ids = problem.source_target(denoise)
     refs, lm = _site_refs(model, site), model.lm
-    rules = [_lrp_parts(model, layer) for layer in range(model.n_layers)] if relp else None
-    final_norm = _norm_parts(model.final_norm) if relp else None
-    embedding = _get_path(model.lm, _embedding_path(model))
+    rules = _lrp_rules(model, site) if relp else None
+    embedding = get_path(model.lm, _embedding_path(model))
     both = torch.cat([source_ids, target_ids]).to(model.device)  # row 0: source, row 1: target
     with model.lock, _frozen_parameters(model), model.trace(both):
         embedding.output.requires_grad_(True)  # parameters are frozen: the graph starts here
-        acts = []
+        acts = []  # raw site tensors: a gradient is read off the tensor the model used
         for layer, ref in enumerate(refs):
             if relp:
-                _apply_lrp_rules(rules[layer], site, ref, acts)
+                _apply_lrp_rules(rules[layer], ref, acts)
             else:
-                acts.append(_read(ref))
+                acts.append(_read(ref, 2) if not ref[2] else getattr(ref[0], ref[1]))
         if relp:
-            _ln_rule(final_norm)
+            for norm in rules[-1]:
+                _ln_rule(norm)
         values = metric(lm.output.logits[:, -1])
-        src = nnsight.save([a[0].detach() for a in acts])
-        tgt = nnsight.save([a[1].detach() for a in acts])
+        src = nnsight.save([_unflatten(a, 2)[0].detach() for a in acts])
+        tgt = nnsight.save([_unflatten(a, 2)[1].detach() for a in acts])
         src_ld, tgt_ld = nnsight.save(values[0].detach()), nnsight.save(values[1].detach())
         with values[1].backward():
-            grads = nnsight.save([act.grad[1] for act in reversed(acts)])
+            grads = nnsight.save([_unflatten(act.grad, 2)[1] for act in reversed(acts)])
     grads = grads[::-1]
     scores = torch.stack([_cell_scores(s - t, g, site, model.n_heads) for s, t, g in zip(src, tgt, grads)])
     src_ld, tgt_ld = float(src_ld), float(tgt_ld)
@@ -315,73 +325,104 @@ class _frozen_parameters:
 
 
 def _norm_parts(norm) -> tuple:
-    """(envoy, gain, bias, eps, is_layernorm): plain tensors, so a trace body can use them."""
+    """(envoy, gain, bias, centred, eps) of any norm, read off the module by probing it.
+
+    Every norm here computes ``g * c(x) / sqrt(mean(c(x)^2) + eps) + b`` with c the mean
+    removal (LayerNorm) or nothing (RMSNorm). With p a zero-mean, unit-RMS probe,
+    ``n(p) - n(-p) = 2 g p / sqrt(1 + eps)`` and ``n(p) + n(-p) = 2 b``, whatever the
+    module's parametrisation (Gemma's (1 + w), OLMo's LayerNorm without weights, Cohere's
+    bias-free LayerNorm); ``n(p + 1) == n(p)`` says whether the mean is removed. The
+    values are plain tensors, so a trace body can use them.
+    """
     module = norm._module
-    eps = getattr(module, "variance_epsilon", None) or getattr(module, "eps", 1e-5)
-    bias = getattr(module, "bias", None)
-    is_layernorm = isinstance(module, torch.nn.LayerNorm)
-    gain = module.weight.detach() if is_layernorm else _rms_gain(module, eps)
-    return norm, gain, None if bias is None else bias.detach(), eps, is_layernorm
-
-
-def _rms_gain(module, eps: float) -> torch.Tensor:
-    """The per-channel gain g of an RMS-style norm, g * x / rms(x), read off the module:
-    at x = 1, rms is sqrt(1 + eps). Gemma's norms multiply by (1 + w), not w; probing
-    gets every such variant right. A remote model's weights are not here (meta): use w."""
-    weight = module.weight.detach()
-    if weight.is_meta:
-        return weight
-    probe = torch.ones(1, weight.numel(), dtype=weight.dtype, device=weight.device)
+    eps = next((float(v) for v in (getattr(module, a, None) for a in ("variance_epsilon", "eps", "epsilon"))
+                if isinstance(v, (int, float))), 1e-5)
+    weight = next(module.parameters(), None)
+    if weight is not None and weight.is_meta:
+        raise InputError("RelP reads each norm's gain off the model's weights, which a remote model's local copy "
+                         "does not hold: use method='attribution' or 'exact' on a remote model.")
+    width = weight.numel() if weight is not None else _norm_width(norm)
+    dtype, device = (weight.dtype, weight.device) if weight is not None else (torch.float32, torch.device("cpu"))
+    probe = torch.ones(width)
+    probe[1::2] = -1.0
+    probe = (probe - probe.mean()) / (probe - probe.mean()).pow(2).mean().sqrt()
+    run = lambda x: module(x[None].to(device=device, dtype=dtype))[0].float()  # noqa: E731
     with torch.no_grad():
-        out = module(probe)[0]
-    return (out.float() * (1.0 + eps) ** 0.5).to(weight.dtype)
+        pos, neg, shifted = run(probe), run(-probe), run(probe + 1.0)
+    gain = (pos - neg) / (2 * probe.to(pos.device)) * (1.0 + eps) ** 0.5
+    bias = (pos + neg) / 2
+    centred = bool(torch.allclose(shifted, pos, atol=1e-3 * float(pos.abs().max()) + 1e-6))
+    return norm, gain, bias, centred, eps
 
 
-def _lrp_parts(model: Model, layer: int) -> dict:
-    block = model.blocks[layer]
-    mlp = model.part(block, "mlp")
-    return {
-        "norms": [_norm_parts(getattr(block, name)) for name in model.adapter.norms],
-        "act": model.part(block, "act"),
-        "up": mlp.up_proj if model.adapter.gate else None,
-        "down": mlp.down_proj if model.adapter.gate else None,
-    }
+def _norm_width(norm) -> int:
+    shape = getattr(norm._module, "normalized_shape", None)
+    if shape:
+        return int(shape[-1])
+    raise InputError(f"Cannot tell the width of the norm {type(norm._module).__name__}.")
+
+
+def _lrp_rules(model: Model, site: str) -> list:
+    """Per layer, the (event index, step) list `_apply_lrp_rules` runs in the block's order;
+    last entry: the norms between the last block and the unembedding."""
+    a = model.adapter
+    site_event = {"resid": None, "heads": a.event(a.attn_out, "in"), "attn": a.event(a.attn_out, "out"),
+                  "mlp": a.event(a.mlp_out, "out")}[site]
+    out = []
+    for block in model.blocks:
+        steps = [(a.event(name, "in"), "norm", _norm_parts(get_path(block, name))) for name in a.norms]
+        if a.act:
+            steps.append((a.event(a.act, "in"), "act", get_path(block, a.act)))
+        if a.up or a.gate_up:
+            up = a.up or a.gate_up
+            steps.append((a.event(up, "out"), "up", (get_path(block, up), None if a.up else 1 - a.gate_half)))
+            steps.append((a.event(a.down, "in"), "half", get_path(block, a.down)))
+        steps.append((site_event if site_event is not None else len(a.order), "site", None))
+        out.append(sorted(steps, key=lambda step: step[0]))
+    out.append([_norm_parts(envoy) for envoy in model.final if "norm" in type(envoy._module).__name__.lower()])
+    return out
 
 
 def _ln_rule(parts) -> None:
-    """LN-rule: the norm's output with its per-token scale detached (same values)."""
-    norm, gain, bias, eps, is_layernorm = parts
+    """LN-rule: the norm's own output, with a backward pass that treats its per-token scale
+    1/sqrt(mean(c(x)^2) + eps) as a constant. The added term is zero in value, so the
+    forward pass is the model's to the last bit."""
+    norm, gain, bias, centred, eps = parts
     x = norm.input
-    if is_layernorm:
-        centred = x - x.mean(dim=-1, keepdim=True)
-        scale = torch.rsqrt(centred.pow(2).mean(dim=-1, keepdim=True) + eps).detach()
-        out = centred * scale * gain
-        norm.output = out + bias if bias is not None else out
-    else:  # RMSNorm-style: g * x / rms(x)
-        scale = torch.rsqrt(x.float().pow(2).mean(dim=-1, keepdim=True) + eps).detach()
-        norm.output = (x.float() * scale).to(x.dtype) * gain
+    y = norm.output
+    xc = (x - x.mean(dim=-1, keepdim=True) if centred else x).float()
+    scale = torch.rsqrt(xc.pow(2).mean(dim=-1, keepdim=True) + eps).detach()
+    linear = xc * scale * gain.to(xc.device)
+    norm.output = y.detach() + (linear - linear.detach()).to(y.dtype)
 
 
-def _identity_rule(act) -> None:
+def _identity_rule(act):
     """Identity-rule: f(x) passes relevance as if linear, x * (f(x) / x).detach()."""
     x = act.input
-    stabilized = x + IDENTITY_RULE_EPS * torch.where(x >= 0, 1.0, -1.0)
-    act.output = x * (act.output / stabilized).detach()
+    sign = (x >= 0).to(x.dtype) * 2 - 1
+    ratio = (act.output.float() / (x.float() + IDENTITY_RULE_EPS * sign.float())).detach()
+    linearised = (x.float() * ratio).to(x.dtype)
+    act.output = linearised
+    return linearised
 
 
-def _apply_lrp_rules(parts: dict, site: str, ref, acts: list) -> None:
-    """Rewrite one block for the LRP backward pass, reading its site in execution order."""
-    first_norm, second_norm = parts["norms"]
-    _ln_rule(first_norm)
-    if site in ("attn", "heads"):
-        acts.append(_read(ref))
-    _ln_rule(second_norm)
-    _identity_rule(parts["act"])
-    if parts["up"] is not None:  # gated MLP, down(act(gate(x)) * up(x)): the Half-rule
-        gate, up = parts["act"].output, parts["up"].output
-        parts["down"].input = 0.5 * (gate * up.detach()) + 0.5 * (gate.detach() * up)
-    if site in ("mlp", "resid"):
-        acts.append(_read(ref))
+def _apply_lrp_rules(steps: list, ref, acts: list) -> None:
+    """Rewrite one block for the LRP backward pass, each step when the block reaches it:
+    LN-rule on every norm, Identity-rule on the nonlinearity, Half-rule on a gating product
+    (act * up: half the relevance to each factor). The site is read at its own place."""
+    gated = up = None
+    for _, kind, part in steps:
+        if kind == "norm":
+            _ln_rule(part)
+        elif kind == "act":
+            gated = _identity_rule(part)
+        elif kind == "up":
+            envoy, half = part
+            up = envoy.output if half is None else envoy.output.chunk(2, dim=-1)[half]
+        elif kind == "half":
+            part.input = 0.5 * (gated * up.detach()) + 0.5 * (gated.detach() * up)
+        else:
+            acts.append(_read(ref, 2) if not ref[2] else getattr(ref[0], ref[1]))
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

@@ -42,7 +42,8 @@ import numpy as np
 import torch
 
 from ..errors import Cancelled, InputError
-from ..model import Model, _get_path
+from ..model import Model
+from .._adapter import get_path
 from ._trace import check_vector, residual
 
 MODES = ("add", "ablate")
@@ -169,7 +170,7 @@ def _edit_vector(model: Model, vector, mode: str) -> torch.Tensor:
 
 def _block_module(model: Model, layer: int) -> torch.nn.Module:
     """The torch module of block `layer` (for the local fast path's forward hook)."""
-    return _get_path(model.hf, model.adapter.blocks)[layer]
+    return get_path(model.hf, model.adapter.blocks)[layer]
 
 
 # --- extraction ----------------------------------------------------------------
