@@ -213,3 +213,18 @@ def test_relp_keeps_gemma_norms_forward_values(tokenizer):
     assert relp.ld_clean == pytest.approx(plain.ld_clean, abs=1e-4)
     assert relp.ld_corrupted == pytest.approx(plain.ld_corrupted, abs=1e-4)
     assert np.isfinite(relp.patched_ld).all()
+
+
+def test_normalized_score_reads_the_same_in_both_directions(tiny_llama):
+    """1 is the clean behaviour, 0 the corrupted one, whichever run is patched: denoising the
+    last layer's last position restores the clean LD (1), noising it destroys it (0), and a
+    cell before the first differing token changes nothing (0 when denoising, 1 when noising)."""
+    for denoise, untouched, last in ((True, 0.0, 1.0), (False, 1.0, 0.0)):
+        result = P.exact_patching(tiny_llama, CLEAN, CORRUPTED, ANSWER, "resid", denoise=denoise)
+        norm = result.normalized
+        assert norm[0, 0] == pytest.approx(untouched, abs=1e-5)
+        assert norm[-1, -1] == pytest.approx(last, abs=1e-4)
+        assert result.score_meaning.startswith("0: no effect" if denoise else "1: no effect")
+    grid = aw.PatchingGrid(tiny_llama, clean=CLEAN, corrupted=CORRUPTED, answer=ANSWER, denoise=False).wait(300)
+    assert grid.status == "done", grid.error
+    assert "1: no effect, 0: clean answer destroyed" in grid.value_label

@@ -80,3 +80,15 @@ def test_entropy_mode_draws_both_curves(default_model):
     by_temp = np.frombuffer(w.curve_entropy_temperature, "<f4")
     assert by_beta.shape == by_temp.shape == (9,) and np.isfinite(by_beta).all()
     assert (by_beta <= np.log(2) + 1e-5).all() and (by_temp <= np.log(2) + 1e-5).all()
+
+
+def test_a_budget_the_kl_never_reaches_says_so_instead_of_a_huge_calibrated_strength(tiny_llama):
+    """Past some strength the final norm sees only the vector: the KL levels off (a few nats
+    on a tiny model), so a budget of 1,000 nats is never met. The widget says so, marks no
+    calibrated strength and keeps the slider on the bound's scale."""
+    v = np.random.default_rng(0).normal(size=tiny_llama.d_model).astype(np.float32)
+    w = aw.Steering(tiny_llama, "The cat sat on the", vector=v, layer=1, kl_budget=1000.0, max_new_tokens=4).wait(300)
+    assert w.status == "done", w.error
+    assert w.calibrated is None
+    assert "No strength met the KL budget of 1e+03 nats" in w.calibration_note
+    assert w.strength_max == pytest.approx(3 * w.gamma_max)

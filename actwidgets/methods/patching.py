@@ -68,8 +68,17 @@ class PatchingResult:
     done: np.ndarray = field(default=None, repr=False)  # [rows, cols] bool: cells computed so far
 
     @property
+    def score_meaning(self) -> str:
+        """What 0 and 1 of `normalized` mean for this patching direction."""
+        return SCORE_MEANING[self.denoise]
+
+    @property
     def normalized(self) -> np.ndarray:
-        """(LD_patched - LD_corr) / (LD_clean - LD_corr): 0 no effect, 1 full restoration."""
+        """(LD_patched - LD_corr) / (LD_clean - LD_corr) in both directions: 1 is the clean
+        behaviour, 0 the corrupted one. Denoising (clean activations into the corrupted run):
+        0 = no effect, 1 = clean behaviour fully restored. Noising (corrupted activations
+        into the clean run): 1 = no effect, 0 = clean behaviour fully destroyed
+        (`score_meaning` says which)."""
         span = self.ld_clean - self.ld_corrupted
         if abs(span) < 1e-6:
             raise InputError(
@@ -78,6 +87,10 @@ class PatchingResult:
                 "differently, or show the raw logit difference (normalized=False)."
             )
         return (self.patched_ld - self.ld_corrupted) / span
+
+
+SCORE_MEANING = {True: "0: no effect, 1: clean answer restored",
+                 False: "1: no effect, 0: clean answer destroyed"}
 
 
 def prepare(model: Model, clean: str, corrupted: str, answer) -> Problem:

@@ -44,7 +44,7 @@ import torch
 from ..errors import Cancelled, InputError
 from ..model import Model
 from .._adapter import get_path
-from ._trace import check_vector, residual
+from ._trace import check_vector, float32, residual
 
 MODES = ("add", "ablate")
 POSITIONS = ("last", "all")
@@ -160,12 +160,12 @@ def _edit(h, vec, strength: float, mode: str):
     return h - strength * (h @ vec)[..., None] * vec
 
 
-def _edit_vector(model: Model, vector, mode: str) -> torch.Tensor:
-    """The vector on the model's device and dtype; unit length for ablation."""
+def _edit_vector(model: Model, vector, mode: str, dtype=None) -> torch.Tensor:
+    """The vector on the model's device, in `dtype` (default: the model's); unit length for ablation."""
     vec = check_vector(model, vector)
     if mode == "ablate":
         vec = vec / vec.norm()
-    return vec.to(device=model.device, dtype=model.hf.dtype)
+    return vec.to(device=model.device, dtype=dtype or model.hf.dtype)
 
 
 def _block_module(model: Model, layer: int) -> torch.nn.Module:
@@ -504,12 +504,12 @@ def measure_kl(model: Model, prompt: str, continuation_ids, vector, layer: int, 
     strength = _strength(strength)
     _choice(positions, POSITIONS, "positions")
     _choice(mode, MODES, "mode")
-    vec = _edit_vector(model, vector, mode)
+    vec = _edit_vector(model, vector, mode, torch.float32)
     full = torch.cat([ids[0], cont])[None]
     limit = model.max_tokens
     if limit and full.shape[1] > limit:
         raise InputError(f"Prompt plus continuation is {full.shape[1]:,} tokens; {model.name} reads at most {limit:,}.")
-    with model.lock, torch.no_grad():
+    with model.lock, torch.no_grad(), float32(model):
         kl, ent0, ent1 = _kl_trace(model, full, ids.shape[1], vec, layer, strength, positions, mode)
     return KLResult(kl_per_token=kl, mean_kl=float(kl.mean()), entropy_unsteered=ent0, entropy_steered=ent1)
 
@@ -614,10 +614,10 @@ def estimate_curvature(model: Model, vector, layer: int, prompts: Sequence[str],
     if step <= 0:
         raise InputError(f"step must be above 0, not {step}.")
     norm = float(vec.norm())
-    unit = (vec / norm).to(device=model.device, dtype=model.hf.dtype)
+    unit = (vec / norm).to(device=model.device, dtype=torch.float32)
     block, lm = model.blocks[layer], model.lm
     jvp, hvp = [], []
-    with model.lock, torch.no_grad():
+    with model.lock, torch.no_grad(), float32(model):
         for prompt in prompts:
             ids = model.encode(prompt).to(model.device)
             with model.trace(ids.repeat(3, 1)):
@@ -679,9 +679,10 @@ def calibrate_strength(model: Model, vector, layer: int, prompts: Sequence[str],
         rows.append((torch.cat([ids[0], torch.tensor(cont)])[None], ids.shape[1]))
         gen_forwards += len(cont)
 
+    kl_vec = _edit_vector(model, vector, mode, torch.float32)
+
     def kl_at(g: float) -> float:
-        with model.lock, torch.no_grad():
-            kls = [_kl_trace(model, full, n, vec, layer, g, positions, mode)[0] for full, n in rows]
+        kls = [_kl_trace(model, full, n, kl_vec, layer, g, positions, mode)[0] for full, n in rows]
         return float(np.concatenate(kls).mean())
 
     target = math.log(kl_budget)
@@ -692,33 +693,34 @@ def calibrate_strength(model: Model, vector, layer: int, prompts: Sequence[str],
     lo = hi = None  # (log g, log kl) below / above the budget
     power = 2.0
     converged = False
-    for _ in range(max_evaluations):
-        kl = kl_at(g)
-        history.append((g, kl))
-        if kl > 0 and abs(kl / kl_budget - 1) <= tolerance:
-            converged = True
-            break
-        lg = math.log(g)
-        if kl <= 0:  # below float resolution: step up a lot
-            lo = (lg, -math.inf)
-            g *= 10.0
-            continue
-        lk = math.log(kl)
-        if lk < target:
-            lo = (lg, lk) if lo is None or lg > lo[0] else lo
-        else:
-            hi = (lg, lk) if hi is None or lg < hi[0] else hi
-        if len(history) >= 2 and history[-2][1] > 0:
-            g0, k0 = history[-2]
-            if g0 != g and k0 != kl:
-                power = min(4.0, max(0.5, (lk - math.log(k0)) / (lg - math.log(g0))))
-        nxt = lg + (target - lk) / power
-        if lo is not None and hi is not None:
-            if not lo[0] < nxt < hi[0]:
-                nxt = 0.5 * (lo[0] + hi[0])
-        else:
-            nxt = min(max(nxt, lg - 3 * math.log(10)), lg + 3 * math.log(10))  # at most 1000x a step
-        g = math.exp(nxt)
+    with model.lock, torch.no_grad(), float32(model):  # cast once for the whole search
+        for _ in range(max_evaluations):
+            kl = kl_at(g)
+            history.append((g, kl))
+            if kl > 0 and abs(kl / kl_budget - 1) <= tolerance:
+                converged = True
+                break
+            lg = math.log(g)
+            if kl <= 0:  # below float resolution: step up a lot
+                lo = (lg, -math.inf)
+                g *= 10.0
+                continue
+            lk = math.log(kl)
+            if lk < target:
+                lo = (lg, lk) if lo is None or lg > lo[0] else lo
+            else:
+                hi = (lg, lk) if hi is None or lg < hi[0] else hi
+            if len(history) >= 2 and history[-2][1] > 0:
+                g0, k0 = history[-2]
+                if g0 != g and k0 != kl:
+                    power = min(4.0, max(0.5, (lk - math.log(k0)) / (lg - math.log(g0))))
+            nxt = lg + (target - lk) / power
+            if lo is not None and hi is not None:
+                if not lo[0] < nxt < hi[0]:
+                    nxt = 0.5 * (lo[0] + hi[0])
+            else:
+                nxt = min(max(nxt, lg - 3 * math.log(10)), lg + 3 * math.log(10))  # at most 1000x a step
+            g = math.exp(nxt)
     if not converged:
         g, kl = min((h for h in history if h[1] > 0), key=lambda h: abs(math.log(h[1] / kl_budget)),
                     default=history[-1])

@@ -19,8 +19,10 @@ class PatchingGrid(GridWidget):
     """Patch activations from the clean run into the corrupted one, cell by cell.
 
     Rows are layers; columns are token positions (or heads for `site="heads"`). Cells
-    show the normalized logit difference (0: no effect, 1: clean answer restored) or the
-    raw one. `method="attribution"` or `"relp"` draws the fast approximation first, then
+    show the normalized logit difference or the raw one. Denoising (`denoise=True`, the
+    default): 0 = no effect, 1 = clean answer restored; noising (`denoise=False`, corrupted
+    activations into the clean run): 1 = no effect, 0 = clean answer destroyed. The colour
+    bar's label says which. `method="attribution"` or `"relp"` draws the fast approximation first, then
     the exact grid beside it with their correlation. Editing a prompt, the answer pair,
     the site or the method re-runs; the cancel button stops within one batch.
     """
@@ -122,7 +124,8 @@ class PatchingGrid(GridWidget):
             return np.where(result.done, values, np.nan)
 
         values = cells(shown)
-        label = "normalized score" if inputs.normalized else "logit difference after patching"
+        label = (f"normalized score ({shown.score_meaning})" if inputs.normalized
+                 else "logit difference after patching")
         bound = _symmetric_bound(values, reference and cells(reference), inputs.normalized)
         self.set_grid(shown.cols, shown.rows, values, label=label, colormap="rdbu", vmin=-bound, vmax=bound)
         self.col_label = shown.col_label

@@ -38,6 +38,7 @@ class Steering(JobWidget):
     # None until known: JSON has no NaN
     gamma_max = t.Float(None, allow_none=True).tag(sync=True)
     calibrated = t.Float(None, allow_none=True).tag(sync=True)
+    calibration_note = t.Unicode("").tag(sync=True)  # why there is no calibrated strength
     kl_budget = t.Float(0.05).tag(sync=True)
     unsteered_tokens = t.List(t.Unicode()).tag(sync=True)
     steered_tokens = t.List(t.Unicode()).tag(sync=True)
@@ -124,10 +125,15 @@ class Steering(JobWidget):
         calibration = S.calibrate_strength(self.model, vector, run.layer, [run.prompt], run.kl_budget,
                                            positions=run.positions, n_tokens=min(run.max_new_tokens, 16))
         self.check()
-        self._bounds = (key, (closed, calibration.strength))
+        calibrated = calibration.strength if calibration.converged else None
+        self._bounds = (key, (closed, calibrated))
         with self.hold_sync():
-            self.gamma_max, self.calibrated = finite_or_none(closed), finite_or_none(calibration.strength)
-            self._set_range(max(calibration.strength, closed))
+            self.gamma_max, self.calibrated = finite_or_none(closed), finite_or_none(calibrated)
+            self.calibration_note = "" if calibration.converged else (
+                f"No strength met the KL budget of {run.kl_budget:.3g} nats: the closest, "
+                f"{calibration.strength:.3g}, measured {calibration.measured_kl:.3g} nats after "
+                f"{calibration.evaluations} tries, so the slider's range follows the bound γ_max instead.")
+            self._set_range(closed if calibrated is None else max(calibrated, closed))
             self.progress = 0.3
 
     def _set_range(self, reference: float) -> None:

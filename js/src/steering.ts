@@ -63,6 +63,7 @@ function render({ model, el }: RenderProps<SteeringModel>): () => void {
 
   // --- KL readout, the two continuations, the per-token KL strip, the EAST curves
   const kl = createElement("span", "aw-kl");
+  const note = createElement("div", "aw-calibration-note");
   const unsteered = panel("aw-unsteered");
   const steered = panel("aw-steered");
   unsteered.title.textContent = "unsteered";
@@ -79,7 +80,7 @@ function render({ model, el }: RenderProps<SteeringModel>): () => void {
   const betaPlot = new LinePlot("aw-curve-beta", { title: "action entropy vs steering β", x: "β", y: "entropy" });
   const tempPlot = new LinePlot("aw-curve-temperature", { title: "action entropy vs temperature", x: "temperature", y: "entropy" });
   curves.append(betaPlot.el, tempPlot.el);
-  shell.body.append(kl, panels, curves);
+  shell.body.append(kl, note, panels, curves);
 
   const syncRange = () => {
     slider.setRange({
@@ -103,6 +104,10 @@ function render({ model, el }: RenderProps<SteeringModel>): () => void {
     const limit = asNumber(model.get("kl_budget"));
     kl.classList.toggle("aw-over-budget", measured > limit); // false whenever either is NaN
     kl.title = kl.classList.contains("aw-over-budget") ? "measured KL is over the budget" : "";
+  };
+  const syncNote = () => {
+    note.textContent = String(model.get("calibration_note") ?? "");
+    note.hidden = note.textContent === "";
   };
   const syncMode = () => {
     shell.root.dataset.mode = String(model.get("mode") ?? "");
@@ -143,12 +148,14 @@ function render({ model, el }: RenderProps<SteeringModel>): () => void {
   d.onModel(model, "change:strength", syncStrength);
   for (const t of ["measured_kl", "kl_budget", "gamma_max"]) d.onModel(model, `change:${t}`, syncKl);
   d.onModel(model, "change:mode", syncMode);
+  d.onModel(model, "change:calibration_note", syncNote);
   for (const t of ["unsteered_tokens", "steered_tokens", "kl_per_token", "entropy_unsteered", "entropy_steered"])
     d.onModel(model, `change:${t}`, syncTokens);
   for (const t of ["curve_beta", "curve_entropy_beta", "curve_temperature", "curve_entropy_temperature"]) d.onModel(model, `change:${t}`, syncCurves);
 
   syncRange();
   syncKl();
+  syncNote();
   syncMode();
   drawTokens(); // synchronous: the view is complete when render returns
   drawCurves();

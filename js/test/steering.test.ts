@@ -19,6 +19,7 @@ function steeringState(over: Partial<SteeringModel> = {}): SteeringModel {
     strength_step: 0.05,
     gamma_max: 1,
     calibrated: NaN,
+    calibration_note: "",
     kl_budget: 0.05,
     unsteered_tokens: [" the", " cat", "\n", " sat"],
     steered_tokens: [" the", " dog", "\n", XSS],
@@ -206,6 +207,18 @@ describe("steering render", () => {
     model.pySet("strength_min", 0); // an asymmetric range: only +0.4 is on the track
     expect(calib[0].hidden).toBe(false);
     expect(calib[1].hidden).toBe(true);
+  });
+
+  it("shows why there is no calibrated strength, as text, and hides the note when there is one", () => {
+    const { model, q } = setup();
+    const note = q<HTMLDivElement>("div.aw-calibration-note");
+    expect(note.hidden).toBe(true);
+    model.pySet("calibration_note", "No strength met the KL budget <b>0.05</b>");
+    expect(note.hidden).toBe(false);
+    expect(note.textContent).toBe("No strength met the KL budget <b>0.05</b>");
+    expect(note.querySelector("b")).toBeNull();
+    model.pySet("calibration_note", "");
+    expect(note.hidden).toBe(true);
   });
 
   it("binds the budget both ways and rejects non-positive or non-numeric input", () => {

@@ -111,6 +111,7 @@ export interface SteeringModel extends BaseModel {
   strength_step: number;
   gamma_max: number; // closed-form bound's strength for the budget, NaN (or null) when none
   calibrated: number; // strength whose measured KL meets the budget, NaN (or null) when none
+  calibration_note: string; // why there is no calibrated strength (the KL levels off below the budget), or ""
   kl_budget: number;
   unsteered_tokens: string[]; // grow while generating
   steered_tokens: string[];
