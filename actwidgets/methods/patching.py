@@ -149,6 +149,17 @@ def _read(ref, batch: int):
     return _unflatten(value, batch) if flat else value
 
 
+def _read_for_grad(ref):
+    """The site's tensor as the model made it (flat or not), to take its gradient. A module
+    output is handed on as a copy: the model may add into it in place afterwards (Falcon's
+    parallel block adds the attention output into the MLP output)."""
+    envoy, attr, _ = ref
+    value = getattr(envoy, attr)
+    if attr == "output" and torch.is_tensor(value):
+        setattr(envoy, attr, value.clone())
+    return residual(value) if attr == "output" else value
+
+
 def _unflatten(value, batch: int):
     return value.unflatten(0, (batch, -1)) if value.dim() == 2 else value
 
@@ -168,7 +179,7 @@ def _cache_runs(model: Model, problem: Problem, site: str, denoise: bool, metric
         with model.trace(ids.to(model.device)):
             sites, blocks = [], []
             for ref, block in zip(refs, block_list):  # execution order: a site comes before its block's output
-                sites.append(_read(ref, 1)[0])
+                sites.append(_read(ref, 1)[0].clone())  # Falcon adds into its MLP output in place
                 blocks.append(residual(block.output)[0])
             sites, blocks = nnsight.save(sites), nnsight.save(blocks)
             value = nnsight.save(metric(lm.output.logits[:, -1]))
@@ -289,7 +300,7 @@ def attribution_patching(model: Model, clean: str, corrupted: str, answer, site:
             if relp:
                 _apply_lrp_rules(rules[layer], ref, acts)
             else:
-                acts.append(_read(ref, 2) if not ref[2] else getattr(ref[0], ref[1]))
+                acts.append(_read_for_grad(ref))
         if relp:
             for norm in rules[-1]:
                 _ln_rule(norm)
@@ -435,7 +446,7 @@ def _apply_lrp_rules(steps: list, ref, acts: list) -> None:
         elif kind == "half":
             part.input = 0.5 * (gated * up.detach()) + 0.5 * (gated.detach() * up)
         else:
-            acts.append(_read(ref, 2) if not ref[2] else getattr(ref[0], ref[1]))
+            acts.append(_read_for_grad(ref))
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

@@ -469,7 +469,7 @@ def _kl_trace(model: Model, ids: torch.Tensor, n_prompt: int, vec, layer: int, s
         o = block.output
         o = o[0] if isinstance(o, tuple) else o
         o[1, start:, :] += (shift - project * (o[1, start:, :] @ vec)[..., None]) * vec
-        logp = torch.log_softmax(lm.output.logits[:, n_prompt - 1:T - 1].float(), dim=-1)
+        logp = torch.log_softmax(lm.output.logits[:, n_prompt - 1:T - 1].double(), dim=-1)  # KL subtracts near-equal log-probs
         p0, p1 = logp[0].exp(), logp[1].exp()
         kl = (p0 * (logp[0] - logp[1])).sum(dim=-1).clamp(min=0)
         ent0 = -(p0 * logp[0]).sum(dim=-1)

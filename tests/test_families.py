@@ -1,0 +1,180 @@
+"""The architecture matrix: every method on a tiny random model of every supported family,
+against plain torch. fp32 everywhere; bf16 on Llama, Gemma-2, Qwen2 and GPT-2 agrees with
+fp32 within the tolerances stated below."""
+import numpy as np
+import pytest
+import torch
+
+from actwidgets.methods import patching as P
+from actwidgets.methods import steering as S
+from actwidgets.methods.activations import residual_stats
+from actwidgets.methods.lens import logit_lens
+
+from families import BF16, FAMILIES, attribution_reference, block_outputs, first, run_with_hooks, tiny
+
+CLEAN = "When Mary and John went to the store, John gave a drink to"
+CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
+ANSWER = (" Mary", " John")
+PROMPT = "The Eiffel Tower is located in the city of"
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def model(request, tokenizer):
+    return tiny(request.param, tokenizer)
+
+
+def test_heatmap_statistics_equal_plain_torch(model):
+    stats = residual_stats(model, PROMPT)
+    ref = block_outputs(model.hf, model.blocks._module, model.encode(PROMPT))
+    np.testing.assert_allclose(stats.norm, ref.norm(dim=-1).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(stats.max_abs, ref.abs().amax(-1).numpy(), rtol=1e-5)
+
+
+def test_lens_last_layer_is_the_model_output(model):
+    ids = model.encode(PROMPT)
+    target = model.single_token(" Paris")
+    lens = logit_lens(model, PROMPT, target=" Paris", k=5)
+    with torch.no_grad():
+        logp = torch.log_softmax(model.hf(ids).logits[0].float(), -1)
+    top_p, _ = logp.exp().topk(5, dim=-1)
+    np.testing.assert_allclose(np.log(lens.topk_prob[-1]), np.log(top_p.numpy()), atol=1e-5)
+    np.testing.assert_allclose(lens.entropy[-1], -(logp.exp() * logp).sum(-1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.log(lens.target_prob[-1]), logp[:, target].numpy(), atol=1e-5)
+
+
+def site_module(model, layer, site):
+    block = model.blocks[layer]
+    return block._module if site == "resid" else model.part(block, "attn_out" if site == "heads" else site)._module
+
+
+def naive_cell(model, problem, site, layer, col):
+    """LD of the corrupted run with one cell patched from the clean run: one hook, one forward."""
+    module = site_module(model, layer, site)
+    head = slice(col * model.head_dim, (col + 1) * model.head_dim)
+    grab = {}
+
+    def keep_in(m, args):
+        grab["v"] = args[0].clone()
+
+    def keep_out(m, i, o):
+        grab["v"] = first(o).clone()
+
+    def patch_in(m, args):
+        args[0][..., head] = grab["v"][..., head]
+
+    def patch_out(m, i, o):
+        value = first(o)
+        if value.dim() == 2:
+            value[col] = grab["v"][col]
+        else:
+            value[:, col] = grab["v"][:, col]
+        return o
+
+    kind = "pre" if site == "heads" else "post"
+    with torch.no_grad():
+        run_with_hooks([(module, kind, keep_in if site == "heads" else keep_out)], lambda: model.hf(problem.clean_ids))
+        logits = run_with_hooks([(module, kind, patch_in if site == "heads" else patch_out)],
+                                lambda: model.hf(problem.corrupted_ids).logits[0, -1])
+    return float(logits[problem.correct_id] - logits[problem.wrong_id])
+
+
+@pytest.mark.parametrize("site", P.SITES)
+def test_exact_patching_equals_a_naive_loop(model, site):
+    problem = P.prepare(model, CLEAN, CORRUPTED, ANSWER)
+    result = P.exact_patching(model, CLEAN, CORRUPTED, ANSWER, site, chunk_size=7)
+    assert result.done.all() and result.patched_ld.shape[0] == model.n_layers
+    n_cols = result.patched_ld.shape[1]
+    cells = [(0, 9 % n_cols), (1, 9 % n_cols), (1, n_cols - 1), (0, n_cols - 1)]
+    naive = [naive_cell(model, problem, site, layer, col) for layer, col in cells]
+    got = [result.patched_ld[layer, col] for layer, col in cells]
+    np.testing.assert_allclose(got, naive, atol=1e-4 * max(1.0, np.abs(naive).max()))
+
+
+@pytest.mark.parametrize("site", P.SITES)
+@pytest.mark.parametrize("relp", [False, True], ids=["attribution", "relp"])
+def test_attribution_and_relp_equal_plain_torch(model, site, relp):
+    problem = P.prepare(model, CLEAN, CORRUPTED, ANSWER)
+    result = P.attribution_patching(model, CLEAN, CORRUPTED, ANSWER, site, relp=relp)
+    scores = []
+    for layer in range(model.n_layers):
+        module = site_module(model, layer, site)
+        score, ld = attribution_reference(model, module, site, problem.clean_ids, problem.corrupted_ids,
+                                          problem.correct_id, problem.wrong_id, relp=relp)
+        scores.append(score.numpy())
+    scores = np.stack(scores)
+    assert result.ld_corrupted == pytest.approx(ld, abs=1e-4)  # RelP leaves the forward pass alone
+    np.testing.assert_allclose(result.patched_ld - result.ld_corrupted, scores,
+                               atol=1e-4 * max(1.0, np.abs(scores).max()))
+
+
+def test_steering_add_and_ablate_run(model):
+    v = np.random.default_rng(0).normal(size=model.d_model).astype(np.float32)
+    for mode, strength in (("add", 4.0), ("ablate", 1.0)):
+        out = S.steer_generate(model, "The cat sat on the", v, 1, strength, max_new_tokens=3, min_new_tokens=3,
+                               mode=mode)
+        assert len(out.token_ids) == 3
+        kl = S.measure_kl(model, "The cat sat on the", out.token_ids, v, 1, strength, mode=mode)
+        assert np.isfinite(kl.kl_per_token).all() and kl.mean_kl > 0
+
+
+# --- bf16 --------------------------------------------------------------------------
+# Tolerances (measured on these tiny models, with margin): statistics 2% relative; lens
+# log-probabilities 0.05 nats; patching and attribution scores 5% of the clean-corrupted
+# span plus 0.02; measured KL and curvature, computed in float32 on the bf16 weights, 5%.
+
+@pytest.fixture(scope="module", params=BF16)
+def pair(request, tokenizer):
+    return tiny(request.param, tokenizer), tiny(request.param, tokenizer, torch.bfloat16)
+
+
+def test_bf16_statistics_and_lens_agree_with_fp32(pair):
+    fp32, bf16 = pair
+    assert bf16.hf.dtype == torch.bfloat16
+    np.testing.assert_allclose(residual_stats(bf16, PROMPT).norm, residual_stats(fp32, PROMPT).norm, rtol=2e-2)
+    a, b = logit_lens(fp32, PROMPT, target=" Paris"), logit_lens(bf16, PROMPT, target=" Paris")
+    np.testing.assert_allclose(np.log(b.target_prob), np.log(a.target_prob), atol=0.05)
+    np.testing.assert_allclose(b.entropy, a.entropy, atol=0.05)
+
+
+@pytest.mark.parametrize("method", P.METHODS)
+@pytest.mark.parametrize("site", ["resid", "mlp", "heads"])
+def test_bf16_patching_agrees_with_fp32(pair, method, site):
+    fp32, bf16 = pair
+    a = P.run(fp32, CLEAN, CORRUPTED, ANSWER, site, method)
+    b = P.run(bf16, CLEAN, CORRUPTED, ANSWER, site, method)
+    span = abs(a.ld_clean - a.ld_corrupted)
+    np.testing.assert_allclose(b.patched_ld, a.patched_ld, atol=0.05 * span + 0.02)
+
+
+def test_bf16_kl_and_curvature_are_not_rounding_noise(pair):
+    fp32, bf16 = pair
+    v = np.random.default_rng(1).normal(size=fp32.d_model).astype(np.float32)
+    cont = S.steer_generate(fp32, PROMPT, v, 1, 0.0, max_new_tokens=4, min_new_tokens=4).token_ids
+    for strength in (1e-3, 1.0):
+        kl32 = S.measure_kl(fp32, PROMPT, cont, v, 1, strength).mean_kl
+        kl16 = S.measure_kl(bf16, PROMPT, cont, v, 1, strength).mean_kl
+        assert kl16 == pytest.approx(kl32, rel=0.05), strength
+    c32 = S.estimate_curvature(fp32, v, 1, [PROMPT, CLEAN])
+    c16 = S.estimate_curvature(bf16, v, 1, [PROMPT, CLEAN])
+    assert c16.a == pytest.approx(c32.a, rel=0.05)
+    assert c16.lipschitz == pytest.approx(c32.lipschitz, rel=0.05)
+    assert bf16.hf.dtype == torch.bfloat16  # the float32 computation gave the weights back as they were
+
+
+def test_bf16_default_model_calibrates_within_2x_of_fp32_and_runs_relp(default_model):
+    """The default model cast to bf16: a bf16 vector is accepted, calibration lands within 2x
+    of fp32's (it was 850x too small when KL was measured in bf16), RelP runs."""
+    import copy
+
+    import actwidgets as aw
+    from actwidgets.methods.steering_examples import ASC_CONCISE, ASC_LAYER, ASC_VERBOSE
+
+    bf16 = aw.wrap(copy.deepcopy(default_model.hf).to(torch.bfloat16), default_model.tokenizer, name="smollm2-bf16")
+    v = S.mean_difference(default_model, ASC_CONCISE[:4], ASC_VERBOSE[:4], ASC_LAYER)
+    prompt = "Q: What is 9 + 8?\nA:"
+    c32 = S.calibrate_strength(default_model, v, ASC_LAYER, [prompt], 0.05, n_tokens=8)
+    c16 = S.calibrate_strength(bf16, v.to(torch.bfloat16), ASC_LAYER, [prompt], 0.05, n_tokens=8)
+    assert c32.converged and c16.converged
+    assert 0.5 < c16.strength / c32.strength < 2
+    relp = P.attribution_patching(bf16, CLEAN, CORRUPTED, ANSWER, "mlp", relp=True)
+    assert np.isfinite(relp.patched_ld).all()
