@@ -6,7 +6,8 @@ From that record: the block list (the ModuleList with one entry per layer), the 
 between the last block and the unembedding (final norm, OPT's `project_out`, or nothing),
 and inside a block every residual-stream norm, the attention and its output projection,
 the MLP, its nonlinearity and its gating (separate gate/up projections, one fused
-`gate_up_proj`, or none), mixture-of-experts MLPs, and parallel attention + MLP blocks.
+`gate_up_proj`, or none) and mixture-of-experts MLPs. Parallel attention + MLP blocks (GPT-J,
+Falcon, Phi, Cohere) need nothing special: every rule is per module, in execution order.
 What the model does to logits after the unembedding (Gemma-2's soft-capping, Cohere's
 `logit_scale`, Granite's `logits_scaling`) comes from the config and is checked against
 the model's own logits in the tests. A family whose parts cannot be found gets a
@@ -69,7 +70,6 @@ class Adapter:
     gate_half: int  # which half of `gate_up` feeds act (0 or 1)
     down: str  # the MLP's output projection (the MoE block itself for MoE)
     moe: bool
-    parallel: bool  # attention and MLP read the same normed input (GPT-J, Falcon, Phi, Cohere, NeoX)
     order: tuple  # (relative path, event) per block part, in execution order; event: "in" or "out"
 
     def event(self, path: str, when: str) -> int:
@@ -202,8 +202,6 @@ def _find(hf_model) -> Adapter:
     mlp_output = outputs.get(f"{prefix}{mlp_out}")
     mlp_flat = torch.is_tensor(mlp_output) and mlp_output.dim() == 2
     block_out = outputs.get(block0)
-    attn_in, mlp_in = inputs.get(f"{prefix}{attn}"), inputs.get(f"{prefix}{mlp or (linears or [None])[0]}")
-    parallel = _same(attn_in, mlp_in) and not _same(inputs.get(block0), attn_in)
 
     transform = ()
     if getattr(cfg, "final_logit_softcapping", None):
@@ -216,7 +214,7 @@ def _find(hf_model) -> Adapter:
         family=getattr(cfg, "model_type", type(hf_model).__name__), blocks=blocks_path, final=final,
         unembed=unembed, logit_transform=transform, block_tuple=isinstance(block_out, tuple), attn=attn,
         attn_out=attn_out, mlp_out=mlp_out, mlp_flat=mlp_flat, norms=norms, act=act, up=up, gate_up=gate_up,
-        gate_half=gate_half, down=down, moe=moe, parallel=parallel, order=order,
+        gate_half=gate_half, down=down, moe=moe, order=order,
     )
 
 

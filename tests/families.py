@@ -35,6 +35,9 @@ FAMILIES = {
     "gpt_neox": ("GPTNeoXConfig", SMALL),
     "opt": ("OPTConfig", dict(hidden_size=64, ffn_dim=128, num_hidden_layers=2, num_attention_heads=4,
                               word_embed_proj_dim=64)),
+    # OPT-350m's layout: norms after each sublayer, no final norm, a projection before the unembedding
+    "opt_350m": ("OPTConfig", dict(hidden_size=64, ffn_dim=128, num_hidden_layers=2, num_attention_heads=4,
+                                   word_embed_proj_dim=32, do_layer_norm_before=False)),
     "falcon": ("FalconConfig", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4)),
     "bloom": ("BloomConfig", dict(hidden_size=64, n_layer=2, n_head=4)),
     "olmo": ("OlmoConfig", SMALL),

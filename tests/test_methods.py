@@ -103,3 +103,21 @@ def test_remote_local_gives_the_same_arrays(default_model):
     lens_here, lens_there = logit_lens(default_model, PARIS, target=" Paris"), logit_lens(remote, PARIS, target=" Paris")
     np.testing.assert_array_equal(lens_here.topk_ids, lens_there.topk_ids)
     np.testing.assert_allclose(lens_here.target_prob, lens_there.target_prob)
+
+
+def test_layers_in_any_order_negative_or_repeated_are_sorted_and_deduplicated(tiny_llama):
+    assert tiny_llama.n_layers == 3
+    stats = residual_stats(tiny_llama, IOI, layers=[2, 0, -1, 0])
+    assert stats.rows == ["0", "2"]
+    lens = logit_lens(tiny_llama, PARIS, layers=np.array([1, 0]))
+    assert lens.rows == ["0", "1"]
+    with pytest.raises(aw.InputError, match="not the text 'abc'"):
+        residual_stats(tiny_llama, IOI, layers="abc")
+
+
+def test_a_family_without_attention_is_refused_at_load_naming_it():
+    from transformers import MambaConfig, MambaForCausalLM
+
+    hf = MambaForCausalLM(MambaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, state_size=4))
+    with pytest.raises(aw.ModelLoadError, match=r"cannot find the attention module .*model_type='mamba'"):
+        aw.wrap(hf, None)
