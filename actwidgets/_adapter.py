@@ -15,7 +15,7 @@ ModelLoadError at load time naming the family and the missing part.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -78,7 +78,14 @@ class Adapter:
 
     @classmethod
     def for_model(cls, hf_model: torch.nn.Module) -> "Adapter":
-        return _find(hf_model)
+        try:
+            return _find(hf_model)
+        except ModelLoadError:
+            if next(hf_model.parameters()).device.type != "meta":
+                raise
+        # Some families cannot run on the meta device (a remote model's local copy): find the
+        # parts on a miniature of the same architecture instead; paths do not depend on widths.
+        return replace(_find(_miniature(hf_model)), blocks=_find_blocks(hf_model)[0])
 
 
 def _fail(hf_model, what: str):
@@ -88,6 +95,38 @@ def _fail(hf_model, what: str):
         f"(model_type={getattr(cfg, 'model_type', '?')!r}), so it cannot trace this family. "
         "Please report it with the model name."
     )
+
+
+_SHRINK = {"hidden_size": 64, "n_embd": 64, "d_model": 64, "intermediate_size": 128, "ffn_dim": 128,
+           "n_inner": 128, "num_attention_heads": 4, "n_head": 4, "num_heads": 4, "num_key_value_heads": 2,
+           "head_dim": 16, "num_hidden_layers": 2, "n_layer": 2, "num_layers": 2, "vocab_size": 256}
+
+
+def _miniature(hf_model) -> torch.nn.Module:
+    """The same architecture at width 64, 2 layers and 256 tokens, with random weights, on the cpu."""
+    import copy
+
+    from transformers import AutoModelForCausalLM
+
+    config = copy.deepcopy(hf_model.config)
+    for key, value in _SHRINK.items():
+        if isinstance(getattr(config, key, None), int):
+            setattr(config, key, value)
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if isinstance(getattr(config, key, None), int):
+            setattr(config, key, 0)
+    with torch.device("cpu"):
+        return AutoModelForCausalLM.from_config(config).eval()
+
+
+def _find_blocks(hf_model) -> tuple:
+    cfg = hf_model.config
+    n_layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None)
+    lists = [(n, m) for n, m in hf_model.named_modules()
+             if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers and n_layers]
+    if not lists:
+        _fail(hf_model, f"a list of {n_layers} blocks")
+    return lists[0]
 
 
 def _record(hf_model, block_list) -> tuple[list, dict, dict]:
@@ -131,12 +170,8 @@ def _same(a, b) -> bool:
 
 def _find(hf_model) -> Adapter:
     cfg = hf_model.config
-    n_layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None)
-    lists = [(n, m) for n, m in hf_model.named_modules()
-             if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers and n_layers]
-    if not lists:
-        _fail(hf_model, f"a list of {n_layers} blocks")
-    blocks_path, block_list = lists[0]
+    blocks_path, block_list = _find_blocks(hf_model)
+    n_layers = len(block_list)
     unembedding = hf_model.get_output_embeddings()
     unembed = next((n for n, m in hf_model.named_modules() if m is unembedding and n), None)
     if unembed is None:

@@ -178,3 +178,19 @@ def test_bf16_default_model_calibrates_within_2x_of_fp32_and_runs_relp(default_m
     assert 0.5 < c16.strength / c32.strength < 2
     relp = P.attribution_patching(bf16, CLEAN, CORRUPTED, ANSWER, "mlp", relp=True)
     assert np.isfinite(relp.patched_ld).all()
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_the_adapter_of_a_remote_models_meta_copy_is_the_same(family, tokenizer):
+    """A remote model's local copy has no weights (meta device): its parts are found too,
+    on the meta device or, where the family cannot run there (GPT-2, Mixtral), on a miniature."""
+    import transformers
+
+    from actwidgets._adapter import Adapter
+
+    name, kwargs = FAMILIES[family]
+    config = getattr(transformers, name)(vocab_size=len(tokenizer), bos_token_id=0, eos_token_id=0, pad_token_id=0,
+                                         **kwargs)
+    with torch.device("meta"):
+        meta = transformers.AutoModelForCausalLM.from_config(config)
+    assert Adapter.for_model(meta) == tiny(family, tokenizer).adapter
