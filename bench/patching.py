@@ -71,7 +71,7 @@ def batched_torch_grid(model, problem) -> np.ndarray:
     finally:
         for h in hooks:
             h.remove()
-    return (logits[:, problem.correct_id] - logits[:, problem.wrong_id]).reshape(n, t).numpy()
+    return (logits[:, problem.correct_id] - logits[:, problem.wrong_id]).reshape(n, t).float().numpy()
 
 
 def peak_rss_during(fn) -> float:
@@ -89,8 +89,9 @@ def peak_rss_during(fn) -> float:
     return peak[0] / 1024**3
 
 
-def main() -> None:
-    model = aw.load()
+def figures(dtype=None) -> dict:
+    """The figures below for the default model, in its own dtype or cast to `dtype`."""
+    model = aw.load(dtype=dtype)
     problem = P.prepare(model, CLEAN, CORRUPTED, ANSWER)
     exact = lambda: P.exact_patching(model, CLEAN, CORRUPTED, ANSWER, "resid")  # noqa: E731
     peak = peak_rss_during(exact)
@@ -104,7 +105,8 @@ def main() -> None:
         forward_s = median_time(lambda: model.hf(problem.corrupted_ids), repeat=7)
     attribution_s = median_time(lambda: P.attribution_patching(model, CLEAN, CORRUPTED, ANSWER, "resid"), repeat=3)
     relp_s = median_time(lambda: P.attribution_patching(model, CLEAN, CORRUPTED, ANSWER, "resid", relp=True), repeat=3)
-    figures = {
+    out = {
+        "dtype": str(next(model.hf.parameters()).dtype).split(".")[-1],
         "exact_s": exact_s, "naive_s": naive_s, "batched_torch_s": batched_s, "forward_s": forward_s,
         "speedup_vs_naive": naive_s / exact_s,
         "ratio_vs_batched_torch": exact_s / batched_s,
@@ -118,7 +120,11 @@ def main() -> None:
           f"batched torch, no skipping {batched_s:.2f} s (ratio {exact_s / batched_s:.2f}) | peak RSS {peak:.2f} GB")
     print(f"attribution {attribution_s / forward_s:.1f} and RelP {relp_s / forward_s:.1f} forward equivalents "
           f"(forward {forward_s * 1e3:.0f} ms)")
-    report(figures)
+    return out
+
+
+def main() -> None:
+    report(figures())
 
 
 if __name__ == "__main__":
