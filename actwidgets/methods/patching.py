@@ -15,10 +15,7 @@ them from the cached target activations: blocks below the patched one are skippe
 (nnsight's `skip`), so a cell at layer l costs L - l blocks, not L. Attribution
 patching approximates every cell at once, `(a_src - a_tgt) . dLD/da` at the target
 run: two forwards and one backward. RelP is the same with the backward pass changed
-by LRP rules (Rezaei Jafari et al. 2025): the norms' scale is detached (LN-rule), the
-MLP nonlinearity passes relevance as x * (f(x)/x).detach() (Identity-rule), and a
-gating product splits it half and half (Half-rule); linear layers keep their plain
-gradient and attention is left as is (the optional AH-rule is not applied).
+by LRP rules (Rezaei Jafari et al. 2025; see relp.py). Scores are summed in float32.
 """
 from __future__ import annotations
 
@@ -33,10 +30,10 @@ from ..errors import Cancelled, InputError
 from ..model import Model
 from .._adapter import get_path
 from ._trace import residual
+from .relp import apply_rules, ln_rule, lrp_rules
 
 SITES = ("resid", "attn", "mlp", "heads")
 METHODS = ("exact", "attribution", "relp")
-IDENTITY_RULE_EPS = 1e-6
 
 
 @dataclass
@@ -290,7 +287,7 @@ def attribution_patching(model: Model, clean: str, corrupted: str, answer, site:
     rows, cols, col_label = _grid_axes(model, problem, site)
     source_ids, target_ids = problem.source_target(denoise)
     refs, lm = _site_refs(model, site), model.lm
-    rules = _lrp_rules(model, site) if relp else None
+    rules = lrp_rules(model, site) if relp else None
     embedding = get_path(model.lm, _embedding_path(model))
     both = torch.cat([source_ids, target_ids]).to(model.device)  # row 0: source, row 1: target
     with model.lock, _frozen_parameters(model), model.trace(both):
@@ -298,12 +295,12 @@ def attribution_patching(model: Model, clean: str, corrupted: str, answer, site:
         acts = []  # raw site tensors: a gradient is read off the tensor the model used
         for layer, ref in enumerate(refs):
             if relp:
-                _apply_lrp_rules(rules[layer], ref, acts)
+                apply_rules(rules[layer], lambda ref=ref: acts.append(_read_for_grad(ref)))
             else:
                 acts.append(_read_for_grad(ref))
         if relp:
             for norm in rules[-1]:
-                _ln_rule(norm)
+                ln_rule(norm)
         values = metric(lm.output.logits[:, -1])
         src = nnsight.save([_unflatten(a, 2)[0].detach() for a in acts])
         tgt = nnsight.save([_unflatten(a, 2)[1].detach() for a in acts])
@@ -321,7 +318,7 @@ def attribution_patching(model: Model, clean: str, corrupted: str, answer, site:
 
 def _cell_scores(diff: torch.Tensor, grad: torch.Tensor, site: str, n_heads: int) -> torch.Tensor:
     """Sum the first-order term over d_model per position ([T]), or per head over positions ([H])."""
-    product = (diff * grad).float()
+    product = diff.float() * grad.float()
     if site == "heads":
         return product.reshape(product.shape[0], n_heads, -1).sum(dim=(0, 2))
     return product.sum(dim=-1)
@@ -346,107 +343,6 @@ class _frozen_parameters:
     def __exit__(self, *exc):
         for p in self.params:
             p.requires_grad_(True)
-
-
-def _norm_parts(norm) -> tuple:
-    """(envoy, gain, bias, centred, eps) of any norm, read off the module by probing it.
-
-    Every norm here computes ``g * c(x) / sqrt(mean(c(x)^2) + eps) + b`` with c the mean
-    removal (LayerNorm) or nothing (RMSNorm). With p a zero-mean, unit-RMS probe,
-    ``n(p) - n(-p) = 2 g p / sqrt(1 + eps)`` and ``n(p) + n(-p) = 2 b``, whatever the
-    module's parametrisation (Gemma's (1 + w), OLMo's LayerNorm without weights, Cohere's
-    bias-free LayerNorm); ``n(p + 1) == n(p)`` says whether the mean is removed. The
-    values are plain tensors, so a trace body can use them.
-    """
-    module = norm._module
-    eps = next((float(v) for v in (getattr(module, a, None) for a in ("variance_epsilon", "eps", "epsilon"))
-                if isinstance(v, (int, float))), 1e-5)
-    weight = next(module.parameters(), None)
-    if weight is not None and weight.is_meta:
-        raise InputError("RelP reads each norm's gain off the model's weights, which a remote model's local copy "
-                         "does not hold: use method='attribution' or 'exact' on a remote model.")
-    width = weight.numel() if weight is not None else _norm_width(norm)
-    dtype, device = (weight.dtype, weight.device) if weight is not None else (torch.float32, torch.device("cpu"))
-    probe = torch.ones(width)
-    probe[1::2] = -1.0
-    probe = (probe - probe.mean()) / (probe - probe.mean()).pow(2).mean().sqrt()
-    run = lambda x: module(x[None].to(device=device, dtype=dtype))[0].float()  # noqa: E731
-    with torch.no_grad():
-        pos, neg, shifted = run(probe), run(-probe), run(probe + 1.0)
-    gain = (pos - neg) / (2 * probe.to(pos.device)) * (1.0 + eps) ** 0.5
-    bias = (pos + neg) / 2
-    centred = bool(torch.allclose(shifted, pos, atol=1e-3 * float(pos.abs().max()) + 1e-6))
-    return norm, gain, bias, centred, eps
-
-
-def _norm_width(norm) -> int:
-    shape = getattr(norm._module, "normalized_shape", None)
-    if shape:
-        return int(shape[-1])
-    raise InputError(f"Cannot tell the width of the norm {type(norm._module).__name__}.")
-
-
-def _lrp_rules(model: Model, site: str) -> list:
-    """Per layer, the (event index, step) list `_apply_lrp_rules` runs in the block's order;
-    last entry: the norms between the last block and the unembedding."""
-    a = model.adapter
-    site_event = {"resid": None, "heads": a.event(a.attn_out, "in"), "attn": a.event(a.attn_out, "out"),
-                  "mlp": a.event(a.mlp_out, "out")}[site]
-    out = []
-    for block in model.blocks:
-        steps = [(a.event(name, "in"), "norm", _norm_parts(get_path(block, name))) for name in a.norms]
-        if a.act:
-            steps.append((a.event(a.act, "in"), "act", get_path(block, a.act)))
-        if a.up or a.gate_up:
-            up = a.up or a.gate_up
-            steps.append((a.event(up, "out"), "up", (get_path(block, up), None if a.up else 1 - a.gate_half)))
-            steps.append((a.event(a.down, "in"), "half", get_path(block, a.down)))
-        steps.append((site_event if site_event is not None else len(a.order), "site", None))
-        out.append(sorted(steps, key=lambda step: step[0]))
-    out.append([_norm_parts(envoy) for envoy in model.final if "norm" in type(envoy._module).__name__.lower()])
-    return out
-
-
-def _ln_rule(parts) -> None:
-    """LN-rule: the norm's own output, with a backward pass that treats its per-token scale
-    1/sqrt(mean(c(x)^2) + eps) as a constant. The added term is zero in value, so the
-    forward pass is the model's to the last bit."""
-    norm, gain, bias, centred, eps = parts
-    x = norm.input
-    y = norm.output
-    xc = (x - x.mean(dim=-1, keepdim=True) if centred else x).float()
-    scale = torch.rsqrt(xc.pow(2).mean(dim=-1, keepdim=True) + eps).detach()
-    linear = xc * scale * gain.to(xc.device)
-    norm.output = y.detach() + (linear - linear.detach()).to(y.dtype)
-
-
-def _identity_rule(act):
-    """Identity-rule: f(x) passes relevance as if linear, x * (f(x) / x).detach()."""
-    x = act.input
-    sign = (x >= 0).to(x.dtype) * 2 - 1
-    ratio = (act.output.float() / (x.float() + IDENTITY_RULE_EPS * sign.float())).detach()
-    linearised = (x.float() * ratio).to(x.dtype)
-    act.output = linearised
-    return linearised
-
-
-def _apply_lrp_rules(steps: list, ref, acts: list) -> None:
-    """Rewrite one block for the LRP backward pass, each step when the block reaches it:
-    LN-rule on every norm, Identity-rule on the nonlinearity, Half-rule on a gating product
-    (act * up: half the relevance to each factor). The site is read at its own place."""
-    gated = up = None
-    for _, kind, part in steps:
-        if kind == "norm":
-            _ln_rule(part)
-        elif kind == "act":
-            gated = _identity_rule(part)
-        elif kind == "up":
-            envoy, half = part
-            up = envoy.output if half is None else envoy.output.chunk(2, dim=-1)[half]
-        elif kind == "half":
-            part.input = 0.5 * (gated * up.detach()) + 0.5 * (gated.detach() * up)
-        else:
-            acts.append(_read_for_grad(ref))
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

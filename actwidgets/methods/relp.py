@@ -1,0 +1,128 @@
+"""RelP's rules (Rezaei Jafari et al. 2025, arXiv 2508.21258) as rewrites inside an nnsight
+trace: the forward values stay the model's, only the backward pass changes.
+
+- LN-rule on EVERY residual-stream norm of a block (Gemma-2/3's four, OLMo-2's post-sublayer
+  ones, OLMo's weightless LayerNorm) and on the final norm: the per-token scale is a constant
+  for the backward pass. Norms inside the attention (Qwen3's and Gemma-3's q/k norms) are part
+  of the attention, which keeps its plain gradient (the optional AH-rule is not applied).
+- Identity-rule on the MLP nonlinearity: x * (f(x) / x).detach(), stabiliser 1e-6.
+- Half-rule on a gating product act(gate) * up, whether gate and up are separate projections
+  or halves of one fused `gate_up_proj` (Phi-3): half the relevance to each factor.
+- Linear layers keep their plain gradient. Mixture-of-experts MLPs (Mixtral): the experts'
+  nonlinearity gets the Identity-rule; the router weights and the product inside the fused
+  experts keep their plain gradient, because transformers fuses the experts into one module
+  and the product is not a module boundary that a trace can rewrite (a documented choice).
+
+Every step runs when the block reaches it (the adapter records the execution order), so one
+trace rewrites any family.
+"""
+from __future__ import annotations
+
+import torch
+
+from .._adapter import get_path
+from ..errors import InputError
+from ..model import Model
+
+IDENTITY_RULE_EPS = 1e-6
+
+
+def norm_parts(norm) -> tuple:
+    """(envoy, gain, bias, centred, eps) of any norm, read off the module by probing it.
+
+    Every norm here computes ``g * c(x) / sqrt(mean(c(x)^2) + eps) + b`` with c the mean
+    removal (LayerNorm) or nothing (RMSNorm). With p a zero-mean, unit-RMS probe,
+    ``n(p) - n(-p) = 2 g p / sqrt(1 + eps)`` and ``n(p) + n(-p) = 2 b``, whatever the
+    module's parametrisation (Gemma's (1 + w), OLMo's LayerNorm without weights, Cohere's
+    bias-free LayerNorm); ``n(p + 1) == n(p)`` says whether the mean is removed. The
+    values are plain tensors, so a trace body can use them.
+    """
+    module = norm._module
+    eps = next((float(v) for v in (getattr(module, a, None) for a in ("variance_epsilon", "eps", "epsilon"))
+                if isinstance(v, (int, float))), 1e-5)
+    weight = next(module.parameters(), None)
+    if weight is not None and weight.is_meta:
+        raise InputError("RelP reads each norm's gain off the model's weights, which a remote model's local copy "
+                         "does not hold: use method='attribution' or 'exact' on a remote model.")
+    width = weight.numel() if weight is not None else _norm_width(norm)
+    dtype, device = (weight.dtype, weight.device) if weight is not None else (torch.float32, torch.device("cpu"))
+    probe = torch.ones(width)
+    probe[1::2] = -1.0
+    probe = (probe - probe.mean()) / (probe - probe.mean()).pow(2).mean().sqrt()
+    run = lambda x: module(x[None].to(device=device, dtype=dtype))[0].float()  # noqa: E731
+    with torch.no_grad():
+        pos, neg, shifted = run(probe), run(-probe), run(probe + 1.0)
+    gain = (pos - neg) / (2 * probe.to(pos.device)) * (1.0 + eps) ** 0.5
+    bias = (pos + neg) / 2
+    centred = bool(torch.allclose(shifted, pos, atol=1e-3 * float(pos.abs().max()) + 1e-6))
+    return norm, gain, bias, centred, eps
+
+
+def _norm_width(norm) -> int:
+    shape = getattr(norm._module, "normalized_shape", None)
+    if shape:
+        return int(shape[-1])
+    raise InputError(f"Cannot tell the width of the norm {type(norm._module).__name__}.")
+
+
+def lrp_rules(model: Model, site: str) -> list:
+    """Per layer, the (event index, step) list `_apply_lrp_rules` runs in the block's order;
+    last entry: the norms between the last block and the unembedding."""
+    a = model.adapter
+    site_event = {"resid": None, "heads": a.event(a.attn_out, "in"), "attn": a.event(a.attn_out, "out"),
+                  "mlp": a.event(a.mlp_out, "out")}[site]
+    out = []
+    for block in model.blocks:
+        steps = [(a.event(name, "in"), "norm", norm_parts(get_path(block, name))) for name in a.norms]
+        if a.act:
+            steps.append((a.event(a.act, "in"), "act", get_path(block, a.act)))
+        if a.up or a.gate_up:
+            up = a.up or a.gate_up
+            steps.append((a.event(up, "out"), "up", (get_path(block, up), None if a.up else 1 - a.gate_half)))
+            steps.append((a.event(a.down, "in"), "half", get_path(block, a.down)))
+        steps.append((site_event if site_event is not None else len(a.order), "site", None))
+        out.append(sorted(steps, key=lambda step: step[0]))
+    out.append([norm_parts(envoy) for envoy in model.final if "norm" in type(envoy._module).__name__.lower()])
+    return out
+
+
+def ln_rule(parts) -> None:
+    """LN-rule: the norm's own output, with a backward pass that treats its per-token scale
+    1/sqrt(mean(c(x)^2) + eps) as a constant. The added term is zero in value, so the
+    forward pass is the model's to the last bit."""
+    norm, gain, bias, centred, eps = parts
+    x = norm.input
+    y = norm.output
+    xc = (x - x.mean(dim=-1, keepdim=True) if centred else x).float()
+    scale = torch.rsqrt(xc.pow(2).mean(dim=-1, keepdim=True) + eps).detach()
+    linear = xc * scale * gain.to(xc.device)
+    norm.output = y.detach() + (linear - linear.detach()).to(y.dtype)
+
+
+def _identity_rule(act):
+    """Identity-rule: f(x) passes relevance as if linear, x * (f(x) / x).detach()."""
+    x = act.input
+    sign = (x >= 0).to(x.dtype) * 2 - 1
+    ratio = (act.output.float() / (x.float() + IDENTITY_RULE_EPS * sign.float())).detach()
+    linearised = (x.float() * ratio).to(x.dtype)
+    act.output = linearised
+    return linearised
+
+
+def apply_rules(steps: list, read_site) -> None:
+    """Rewrite one block for the LRP backward pass, each step when the block reaches it:
+    LN-rule on every norm, Identity-rule on the nonlinearity, Half-rule on a gating product
+    (act * up: half the relevance to each factor). `read_site()` runs at the site's place."""
+    gated = up = None
+    for _, kind, part in steps:
+        if kind == "norm":
+            ln_rule(part)
+        elif kind == "act":
+            gated = _identity_rule(part)
+        elif kind == "up":
+            envoy, half = part
+            up = envoy.output if half is None else envoy.output.chunk(2, dim=-1)[half]
+        elif kind == "half":
+            part.input = 0.5 * (gated * up.detach()) + 0.5 * (gated.detach() * up)
+        else:
+            read_site()
