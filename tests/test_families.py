@@ -194,3 +194,17 @@ def test_the_adapter_of_a_remote_models_meta_copy_is_the_same(family, tokenizer)
     with torch.device("meta"):
         meta = transformers.AutoModelForCausalLM.from_config(config)
     assert Adapter.for_model(meta) == tiny(family, tokenizer).adapter
+
+
+@pytest.mark.parametrize("family", ["falcon", "opt_350m", "mixtral", "gemma2"])
+def test_every_widget_draws_on_unusual_families(family, tokenizer):
+    import actwidgets as aw
+
+    model = tiny(family, tokenizer)
+    v = np.random.default_rng(0).normal(size=model.d_model).astype(np.float32)
+    widgets = [aw.Heatmap(model, PROMPT), aw.LogitLens(model, PROMPT, target=" Paris"),
+               aw.PatchingGrid(model, clean=CLEAN, corrupted=CORRUPTED, answer=ANSWER, site="mlp", method="relp"),
+               aw.Steering(model, "The cat sat on the", vector=v, layer=1, kl_budget=0.05, max_new_tokens=3)]
+    for widget in widgets:
+        widget.wait(300)
+        assert widget.status == "done", (type(widget).__name__, widget.error)
