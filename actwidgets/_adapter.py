@@ -81,7 +81,7 @@ class Adapter:
         try:
             return _find(hf_model)
         except ModelLoadError:
-            if next(hf_model.parameters()).device.type != "meta":
+            if next(hf_model.parameters(), torch.empty(0)).device.type != "meta":
                 raise
         # Some families cannot run on the meta device (a remote model's local copy): find the
         # parts on a miniature of the same architecture instead; paths do not depend on widths.
