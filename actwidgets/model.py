@@ -343,12 +343,22 @@ def load(name_or_path: str | os.PathLike | None = None, *, device=None, dtype=No
     return wrap(hf, tok, name=name, device=device, dtype=dtype, remote=remote)
 
 
+def _cast(hf_model, dtype) -> None:
+    """Cast weights to `dtype`, as `from_pretrained(dtype=...)` leaves them: computed buffers
+    that are not saved (rotary `inv_freq`) keep their float32, or bf16 RoPE angles go wrong."""
+    kept = [(module, name, buffer) for module in hf_model.modules() for name, buffer in module._buffers.items()
+            if buffer is not None and name in module._non_persistent_buffers_set]
+    hf_model.to(dtype)
+    for module, name, buffer in kept:
+        module._buffers[name] = buffer.to(device=module._buffers[name].device)
+
+
 def wrap(hf_model, tokenizer, *, name: str | None = None, device=None, dtype=None, remote=False) -> Model:
     """Wrap an already-built transformers model (tests build tiny ones from a config)."""
     import nnsight
 
     if dtype is not None:
-        hf_model = hf_model.to(dtype)
+        _cast(hf_model, dtype)
     if device is not None:
         try:
             hf_model = hf_model.to(device)

@@ -76,8 +76,9 @@ def tiny(family: str, tokenizer, dtype: torch.dtype = torch.float32) -> aw.Model
 
     hf = hf_model(family, len(tokenizer))
     if dtype != torch.float32:
-        hf = copy.deepcopy(hf).to(dtype)
-    return aw.wrap(hf, tokenizer, name=f"tiny-{family}-{str(dtype).split('.')[-1]}")
+        hf = copy.deepcopy(hf)
+    return aw.wrap(hf, tokenizer, name=f"tiny-{family}-{str(dtype).split('.')[-1]}",
+                   dtype=None if dtype == torch.float32 else dtype)
 
 
 # --- plain-torch references ---------------------------------------------------------

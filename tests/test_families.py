@@ -169,7 +169,7 @@ def test_bf16_default_model_calibrates_within_2x_of_fp32_and_runs_relp(default_m
     import actwidgets as aw
     from actwidgets.methods.steering_examples import ASC_CONCISE, ASC_LAYER, ASC_VERBOSE
 
-    bf16 = aw.wrap(copy.deepcopy(default_model.hf).to(torch.bfloat16), default_model.tokenizer, name="smollm2-bf16")
+    bf16 = aw.wrap(copy.deepcopy(default_model.hf), default_model.tokenizer, name="smollm2-bf16", dtype=torch.bfloat16)
     v = S.mean_difference(default_model, ASC_CONCISE[:4], ASC_VERBOSE[:4], ASC_LAYER)
     prompt = "Q: What is 9 + 8?\nA:"
     c32 = S.calibrate_strength(default_model, v, ASC_LAYER, [prompt], 0.05, n_tokens=8)

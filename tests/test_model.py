@@ -82,3 +82,12 @@ def test_input_checks(default_model):
 def test_prompt_longer_than_context_is_refused(tiny_llama):
     with pytest.raises(aw.InputError, match="reads at most 256"):
         tiny_llama.encode("word " * 300)
+
+
+def test_a_dtype_cast_keeps_computed_buffers_in_float32(tiny_llama):
+    """Like from_pretrained(dtype=bf16): weights in bf16, rotary inv_freq still float32."""
+    import copy
+
+    model = aw.wrap(copy.deepcopy(tiny_llama.hf), tiny_llama.tokenizer, dtype=torch.bfloat16)
+    assert {p.dtype for p in model.hf.parameters()} == {torch.bfloat16}
+    assert model.hf.model.rotary_emb.inv_freq.dtype == torch.float32

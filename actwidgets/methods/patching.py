@@ -206,13 +206,9 @@ def iter_exact(model: Model, problem: Problem, site: str = "resid", *, denoise: 
         target_ids = problem.source_target(denoise)[1].to(model.device)
         # A patch that copies an identical activation changes nothing: with a shared prefix
         # (minimal pairs), every cell before the first differing token is the target run.
-        moved = []
-        for layer in range(len(rows)):
-            for col in range(len(cols)):
-                if _same(src_sites[layer], tgt_sites[layer], col, site, model):
-                    grid[layer, col], result.done[layer, col] = tgt_ld, True
-                else:
-                    moved.append((layer, col))
+        same = _same_cells(src_sites, tgt_sites, site, model.n_heads)
+        grid[same], result.done[same] = tgt_ld, True
+        moved = [(int(layer), int(col)) for layer, col in zip(*np.nonzero(~same))]
         chunks = _chunks(moved, chunk_size)  # layer-major, so a chunk spans few layers
         if not chunks:
             yield result, 1.0
@@ -225,11 +221,15 @@ def iter_exact(model: Model, problem: Problem, site: str = "resid", *, denoise: 
             yield result, n / len(chunks)
 
 
-def _same(src: torch.Tensor, tgt: torch.Tensor, cell: int, site: str, model: Model) -> bool:
-    if site == "heads":
-        span = slice(cell * model.head_dim, (cell + 1) * model.head_dim)
-        return torch.equal(src[:, span], tgt[:, span])
-    return torch.equal(src[cell], tgt[cell])
+def _same_cells(src_sites, tgt_sites, site: str, n_heads: int) -> np.ndarray:
+    """[layers, cols] bool: where source and target activations are identical, computed on
+    the model's device and brought to the host once (no round trip per cell on a GPU)."""
+    rows = []
+    for src, tgt in zip(src_sites, tgt_sites):  # [T, width]
+        equal = src == tgt
+        rows.append(equal.reshape(equal.shape[0], n_heads, -1).all(dim=2).all(dim=0) if site == "heads"
+                    else equal.all(dim=-1))
+    return torch.stack(rows).cpu().numpy()
 
 
 def exact_patching(model: Model, clean: str, corrupted: str, answer, site: str = "resid", **kwargs) -> PatchingResult:
