@@ -179,12 +179,8 @@ def _find(hf_model) -> Adapter:
     events, inputs, outputs = _record(hf_model, block_list)
     prefix = f"{blocks_path}.0."
     block0 = f"{blocks_path}.0"
-    order = tuple((n[len(prefix):], e) for n, e in events
-                  if n.startswith(prefix) and events.index((block0, "in")) <= events.index((n, e)))
-    first_run = {}
-    for i, (n, e) in enumerate(order):
-        first_run.setdefault((n, e), i)
-    order = tuple(k for k, _ in sorted(first_run.items(), key=lambda kv: kv[1]))
+    start = events.index((block0, "in"))  # a module run twice (Phi's dropout) counts where it first ran
+    order = tuple(dict.fromkeys((n[len(prefix):], e) for n, e in events[start:] if n.startswith(prefix)))
     block = block_list[0]
     parts = dict(block.named_modules())
 
