@@ -228,3 +228,11 @@ def test_normalized_score_reads_the_same_in_both_directions(tiny_llama):
     grid = aw.PatchingGrid(tiny_llama, clean=CLEAN, corrupted=CORRUPTED, answer=ANSWER, denoise=False).wait(300)
     assert grid.status == "done", grid.error
     assert "1: no effect, 0: clean answer destroyed" in grid.value_label
+
+
+def test_relp_through_the_remote_path_equals_local(tiny_llama):
+    """RelP's trace reads each norm's weight inside the body, so it runs where the weights are."""
+    remote = aw.Model(tiny_llama.lm, tiny_llama.tokenizer, tiny_llama.adapter, "remote-local", remote="local")
+    here = P.attribution_patching(tiny_llama, CLEAN, CORRUPTED, ANSWER, "mlp", relp=True)
+    there = P.attribution_patching(remote, CLEAN, CORRUPTED, ANSWER, "mlp", relp=True)
+    np.testing.assert_allclose(there.patched_ld, here.patched_ld, atol=1e-5)

@@ -18,6 +18,8 @@ trace rewrites any family.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from .._adapter import get_path
@@ -28,34 +30,38 @@ IDENTITY_RULE_EPS = 1e-6
 
 
 def norm_parts(norm) -> tuple:
-    """(envoy, gain, bias, centred, eps) of any norm, read off the module by probing it.
+    """(envoy, offset, slope, centred, eps) of any norm, read off its definition by probing.
 
     Every norm here computes ``g * c(x) / sqrt(mean(c(x)^2) + eps) + b`` with c the mean
-    removal (LayerNorm) or nothing (RMSNorm). With p a zero-mean, unit-RMS probe,
-    ``n(p) - n(-p) = 2 g p / sqrt(1 + eps)`` and ``n(p) + n(-p) = 2 b``, whatever the
-    module's parametrisation (Gemma's (1 + w), OLMo's LayerNorm without weights, Cohere's
-    bias-free LayerNorm); ``n(p + 1) == n(p)`` says whether the mean is removed. The
-    values are plain tensors, so a trace body can use them.
+    removal (LayerNorm) or nothing (RMSNorm), and its gain g is ``offset + slope * w`` in
+    its weight w (Llama: w; Gemma: 1 + w; OLMo's LayerNorm has no weight: 1). The probe
+    runs on a weightless copy of the module with w set to 0 and then 1: with p a zero-mean,
+    unit-RMS vector, ``n(p) - n(-p) = 2 g p / sqrt(1 + eps)``, and ``n(p + 1) == n(p)`` says
+    whether the mean is removed. The real w is read inside the trace (`ln_rule`), so this
+    also holds for a remote model, whose local copy has no weights (meta device).
     """
     module = norm._module
     eps = next((float(v) for v in (getattr(module, a, None) for a in ("variance_epsilon", "eps", "epsilon"))
                 if isinstance(v, (int, float))), 1e-5)
-    weight = next(module.parameters(), None)
-    if weight is not None and weight.is_meta:
-        raise InputError("RelP reads each norm's gain off the model's weights, which a remote model's local copy "
-                         "does not hold: use method='attribution' or 'exact' on a remote model.")
+    scratch = copy.deepcopy(module).to_empty(device="cpu").float()
+    weight = getattr(scratch, "weight", None)
     width = weight.numel() if weight is not None else _norm_width(norm)
-    dtype, device = (weight.dtype, weight.device) if weight is not None else (torch.float32, torch.device("cpu"))
     probe = torch.ones(width)
     probe[1::2] = -1.0
     probe = (probe - probe.mean()) / (probe - probe.mean()).pow(2).mean().sqrt()
-    run = lambda x: module(x[None].to(device=device, dtype=dtype))[0].float()  # noqa: E731
-    with torch.no_grad():
-        pos, neg, shifted = run(probe), run(-probe), run(probe + 1.0)
-    gain = (pos - neg) / (2 * probe.to(pos.device)) * (1.0 + eps) ** 0.5
-    bias = (pos + neg) / 2
-    centred = bool(torch.allclose(shifted, pos, atol=1e-3 * float(pos.abs().max()) + 1e-6))
-    return norm, gain, bias, centred, eps
+
+    def gain_at(w: float) -> tuple[torch.Tensor, bool]:
+        with torch.no_grad():
+            for param in scratch.parameters():
+                param.fill_(w)
+            pos, neg, shifted = (scratch(x[None])[0] for x in (probe, -probe, probe + 1.0))
+        centred = bool(torch.allclose(shifted, pos, atol=1e-4 * float(pos.abs().max()) + 1e-6))
+        return (pos - neg) / (2 * probe) * (1.0 + eps) ** 0.5, centred
+
+    offset, _ = gain_at(0.0)  # at w = 0 an RMSNorm's output is 0: it cannot tell centring
+    at_one, centred = gain_at(1.0)
+    slope = at_one - offset if weight is not None else None
+    return norm, offset, slope, centred, eps
 
 
 def _norm_width(norm) -> int:
@@ -90,12 +96,15 @@ def ln_rule(parts) -> None:
     """LN-rule: the norm's own output, with a backward pass that treats its per-token scale
     1/sqrt(mean(c(x)^2) + eps) as a constant. The added term is zero in value, so the
     forward pass is the model's to the last bit."""
-    norm, gain, bias, centred, eps = parts
+    norm, offset, slope, centred, eps = parts
     x = norm.input
     y = norm.output
+    gain = offset.to(x.device)
+    if slope is not None:  # the weight as the model holds it (on NDIF: NDIF's)
+        gain = gain + slope.to(x.device) * norm.weight.detach().float()
     xc = (x - x.mean(dim=-1, keepdim=True) if centred else x).float()
     scale = torch.rsqrt(xc.pow(2).mean(dim=-1, keepdim=True) + eps).detach()
-    linear = xc * scale * gain.to(xc.device)
+    linear = xc * scale * gain
     norm.output = y.detach() + (linear - linear.detach()).to(y.dtype)
 
 
