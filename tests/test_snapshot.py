@@ -150,6 +150,24 @@ def test_untrusted_text_cannot_end_the_script_element(default_model, tmp_path):
     assert "&lt;/script&gt;" in page  # the title, escaped
 
 
+UNTRUSTED = "<!--<script> a </script> b <!-- c & d \u2028 e"
+
+
+def test_no_text_can_change_how_the_page_parses(default_model, tmp_path):
+    """`<!--<script>` inside a script element would swallow the rest of the page: the snapshot's
+    JSON carries <, > and & as \\u escapes, and our drawing code holds no `<!--` or `<script`."""
+    import json
+    import re
+
+    h = aw.Heatmap(default_model, UNTRUSTED).wait()
+    page = h.to_html(tmp_path / "x.html").read_text(encoding="utf-8")
+    scripts = re.findall(r"<script[^>]*>(.*?)</script>", page, flags=re.S)
+    assert len(scripts) == 3 and page.count("<script") == 3 and page.count("</script>") == 3
+    assert all("<!--" not in body and "<script" not in body for body in scripts)
+    assert json.loads(scripts[0])["title"] == h.describe()  # the escapes read back as the text
+    assert json.loads(scripts[0])["state"]["prompt"] == UNTRUSTED
+
+
 # --- in a real kernel ---------------------------------------------------------------
 @pytest.mark.slow
 def test_saved_outputs_hold_the_finished_run(tmp_path):

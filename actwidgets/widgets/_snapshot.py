@@ -141,8 +141,19 @@ actwidgetsSnapshot.renderSnapshot(document.getElementById("actwidgets"),
 
 
 def _inline_script(text: str) -> str:
-    """Text safe inside <script>: a literal `</` would end the element early."""
+    """Our own drawing code inside <script>: a literal `</` would end the element early.
+    (It holds no `<!--`, which would change how the parser reads the rest; a test checks.)"""
     return text.replace("</", "<\\/")
+
+
+_JSON_UNSAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                              "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def _inline_json(value) -> str:
+    """JSON safe inside <script> for ANY text a model or a user wrote: `<`, `>` and `&` as
+    \\u escapes, so no `</script>`, `<!--` or `<script` can appear; U+2028/9 too."""
+    return json.dumps(value, separators=(",", ":")).translate(_JSON_UNSAFE)
 
 
 def html_page(widget) -> str:
@@ -153,7 +164,7 @@ def html_page(widget) -> str:
     return _PAGE.format(
         title=html.escape(bundle["text/plain"]),
         png=bundle["image/png"],
-        snapshot=_inline_script(json.dumps(bundle[SNAPSHOT_MIME], separators=(",", ":"))),
+        snapshot=_inline_json(bundle[SNAPSHOT_MIME]),
         code=_inline_script(_IIFE.read_text(encoding="utf-8")),
     )
 

@@ -80,3 +80,18 @@ def test_exported_steering_html_shows_both_continuations(default_model, offline_
     screenshot(page, "export-steering")
     assert page.aw_requests == [path.as_uri()], page.aw_requests
     assert page.aw_problems == [], page.aw_problems
+
+
+def test_exported_html_survives_text_that_would_change_how_the_page_parses(default_model, offline_page, tmp_path):
+    """`<!--<script>` in a prompt once left a blank page: the figure draws, and the prompt box
+    shows the text exactly, U+2028 included."""
+    prompt = "<!--<script> a </script> b <!-- c & d \u2028 e"
+    path = aw.Heatmap(default_model, prompt).wait().to_html(tmp_path / "untrusted.html")
+    page = offline_page
+    page.goto(path.as_uri())
+    root = page.locator(".aw-snapshot .aw-root[data-widget=heatmap]")
+    expect(root).to_have_attribute("data-snapshot", "true")
+    assert root.locator("canvas.aw-grid").first.evaluate(CANVAS_PIXELS)["painted"] > 0.5
+    expect(root.locator("textarea.aw-prompt")).to_have_value(prompt)
+    screenshot(page, "export-untrusted")
+    assert page.aw_problems == [], page.aw_problems
