@@ -61,14 +61,14 @@ class Adapter:
     block_tuple: bool  # the block returns (hidden, ...) rather than a tensor
     attn: str
     attn_out: str  # the attention's output projection: its input holds the heads
-    mlp_out: str  # what the `mlp` site reads: the MLP's output projection, or a whole MoE block
+    mlp_out: str  # the MLP's output projection (the whole block for MoE): the `mlp` site, and
+    # where RelP's Half-rule rewrites the input
     mlp_flat: bool  # the MLP works on [batch * tokens, d] (OPT)
     norms: tuple  # every residual-stream norm in the block, in execution order
     act: str | None  # the MLP's nonlinearity
     up: str | None  # the projection multiplied with act's output (gated MLPs)
     gate_up: str | None  # a fused gate/up projection: act reads one half, the other is `up`
     gate_half: int  # which half of `gate_up` feeds act (0 or 1)
-    down: str  # the MLP's output projection (the MoE block itself for MoE)
     moe: bool
     order: tuple  # (relative path, event) per block part, in execution order; event: "in" or "out"
 
@@ -215,17 +215,17 @@ def _find(hf_model) -> Adapter:
     up = gate_up = None
     gate_half = 0
     if moe:
-        down = mlp_out = mlp
+        mlp_out = mlp
     else:
         if not linears or act is None:
             _fail(hf_model, "the MLP's projections and nonlinearity")
-        down = mlp_out = linears[-1]
+        mlp_out = linears[-1]
         feeding = linears[:-1]
         if len(feeding) == 2:  # separate gate and up: act reads the gate's output
             gate = next((n for n in feeding if _same(outputs.get(f"{prefix}{n}"), inputs.get(f"{prefix}{act}"))),
                         feeding[0])
             up = next(n for n in feeding if n != gate)
-        elif len(feeding) == 1 and _out_features(parts[feeding[0]]) == 2 * _in_features(parts[down]):
+        elif len(feeding) == 1 and _out_features(parts[feeding[0]]) == 2 * _in_features(parts[mlp_out]):
             gate_up = feeding[0]
             fused, act_in = outputs.get(f"{prefix}{gate_up}"), inputs.get(f"{prefix}{act}")
             if torch.is_tensor(fused) and fused.device.type != "meta":
@@ -245,7 +245,7 @@ def _find(hf_model) -> Adapter:
         family=getattr(cfg, "model_type", type(hf_model).__name__), blocks=blocks_path, final=final,
         unembed=unembed, logit_transform=transform, block_tuple=isinstance(block_out, tuple), attn=attn,
         attn_out=attn_out, mlp_out=mlp_out, mlp_flat=mlp_flat, norms=norms, act=act, up=up, gate_up=gate_up,
-        gate_half=gate_half, down=down, moe=moe, order=order,
+        gate_half=gate_half, moe=moe, order=order,
     )
 
 

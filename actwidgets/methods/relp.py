@@ -85,7 +85,7 @@ def lrp_rules(model: Model, site: str) -> list:
         if a.up or a.gate_up:
             up = a.up or a.gate_up
             steps.append((a.event(up, "out"), "up", (get_path(block, up), None if a.up else 1 - a.gate_half)))
-            steps.append((a.event(a.down, "in"), "half", get_path(block, a.down)))
+            steps.append((a.event(a.mlp_out, "in"), "half", get_path(block, a.mlp_out)))
         steps.append((site_event if site_event is not None else len(a.order), "site", None))
         out.append(sorted(steps, key=lambda step: step[0]))
     out.append([norm_parts(envoy) for envoy in model.final if "norm" in type(envoy._module).__name__.lower()])
