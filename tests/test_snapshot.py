@@ -97,6 +97,43 @@ def test_figure_returns_a_matplotlib_figure_of_the_grid(heatmap):
     np.testing.assert_allclose(image.get_array().filled(np.nan), heatmap.data.stat("norm"), rtol=1e-6)
 
 
+def _texts(fig) -> str:
+    return "\n".join(text.get_text() for text in fig.findobj(lambda a: hasattr(a, "get_text")))
+
+
+def test_figure_after_an_error_is_faded_and_says_it_is_the_previous_inputs(default_model):
+    """The widget keeps the last figure when a run fails; its PNG must not pass it off as the bad input's."""
+    from actwidgets.widgets._figure import STALE_LABEL
+
+    h = aw.Heatmap(default_model, "The Eiffel Tower is located in the city of").wait()
+    assert STALE_LABEL not in _texts(h.figure())
+    h.prompt = "   "
+    h.wait()
+    assert h.status == "error" and h.shape[1] > 0
+    fig = h.figure()
+    assert f"Error: {h.error} — {STALE_LABEL}" in _texts(fig).replace("\n", " ")
+    assert fig.axes[0].get_images()[0].get_alpha() < 1
+    snap_state = S.snapshot_state(bundle_of(h)[S.SNAPSHOT_MIME])
+    assert snap_state["status"] == "error" and STALE_LABEL in _texts(h.draw(snap_state))
+    # no previous figure: the error is the figure, nothing is faded or called previous
+    empty = aw.Heatmap(default_model, "").wait()
+    assert empty.status == "error" and STALE_LABEL not in _texts(empty.figure())
+
+
+def test_steering_figure_after_an_error_says_so_only_when_it_has_a_figure():
+    from actwidgets.widgets._figure import STALE_LABEL, steering_figure
+
+    shown = {"unsteered_tokens": [" a"], "steered_tokens": [" b"], "kl_per_token": np.array([0.1], np.float32),
+             "kl_budget": 0.05, "strength": 1.0, "measured_kl": 0.1}
+    failed = {"status": "error", "error": "The prompt is empty."}
+    assert STALE_LABEL not in _texts(steering_figure({**shown, "status": "done"}, "t"))
+    fig = steering_figure({**shown, **failed}, "t")
+    assert STALE_LABEL in _texts(fig) and "The prompt is empty." in _texts(fig)
+    bars = fig.axes[2].patches
+    assert bars and all(bar.get_alpha() < 1 for bar in bars)
+    assert STALE_LABEL not in _texts(steering_figure({"kl_budget": 0.05, **failed}, "t"))
+
+
 def test_snapshot_of_30_by_2048_heatmap_is_compact(default_model):
     ids = torch.randint(1000, 20000, (2048,), generator=torch.Generator().manual_seed(0))
     prompt = default_model.tokenizer.decode(ids)

@@ -7,7 +7,8 @@ import pytest
 
 import actwidgets as aw
 from actwidgets.methods.activations import residual_stats
-from actwidgets.widgets._base import Runner, decode_f32
+from actwidgets.widgets._base import decode_f32
+from actwidgets.widgets._runner import Runner
 
 IOI = "When Mary and John went to the store, John gave a drink to"
 

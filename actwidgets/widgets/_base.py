@@ -2,15 +2,13 @@
 and the job runner that keeps the notebook responsive.
 
 A widget's inputs are traits. A change calls `schedule()`, which hands the widget's
-`compute()` to its Runner: one worker thread per widget, latest wins. A request made
-while another runs replaces any queued one, so a burst of slider moves runs at most
-the current job plus the last request, and a job superseded mid-way stops at its next
-`check()` and never writes its result. Errors a user can act on become `error`.
+`compute()` to its Runner (`_runner.py`: the model's worker thread, latest request wins);
+a job superseded mid-way stops at its next `check()` and never writes its result.
+Errors a user can act on become `error`.
 """
 from __future__ import annotations
 
 import logging
-import threading
 import traceback
 import uuid
 from pathlib import Path
@@ -21,7 +19,8 @@ import numpy as np
 import traitlets as t
 
 from ..errors import ActWidgetsError, Cancelled
-from . import _snapshot
+from . import _cells, _snapshot
+from ._runner import Runner, on_worker, worker_for
 
 log = logging.getLogger("actwidgets")
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -63,58 +62,6 @@ def decode_f32(data: bytes, shape) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4").reshape(shape)
 
 
-class Runner:
-    """Runs jobs one at a time on a worker thread; only the newest request counts."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._generation = 0
-        self._pending: Callable | None = None
-        self._worker: threading.Thread | None = None
-        self._idle = threading.Event()
-        self._idle.set()
-        self.runs = 0  # jobs actually started (tests count them)
-
-    def submit(self, job: Callable[[Callable[[], bool]], None]) -> None:
-        """Queue `job(is_current)`; a job still queued is dropped."""
-        with self._lock:
-            self._generation += 1
-            generation = self._generation
-            self._pending = lambda: job(lambda: generation == self._generation)
-            self._idle.clear()
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._drain, name="actwidgets-runner", daemon=True)
-                self._worker.start()
-
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                pending, self._pending = self._pending, None
-                if pending is None:
-                    self._worker = None
-                    self._idle.set()
-                    return
-            self.runs += 1
-            try:
-                pending()
-            except Exception:  # a job must never take the worker down with it
-                log.exception("actwidgets: a widget job failed outside its own error handling")
-
-    def cancel(self) -> None:
-        """Supersede the running job and drop a queued one, queuing nothing new."""
-        with self._lock:
-            self._generation += 1
-            self._pending = None
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until no job is running or queued (tests and scripts)."""
-        return self._idle.wait(timeout)
-
-    @property
-    def idle(self) -> bool:
-        return self._idle.is_set()
-
-
 class JobWidget(anywidget.AnyWidget):
     """An anywidget whose model work runs on a Runner and reports status.
 
@@ -130,10 +77,12 @@ class JobWidget(anywidget.AnyWidget):
 
     def __init__(self, model, **kwargs) -> None:
         self.model = model
-        self._runner = Runner()
+        self._runner = Runner(worker_for(model))
         self._current: Callable[[], bool] = lambda: True
         self._publisher = _snapshot.SnapshotPublisher(self)
+        self._owns_layout = "layout" not in kwargs  # ipywidgets makes one Layout widget per widget
         super().__init__(**kwargs)
+        _cells.belongs_here(self)
 
     # --- what outlives the kernel ----------------------------------------------
     @property
@@ -167,6 +116,13 @@ class JobWidget(anywidget.AnyWidget):
         # One display id per widget, so every place it is shown gets the later snapshots.
         from IPython.display import display
 
+        if self.comm is None:  # released (its cell re-ran), but a variable still held it
+            if self._owns_layout:
+                self.layout.open()  # first: the widget's state names its layout's comm
+            self.open()
+            self.__dict__.pop("_repr_mimebundle_", None)  # ipywidgets' close() blanks it per instance
+            self.schedule()
+        _cells.belongs_here(self)
         if self._publisher.display_id is None:
             self._publisher.display_id = uuid.uuid4().hex
         # A run that finishes within a moment (a heatmap, a lens) is displayed finished, so
@@ -193,9 +149,22 @@ class JobWidget(anywidget.AnyWidget):
         if self.status == "running":
             self.status = "cancelled"
 
+    def close(self) -> None:
+        """Stop work and let go of results: the widget is on no screen any more (see `_cells.py`)."""
+        if hasattr(self, "_runner"):  # ipywidgets also closes in __del__, even a half-made widget
+            self._runner.cancel()
+            self._publisher.stop()
+            self.release()
+            if self._owns_layout:
+                self.layout.close()
+        super().close()
+
+    def release(self) -> None:
+        """Drop cached results (a widget overrides this to clear what it keeps beyond its traits)."""
+
     def wait_unless_worker(self) -> None:
         """Wait for the current job, except on the worker itself (that would wait forever)."""
-        if threading.current_thread().name != "actwidgets-runner":
+        if not on_worker():
             self.wait(timeout=None)
 
     def check(self) -> None:

@@ -19,6 +19,8 @@ _RDBU = ["#053061", "#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7",
 _CMAPS = {"rdbu": LinearSegmentedColormap.from_list("aw_rdbu", _RDBU), "magma": "magma", "viridis": "viridis"}
 _MAX_TICKS = 48  # more token labels than this overlap: label every k-th
 _MAX_ANNOTATED = 600  # lens cells beyond this are too small to print a token in
+STALE_LABEL = "figure from the previous input"  # js/src/lib/shell.ts says the same
+STALE_ALPHA = 0.35
 
 
 def plain(text: str) -> str:
@@ -56,10 +58,20 @@ def _label_axes(ax, state: dict) -> None:
     ax.set_ylabel("layer")
 
 
-def _title(fig: Figure, title: str) -> None:
-    """A suptitle wrapped to the figure's width (about 11 characters per inch at 10 pt)."""
-    width = fig.get_size_inches()[0]
-    fig.suptitle("\n".join(textwrap.wrap(plain(title), int(width * 11))), fontsize=10)
+def _title(fig: Figure, title: str, state: dict, stale: bool = False) -> None:
+    """A suptitle wrapped to the figure's width (about 11 characters per inch at 10 pt).
+
+    `stale`: the run for the current input failed and the figure is the previous input's
+    (Python keeps it), so it is faded and the title says so, as the widget does."""
+    width = int(fig.get_size_inches()[0] * 11)
+    lines = textwrap.wrap(plain(title), width)
+    if stale:
+        error = state.get("error") or "the last run failed"
+        lines += textwrap.wrap(plain(f"Error: {error} — {STALE_LABEL}"), width)
+        for ax in fig.axes:
+            for artist in (*ax.images, *ax.patches, *ax.lines, *ax.collections, *ax.texts):
+                artist.set_alpha(STALE_ALPHA)
+    fig.suptitle("\n".join(lines), fontsize=10)
 
 
 def _waiting(fig: Figure, state: dict) -> Figure:
@@ -89,7 +101,7 @@ def grid_figure(state: dict, title: str) -> Figure:
     if "topk_index" in state and values.size <= _MAX_ANNOTATED:
         _annotate_top_tokens(axes[0], state, values.shape)
     fig.colorbar(image, ax=list(axes), label=plain(state.get("value_label", "")), shrink=0.9)
-    _title(fig, title)
+    _title(fig, title, state, stale=state.get("status") == "error")
     return fig
 
 
@@ -136,5 +148,6 @@ def steering_figure(state: dict, title: str) -> Figure:
             ax.set_ylabel("action entropy (nats)")
             if x == "curve_temperature":
                 ax.set_xscale("log")
-    _title(fig, title)
+    shown = state.get("unsteered_tokens") or state.get("steered_tokens")
+    _title(fig, title, state, stale=state.get("status") == "error" and bool(shown))
     return fig

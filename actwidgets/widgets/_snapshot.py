@@ -98,8 +98,12 @@ def snapshot_state(snap: dict) -> dict:
 
 
 def png_bytes(figure) -> bytes:
+    """The figure as PNG; the figure is cleared afterwards. A Figure is a web of reference
+    cycles that only a full collection frees, and those are rare in a busy kernel: without
+    this, a cell re-run 100 times kept ~12 MB per run of dead figures."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=PNG_DPI)
+    figure.clear()
     return buffer.getvalue()
 
 
@@ -195,6 +199,12 @@ class SnapshotPublisher:
             self._timer = threading.Timer(self.DELAY_S, self._publish)
             self._timer.daemon = True
             self._timer.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self.display_id = None
 
     def _publish(self) -> None:
         widget = self._widget

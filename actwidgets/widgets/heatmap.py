@@ -43,6 +43,9 @@ class Heatmap(GridWidget):
         self.wait_unless_worker()
         return self._cache[1] if self._cache and self._cache[0] == self._key() else None
 
+    def release(self) -> None:
+        self._cache = None
+
     def describe(self) -> str:
         rows, cols = self.shape
         what = STAT_LABELS.get(self.stat, self.stat)

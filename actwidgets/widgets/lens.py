@@ -47,6 +47,9 @@ class LogitLens(GridWidget):
         self.wait_unless_worker()
         return self._cache[1] if self._cache and self._cache[0] == self._key() else None
 
+    def release(self) -> None:
+        self._cache = None
+
     def describe(self) -> str:
         target = f", target {self.target!r}" if self.target else ""
         return f"Logit lens ({COLOR_BY.get(self.color_by, self.color_by)}{target}): {quoted(self.prompt)}"

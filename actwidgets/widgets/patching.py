@@ -69,6 +69,10 @@ class PatchingGrid(GridWidget):
         self.wait_unless_worker()
         return self._results.get(self._inputs().key("exact"))
 
+    def release(self) -> None:
+        self._results.clear()
+        self._linked.clear()
+
     def describe(self) -> str:
         good, bad = (list(self.answer) + ["", ""])[:2]
         return (f"Activation patching ({self.method}, {self.site}), {good!r} vs {bad!r}: "

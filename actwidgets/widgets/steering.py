@@ -74,6 +74,9 @@ class Steering(JobWidget):
                                      "max_new_tokens", "actions"])
         self.schedule()
 
+    def release(self) -> None:
+        self._bounds = self._unsteered = self._curves_key = None
+
     def describe(self) -> str:
         kl = f"{self.measured_kl:.3g}" if self.measured_kl is not None else "?"
         return (f"Steering at layer {self.layer}, strength {self.strength:+.3g}: KL {kl} nats "

@@ -1,7 +1,7 @@
 // Heatmap widget: one statistic of the residual stream per (layer, token), e.g. its
 // L2 norm, with a stat picker, zoomable scrolling grid and colour bar.
 import { Colorbar } from "./lib/colorbar";
-import { baseTooltip, bindGrid, readGridData } from "./lib/gridModel";
+import { baseTooltip, bindGrid, gridFigure, readGridData } from "./lib/gridModel";
 import { bindSelect, createElement, createShell, labelled } from "./lib/shell";
 import { toInt32 } from "./lib/tensor";
 import type { HeatmapModel, RenderProps } from "./lib/types";
@@ -9,7 +9,7 @@ import type { HeatmapModel, RenderProps } from "./lib/types";
 // Lets a browser benchmark time a full 30 x 4096 draw without reaching into the bundle.
 
 function render({ model, el }: RenderProps<HeatmapModel>): () => void {
-  const shell = createShell(model, el, "heatmap");
+  const shell = createShell(model, el, "heatmap", { figure: gridFigure(model) });
   const d = shell.disposer;
 
   const stat = createElement("select", "aw-stat");

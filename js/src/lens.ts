@@ -5,7 +5,7 @@ import { contrastText } from "./lib/colormap";
 import { Colorbar } from "./lib/colorbar";
 import { formatNumber, formatPercent } from "./lib/format";
 import type { CellPainter } from "./lib/grid";
-import { baseTooltip, bindGrid, readGridData } from "./lib/gridModel";
+import { baseTooltip, bindGrid, gridFigure, readGridData } from "./lib/gridModel";
 import { bindSelect, createElement, createShell, labelled } from "./lib/shell";
 import { toFloat32, toInt32 } from "./lib/tensor";
 import { displayToken, quoteToken } from "./lib/tokens";
@@ -51,7 +51,7 @@ function fitText(ctx: CanvasRenderingContext2D, text: string, width: number): st
 }
 
 function render({ model, el }: RenderProps<LensModel>): () => void {
-  const shell = createShell(model, el, "lens");
+  const shell = createShell(model, el, "lens", { figure: gridFigure(model) });
   const d = shell.disposer;
 
   // target: committed on Enter or blur, not per keystroke (each commit re-runs the lens).

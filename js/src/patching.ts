@@ -6,7 +6,7 @@ import { createCancelButton } from "./lib/cancel";
 import { Colorbar } from "./lib/colorbar";
 import { asNumber, formatNumber, formatSigned } from "./lib/format";
 import { Grid, type GridData } from "./lib/grid";
-import { baseTooltip, bindGrid, readGridData, selectionToCell } from "./lib/gridModel";
+import { baseTooltip, bindGrid, gridFigure, readGridData, selectionToCell } from "./lib/gridModel";
 import type { Cell } from "./lib/layout";
 import {
   bindSelect,
@@ -42,7 +42,7 @@ function answerPair(model: AnyModel<PatchingModel>): [string, string] {
 }
 
 function render({ model, el }: RenderProps<PatchingModel>): () => void {
-  const shell = createShell(model, el, "patching", { prompt: false });
+  const shell = createShell(model, el, "patching", { prompt: false, figure: gridFigure(model) });
   const d = shell.disposer;
 
   // --- inputs: both prompts commit like the prompt box (each commit re-runs the sweep)

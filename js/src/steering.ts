@@ -37,7 +37,12 @@ function panel(streamClass: string): { el: HTMLDivElement; title: HTMLDivElement
 }
 
 function render({ model, el }: RenderProps<SteeringModel>): () => void {
-  const shell = createShell(model, el, "steering");
+  const shell = createShell(model, el, "steering", {
+    figure: {
+      traits: ["unsteered_tokens", "steered_tokens"],
+      present: () => (model.get("unsteered_tokens") ?? []).length + (model.get("steered_tokens") ?? []).length > 0,
+    },
+  });
   const d = shell.disposer;
 
   // --- controls: strength slider with its markers, the KL budget, cancel

@@ -95,3 +95,31 @@ def test_exported_html_survives_text_that_would_change_how_the_page_parses(defau
     expect(root.locator("textarea.aw-prompt")).to_have_value(prompt)
     screenshot(page, "export-untrusted")
     assert page.aw_problems == [], page.aw_problems
+
+
+def test_exported_error_state_dims_the_previous_figure(default_model, offline_page, tmp_path):
+    """After a failed run the kept figure is the previous input's: dimmed, and a note says so.
+    With no previous figure there is nothing to dim."""
+    widget = aw.Heatmap(default_model, "The Eiffel Tower is located in the city of").wait()
+    widget.prompt = "   "
+    assert widget.wait().status == "error"
+    page = offline_page
+    page.goto(widget.to_html(tmp_path / "error.html").as_uri())
+    root = page.locator(".aw-snapshot .aw-root[data-widget=heatmap]")
+    expect(root.locator(".aw-error")).to_have_text(widget.error)
+    expect(root.locator(".aw-stale-note")).to_be_visible()
+    expect(root.locator(".aw-stale-note")).to_have_text("Figure from the previous input")
+    body = root.locator(".aw-body")
+    expect(body).to_have_class("aw-body aw-stale")
+    page.mouse.move(0, 0)  # hovering brightens it: measure it at rest
+    page.wait_for_timeout(300)
+    assert float(body.evaluate("el => getComputedStyle(el).opacity")) < 0.5
+    assert root.locator("canvas.aw-grid").first.evaluate(CANVAS_PIXELS)["painted"] > 0.5  # still drawn
+    screenshot(page, "error-state")
+    assert page.aw_problems == [], page.aw_problems
+
+    page.goto(aw.Heatmap(default_model, "").wait().to_html(tmp_path / "error-first.html").as_uri())
+    root = page.locator(".aw-snapshot .aw-root[data-widget=heatmap]")
+    expect(root).to_have_attribute("data-status", "error")
+    expect(root.locator(".aw-stale-note")).to_be_hidden()
+    assert float(root.locator(".aw-body").evaluate("el => getComputedStyle(el).opacity")) == 1

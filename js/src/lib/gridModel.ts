@@ -5,7 +5,7 @@ import { coalesce } from "./dispose";
 import { formatNumber } from "./format";
 import { Grid, type GridData, type GridOptions } from "./grid";
 import type { Cell } from "./layout";
-import type { Shell } from "./shell";
+import type { FigurePresence, Shell } from "./shell";
 import { toFloat32 } from "./tensor";
 import { quoteToken } from "./tokens";
 import type { AnyModel, GridTraits, Selection } from "./types";
@@ -26,6 +26,17 @@ export function readGridData<T extends GridTraits>(model: AnyModel<T>): GridData
     scale: model.get("scale") === "log" ? "log" : "linear",
     tokens: model.get("tokens") ?? [],
     rowLabels: model.get("row_labels") ?? [],
+  };
+}
+
+/** A grid widget has a figure once it has cells (the stale-figure rule in shell.ts). */
+export function gridFigure<T extends GridTraits>(model: AnyModel<T>): FigurePresence {
+  return {
+    traits: ["shape"],
+    present: () => {
+      const { rows, cols } = readGridData(model);
+      return rows * cols > 0;
+    },
   };
 }
 

@@ -25,10 +25,20 @@ export function createElement<K extends keyof HTMLElementTagNameMap>(tag: K, cla
   return node;
 }
 
+/** Whether a widget has a figure on screen: read from its traits, re-read when any of `traits` change. */
+export interface FigurePresence {
+  traits: readonly string[];
+  present(): boolean;
+}
+
 export interface ShellOptions {
   /** false: no `textarea.aw-prompt` (a widget whose inputs are other traits, e.g. patching). */
   prompt?: boolean;
+  /** Lets the shell mark the figure stale after an error, but only when there is one to mark. */
+  figure: FigurePresence;
 }
+
+export const STALE_LABEL = "Figure from the previous input";
 
 /** How a text box reads and writes its trait(s); see bindText. */
 export interface TextBinding {
@@ -114,9 +124,9 @@ export function createPromptBox(className: string, label: string, placeholder: s
   return box;
 }
 
-export function createShell<T extends BaseModel>(model: AnyModel<T>, host: HTMLElement, widget: string, opts?: ShellOptions & { prompt?: true }): Shell;
+export function createShell<T extends BaseModel>(model: AnyModel<T>, host: HTMLElement, widget: string, opts: ShellOptions & { prompt?: true }): Shell;
 export function createShell<T extends StatusModel>(model: AnyModel<T>, host: HTMLElement, widget: string, opts: ShellOptions & { prompt: false }): Shell;
-export function createShell<T extends StatusModel>(model: AnyModel<T>, host: HTMLElement, widget: string, opts: ShellOptions = {}): Shell {
+export function createShell<T extends StatusModel>(model: AnyModel<T>, host: HTMLElement, widget: string, opts: ShellOptions): Shell {
   const d = new Disposer();
   const root = createElement("div", "aw-root");
   root.dataset.widget = widget;
@@ -140,9 +150,13 @@ export function createShell<T extends StatusModel>(model: AnyModel<T>, host: HTM
 
   const error = createElement("div", "aw-error");
   error.setAttribute("role", "alert");
+  // Python keeps the last figure when a run fails: beside the new, bad input it would
+  // read as that input's result, so it is dimmed and this note says whose it is.
+  const staleNote = createElement("div", "aw-stale-note");
+  staleNote.textContent = STALE_LABEL;
   const body = createElement("div", "aw-body");
 
-  root.append(inputs, statusBar, error, body);
+  root.append(inputs, statusBar, error, staleNote, body);
   host.append(root);
   d.add(() => root.remove());
 
@@ -160,11 +174,19 @@ export function createShell<T extends StatusModel>(model: AnyModel<T>, host: HTM
     error.textContent = msg;
     error.hidden = msg === "";
   };
+  // Only "error": a cancelled run keeps the last complete figure, which is still current.
+  const syncStale = () => {
+    const stale = model.get("status") === "error" && opts.figure.present();
+    body.classList.toggle("aw-stale", stale);
+    staleNote.hidden = !stale;
+  };
   d.onModel(model, "change:status", syncStatus);
   d.onModel(model, "change:progress", syncStatus);
   d.onModel(model, "change:error", syncError);
+  for (const t of ["status", ...opts.figure.traits]) d.onModel(model, `change:${t}`, syncStale);
   syncStatus();
   syncError();
+  syncStale();
 
   return { root, inputs, controls, body, disposer: d };
 }

@@ -63,6 +63,12 @@ const CSS = `
   border-left: 3px solid var(--aw-error-fg); padding: 4px 8px;
   white-space: pre-wrap; font-family: var(--aw-mono); font-size: 12px;
 }
+/* After an error the figure on screen is the previous input's (shell.ts). Hover stays
+   on so its cells can still be read; hovering brings it halfway back. */
+.aw-stale-note { color: var(--aw-fg-dim); font-size: 11px; font-style: italic; }
+.aw-stale-note::before { content: "↓ "; font-style: normal; }
+.aw-body.aw-stale { opacity: 0.4; filter: grayscale(0.6); transition: opacity 120ms; }
+.aw-body.aw-stale:hover { opacity: 0.75; }
 .aw-grid-wrap { position: relative; display: flex; flex-direction: column; gap: 2px; }
 .aw-zoom { display: flex; gap: 4px; align-items: center; color: var(--aw-fg-dim); font-size: 11px; }
 .aw-scroll {

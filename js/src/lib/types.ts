@@ -20,7 +20,7 @@ export interface RenderProps<T> {
 /** Anywidget delivers a `Bytes` trait as a DataView; empty means "absent". */
 export type Bytes = DataView;
 
-export type Status = "idle" | "running" | "done" | "error";
+export type Status = "idle" | "running" | "done" | "error" | "cancelled";
 
 /** The run-state traits every widget has, whatever its inputs are. */
 export interface StatusModel {

@@ -1,0 +1,118 @@
+"""Nothing crashes, nothing leaks: exit during a job, one worker per model, and a re-run
+cell releasing the widgets it made (in a real kernel, with the cellId JupyterLab sends)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+import actwidgets as aw
+from actwidgets.widgets import _runner
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPT = "The Eiffel Tower is in the city of Paris, and the Colosseum is in the city of"
+
+
+@pytest.mark.parametrize("make", [
+    "aw.LogitLens(m, PROMPT * 6)",
+    "aw.PatchingGrid(m, 'When Mary and John went to the store, John gave a drink to', "
+    "'When Mary and John went to the store, Mary gave a drink to', (' Mary', ' John'), chunk_size=4)",
+])
+def test_a_script_that_exits_while_a_job_runs_exits_cleanly(make):
+    script = textwrap.dedent(f"""
+        import os, time
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        import actwidgets as aw
+        m = aw.load()
+        PROMPT = {PROMPT!r}
+        w = {make}
+        time.sleep(0.3)
+        print("running" if not w.idle else "finished")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.stdout.strip() == "running", "the job ended before exit: nothing was tested"
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "terminate called" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_widgets_of_one_model_share_one_long_lived_worker(tiny_llama):
+    before = threading.active_count()
+    widgets = [aw.Heatmap(tiny_llama, f"prompt number {i}") for i in range(12)]
+    for w in widgets:
+        w.wait()
+    assert len({id(w._runner._worker) for w in widgets}) == 1
+    assert threading.active_count() <= before + 1
+    for w in widgets:  # a second burst reuses the same thread
+        w.prompt += " again"
+    ident = widgets[0]._runner._worker._thread.ident
+    for w in widgets:
+        w.wait()
+    assert widgets[0]._runner._worker._thread.ident == ident
+    assert [w.status for w in widgets] == ["done"] * 12
+
+
+def test_a_cancel_is_idle_at_once_even_behind_another_widgets_job(tiny_llama):
+    slow = aw.Heatmap(tiny_llama, "one")
+    blocked = threading.Event()
+    worker = slow._runner._worker
+    release = threading.Event()
+    gate = _runner.Runner(worker)
+    gate.submit(lambda _current: (blocked.set(), release.wait(10)))
+    assert blocked.wait(10)
+    queued = aw.Heatmap(tiny_llama, "two")  # queued behind the gate on the same worker
+    assert not queued.idle
+    queued.cancel()
+    assert queued._runner.wait(1), "a cancelled widget waited for another widget's job"
+    release.set()
+    assert slow.wait().status == "done"
+
+
+def _execute(client, code: str, cell_id: str | None = None) -> dict:
+    msg = client.session.msg("execute_request", {"code": code, "silent": False, "store_history": True,
+                                                "user_expressions": {"out": "__result"},
+                                                "allow_stdin": False, "stop_on_error": True},
+                             metadata={"cellId": cell_id} if cell_id else {})
+    client.shell_channel.send(msg)
+    while True:
+        reply = client.get_shell_msg(timeout=300)
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            break
+    content = reply["content"]
+    assert content["status"] == "ok", (code, content)
+    return content["user_expressions"].get("out", {}).get("data", {}).get("text/plain")
+
+
+def test_rerunning_a_cell_releases_the_widgets_it_made_and_only_those():
+    manager, client = start_new_kernel(kernel_name="python3", env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        _execute(client, "import os; os.environ['HF_HUB_OFFLINE'] = '1'\nimport actwidgets as aw, ipywidgets\n"
+                         "m = aw.load()\ncount = lambda: len(ipywidgets.widgets.widget._instances)")
+        cell, other = uuid.uuid4().hex, uuid.uuid4().hex
+        make = "w = aw.Heatmap(m, 'The Eiffel Tower'); w.wait(); w\nmade = [*globals().get('made', []), w]"
+        _execute(client, make, cell)
+        _execute(client, "shown_elsewhere = w; shown_elsewhere", other)  # the first widget, shown again
+        counts = []
+        for _ in range(4):
+            _execute(client, make, cell)
+            counts.append(_execute(client, "__result = count()"))
+        assert len(set(counts)) == 1, f"widgets piled up: {counts}"
+        closed = _execute(client, "__result = [x.comm is None for x in made]")
+        # the first widget is still on screen in the other cell; the 2nd..4th were replaced
+        assert closed == "[False, True, True, True, False]"
+        assert _execute(client, "__result = made[1]._cache") == "None"  # its results were let go
+        _execute(client, "1 + 1", other)  # the other cell now shows something else: the first goes too
+        assert _execute(client, "__result = made[0].comm is None") == "True"
+        # a variable can still hold a released widget: shown again, it opens and computes again
+        _execute(client, "again = made[1]; again.wait(); again", uuid.uuid4().hex)
+        assert _execute(client, "again.wait(); __result = (again.comm is not None, again.status, "
+                                "again._cache is not None)") == "(True, 'done', True)"
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
