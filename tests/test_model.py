@@ -1,10 +1,12 @@
 """aw.load and the adapter: the default model offline, the cache, clear load errors."""
+import re
 import time
 
 import pytest
 import torch
 
 import actwidgets as aw
+from actwidgets._tokens import readable
 from actwidgets.model import Adapter, _gguf_cache_path, default_gguf
 
 
@@ -91,3 +93,43 @@ def test_a_dtype_cast_keeps_computed_buffers_in_float32(tiny_llama):
     model = aw.wrap(copy.deepcopy(tiny_llama.hf), tiny_llama.tokenizer, dtype=torch.bfloat16)
     assert {p.dtype for p in model.hf.parameters()} == {torch.bfloat16}
     assert model.hf.model.rotary_emb.inv_freq.dtype == torch.float32
+
+
+# --- readable tokens (issue: byte pieces showed as U+FFFD) -----------------------------
+def _bytes_back(label: str) -> bytes:
+    """A label turned back into bytes: `<0xHH>` is one byte, anything else its UTF-8."""
+    out, rest = b"", label
+    while rest:
+        if re.match(r"<0x[0-9A-F]{2}>", rest):
+            out, rest = out + bytes([int(rest[3:5], 16)]), rest[6:]
+        else:
+            out, rest = out + rest[0].encode(), rest[1:]
+    return out
+
+
+@pytest.mark.parametrize("text", ["🚀 launch", "漢字 and é", "a 👩‍💻 codes"])
+def test_token_labels_of_split_characters_show_bytes_not_replacement_chars(default_model, text):
+    ids = default_model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    labels = default_model.token_texts(ids)
+    assert all("\ufffd" not in label for label in labels)
+    assert any(re.search(r"<0x[0-9A-F]{2}>", label) for label in labels)  # the case is exercised
+    assert b"".join(_bytes_back(label) for label in labels).decode() == default_model.tokenizer.decode(ids)
+
+
+def test_a_message_about_a_split_character_names_its_bytes(default_model):
+    with pytest.raises(aw.InputError) as err:
+        default_model.single_token("🚀")
+    assert "\ufffd" not in str(err.value) and "<0xF0>" in str(err.value)
+
+
+def test_sentencepiece_byte_fallback_pieces_read_as_their_bytes():
+    class ByteFallback:  # what a Llama-2/Gemma tokenizer returns for the bytes of '🚀' and for 'ok'
+        pieces = {0: "<0xF0>", 1: "<0x9F>", 2: "▁ok"}
+
+        def batch_decode(self, ids):
+            return ["\ufffd" if i[0] < 2 else " ok" for i in ids]
+
+        def convert_ids_to_tokens(self, i):
+            return self.pieces[i]
+
+    assert readable(ByteFallback(), [0, 1, 2]) == ["<0xF0>", "<0x9F>", " ok"]

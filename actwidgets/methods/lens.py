@@ -17,9 +17,9 @@ import nnsight
 import numpy as np
 import torch
 
-from ..errors import InputError
 from .._adapter import apply_head
 from ..model import Model
+from ._checks import whole
 from ._trace import residual, row_labels
 
 
@@ -38,8 +38,7 @@ class LensResult:
 def logit_lens(model: Model, prompt: str, *, target: str | int | None = None, k: int = 5,
                layers=None, with_embeddings: bool | None = None) -> LensResult:
     """Top-k tokens, entropy and the target's probability and rank per layer x token."""
-    if not isinstance(k, int) or not 1 <= k <= 50:
-        raise InputError(f"k must be a whole number from 1 to 50, not {k!r}.")
+    k = whole(k, "k", 1, 50)
     ids = model.encode(prompt)
     chosen = model.check_layers(layers)
     with_embeddings = layers is None if with_embeddings is None else with_embeddings

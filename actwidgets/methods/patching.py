@@ -29,6 +29,7 @@ import torch
 from ..errors import Cancelled, InputError
 from ..model import Model
 from .._adapter import get_path
+from ._checks import whole
 from ._trace import residual
 from .relp import apply_rules, ln_rule, lrp_rules
 
@@ -92,7 +93,7 @@ SCORE_MEANING = {True: "0: no effect, 1: clean answer restored",
 
 def prepare(model: Model, clean: str, corrupted: str, answer) -> Problem:
     """Tokenize and check the inputs; every message says what to change."""
-    clean_ids, corrupted_ids = model.encode(clean), model.encode(corrupted)
+    clean_ids, corrupted_ids = model.encode(clean, "clean prompt"), model.encode(corrupted, "corrupted prompt")
     if clean_ids.shape != corrupted_ids.shape:
         show = lambda ids: "[" + ", ".join(repr(t) for t in model.token_texts(ids[0])) + "]"  # noqa: E731
         raise InputError(
@@ -195,6 +196,7 @@ def iter_exact(model: Model, problem: Problem, site: str = "resid", *, denoise: 
     a cancel (`should_stop`) takes effect between chunks.
     """
     check_site(site)
+    chunk_size = whole(chunk_size, "chunk_size", 1)
     metric = metric or logit_diff(problem)
     rows, cols, col_label = _grid_axes(model, problem, site)
     with model.lock, torch.no_grad():

@@ -44,6 +44,7 @@ import torch
 from ..errors import Cancelled, InputError
 from ..model import Model
 from .._adapter import get_path
+from ._checks import choice, real, shown, whole
 from ._trace import check_vector, float32, residual
 
 MODES = ("add", "ablate")
@@ -110,25 +111,9 @@ class Calibration:
 # --- checks ----------------------------------------------------------------
 
 def _layer(model: Model, layer) -> int:
-    if not isinstance(layer, int) or isinstance(layer, bool):
-        raise InputError(f"Layer must be one block index (a whole number), not {layer!r}.")
-    return model.check_layers(layer)[0]
-
-
-def _strength(strength) -> float:
-    try:
-        value = float(strength)
-    except (TypeError, ValueError):
-        raise InputError(f"The strength must be a number, not {strength!r}.") from None
-    if not math.isfinite(value):
-        raise InputError(f"The strength must be a finite number, not {strength!r}.")
-    return value
-
-
-def _choice(value, options, what):
-    if value not in options:
-        raise InputError(f"{what} must be one of {', '.join(map(repr, options))}, not {value!r}.")
-    return value
+    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
+        raise InputError(f"layer must be one block index (a whole number), not {shown(layer)}.")
+    return model.check_layers(int(layer))[0]
 
 
 def _prompts(prompts, what="prompts") -> list[str]:
@@ -209,7 +194,7 @@ def mean_difference(model: Model, positive: Sequence[str], negative: Sequence[st
     length. The vector is not normalised (use it with ``strength`` as in ASC's gamma).
     Returns float32 [d_model] on the cpu.
     """
-    _choice(position, ("last",), "position")
+    choice(position, ("last",), "position")
     positive, negative = _prompts(positive, "positive prompts"), _prompts(negative, "negative prompts")
     if len(positive) != len(negative):
         raise InputError(f"The prompts are paired (positive i with negative i): got {len(positive)} "
@@ -285,12 +270,10 @@ def action_entropy(model: Model, prompt: str, actions, vector=None, layer: int |
     `layer` at the last prompt position first (EAST's ``z <- z + beta u``). Plot this
     against strength (beta) and against temperature.
     """
-    temperature = _strength(temperature)
-    if temperature <= 0:
-        raise InputError(f"The temperature must be above 0, not {temperature}.")
+    temperature = real(temperature, "temperature", above=0)
     action_ids = _action_ids(model, actions)
     ids = model.encode(prompt).to(model.device)
-    strength = _strength(strength)
+    strength = real(strength, "strength")
     steer = vector is not None and strength != 0
     if steer:
         if layer is None:
@@ -337,21 +320,17 @@ def steer_generate(model: Model, prompt: str, vector, layer: int, strength: floa
     Strength 0 reproduces ``model.hf.generate(ids, do_sample=False)`` token for token.
     """
     ids = model.encode(prompt)
-    if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
-        raise InputError(f"max_new_tokens must be a whole number from 1 to {MAX_NEW_TOKENS}, not {max_new_tokens!r}.")
-    if not isinstance(min_new_tokens, int) or not 0 <= min_new_tokens <= max_new_tokens:
-        raise InputError(f"min_new_tokens must be a whole number from 0 to max_new_tokens, not {min_new_tokens!r}.")
+    max_new_tokens = whole(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS)
+    min_new_tokens = whole(min_new_tokens, "min_new_tokens", 0, max_new_tokens)
     limit = model.max_tokens
     if limit and ids.shape[1] + max_new_tokens > limit:
         raise InputError(f"The prompt ({ids.shape[1]:,} tokens) plus {max_new_tokens} new tokens is more "
                          f"than {model.name} reads ({limit:,}).")
     layer = _layer(model, layer)
-    strength = _strength(strength)
-    _choice(positions, POSITIONS, "positions")
-    _choice(mode, MODES, "mode")
-    temperature = _strength(temperature)
-    if do_sample and temperature <= 0:
-        raise InputError(f"The temperature must be above 0 for sampling, not {temperature}.")
+    strength = real(strength, "strength")
+    choice(positions, POSITIONS, "positions")
+    choice(mode, MODES, "mode")
+    temperature = real(temperature, "temperature", above=0) if do_sample else real(temperature, "temperature")
     vec = _edit_vector(model, vector, mode)
     if should_stop is not None and should_stop():
         raise Cancelled("generation cancelled before it started")
@@ -379,7 +358,7 @@ def steer_generate(model: Model, prompt: str, vector, layer: int, strength: floa
             for i, tid in enumerate(new):
                 if i and should_stop is not None and should_stop():
                     raise Cancelled("generation cancelled")
-                tokens.append(model.tokenizer.decode([tid]))
+                tokens.append(model.token_texts([tid])[0])
                 if on_token is not None:
                     on_token(i, tokens[-1])
         else:
@@ -391,7 +370,6 @@ def steer_generate(model: Model, prompt: str, vector, layer: int, strength: floa
 
 
 def _generate_local(model, ids, vec, layer, strength, positions, mode, gen_kwargs, should_stop, on_token):
-    tokenizer = model.tokenizer
     tokens: list[str] = []
 
     def hook(module, args, output):
@@ -410,7 +388,7 @@ def _generate_local(model, ids, vec, layer, strength, positions, mode, gen_kwarg
             if not self.started:
                 self.started = True
                 return
-            text = tokenizer.decode([int(value.flatten()[0])])
+            text = model.token_texts(value.flatten()[:1])[0]
             tokens.append(text)
             if on_token is not None:
                 on_token(len(tokens) - 1, text)
@@ -501,9 +479,9 @@ def measure_kl(model: Model, prompt: str, continuation_ids, vector, layer: int, 
     ids = model.encode(prompt)
     cont = _continuation(model, continuation_ids)
     layer = _layer(model, layer)
-    strength = _strength(strength)
-    _choice(positions, POSITIONS, "positions")
-    _choice(mode, MODES, "mode")
+    strength = real(strength, "strength")
+    choice(positions, POSITIONS, "positions")
+    choice(mode, MODES, "mode")
     vec = _edit_vector(model, vector, mode, torch.float32)
     full = torch.cat([ids[0], cont])[None]
     limit = model.max_tokens
@@ -557,7 +535,7 @@ def gamma_max(eps: float, a: float, lipschitz: float, *, method: str = "paper") 
 
     Units: those of a and L (see `estimate_curvature`: the vector as given).
     """
-    _choice(method, ("paper", "exact"), "method")
+    choice(method, ("paper", "exact"), "method")
     values = []
     for name, value in (("eps", eps), ("a", a), ("lipschitz", lipschitz)):
         try:
@@ -610,9 +588,7 @@ def estimate_curvature(model: Model, vector, layer: int, prompts: Sequence[str],
     vec = check_vector(model, vector)
     prompts = _prompts(prompts, "calibration prompts")
     layer = _layer(model, layer)
-    step = _strength(step)
-    if step <= 0:
-        raise InputError(f"step must be above 0, not {step}.")
+    step = real(step, "step", above=0)
     norm = float(vec.norm())
     unit = (vec / norm).to(device=model.device, dtype=torch.float32)
     block, lm = model.blocks[layer], model.lm
@@ -659,14 +635,9 @@ def calibrate_strength(model: Model, vector, layer: int, prompts: Sequence[str],
     norm = float(check_vector(model, vector).norm())
     prompts = _prompts(prompts, "calibration prompts")
     layer = _layer(model, layer)
-    _choice(positions, POSITIONS, "positions")
-    _choice(mode, MODES, "mode")
-    try:
-        kl_budget = float(kl_budget)
-    except (TypeError, ValueError):
-        raise InputError(f"The KL budget must be a number of nats, not {kl_budget!r}.") from None
-    if not math.isfinite(kl_budget) or kl_budget <= 0:
-        raise InputError(f"The KL budget must be above 0 nats, not {kl_budget!r}.")
+    choice(positions, POSITIONS, "positions")
+    choice(mode, MODES, "mode")
+    kl_budget = real(kl_budget, "kl_budget", above=0, unit=" nats")
     if not 0 < tolerance < 1:
         raise InputError(f"tolerance must be between 0 and 1, not {tolerance!r}.")
 

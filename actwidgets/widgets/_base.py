@@ -8,6 +8,7 @@ Errors a user can act on become `error`.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import traceback
 import uuid
@@ -19,6 +20,7 @@ import numpy as np
 import traitlets as t
 
 from ..errors import ActWidgetsError, Cancelled
+from ..methods import _checks
 from . import _cells, _snapshot
 from ._runner import Runner, on_worker, worker_for
 
@@ -62,6 +64,12 @@ def decode_f32(data: bytes, shape) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4").reshape(shape)
 
 
+def _parameters(cls) -> list[str]:
+    """The keyword arguments a widget's constructor names (what its error message lists)."""
+    skip = {"self", "model", "kwargs"}
+    return [name for name in inspect.signature(cls.__init__).parameters if name not in skip] + ["layout"]
+
+
 class JobWidget(anywidget.AnyWidget):
     """An anywidget whose model work runs on a Runner and reports status.
 
@@ -76,6 +84,7 @@ class JobWidget(anywidget.AnyWidget):
     error = t.Unicode("").tag(sync=True)
 
     def __init__(self, model, **kwargs) -> None:
+        _checks.keywords(type(self).__name__, kwargs, _parameters(type(self)), self.class_trait_names())
         self.model = model
         self._runner = Runner(worker_for(model))
         self._current: Callable[[], bool] = lambda: True

@@ -27,6 +27,14 @@ class GridWidget(JobWidget):
     aux_label = t.Unicode("").tag(sync=True)
     selected = t.Dict().tag(sync=True)
 
+    @t.validate("selected")
+    def _a_cell_or_nothing(self, proposal):
+        cell = proposal["value"]
+        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        if cell and not (whole(cell.get("row")) and whole(cell.get("col"))):
+            raise t.TraitError(f"selected must be {{}} or a cell {{'row': int, 'col': int}}, not {cell!r}.")
+        return cell
+
     def set_grid(self, tokens, rows, values: np.ndarray, *, label: str, colormap: str = "viridis",
                  aux: np.ndarray | None = None, aux_label: str = "", vmin=None, vmax=None, log: bool = False) -> None:
         """Write one consistent grid (call inside hold_sync)."""

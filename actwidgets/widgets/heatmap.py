@@ -52,7 +52,10 @@ class Heatmap(GridWidget):
         return f"Heatmap of the residual stream's {what}, {rows} layers x {cols} tokens: {quoted(self.prompt)}"
 
     def _key(self) -> tuple:
-        direction = None if self.direction is None else np.asarray(self.direction, dtype=np.float32).tobytes()
+        try:
+            direction = None if self.direction is None else np.asarray(self.direction, dtype=np.float32).tobytes()
+        except (TypeError, ValueError):  # not numbers: `compute` says so; the key only has to differ
+            direction = repr(self.direction)
         return (self.prompt, repr(self.layers), direction)
 
     def compute(self):

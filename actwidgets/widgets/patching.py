@@ -53,7 +53,8 @@ class PatchingGrid(GridWidget):
         self._results: dict[tuple, PatchingResult] = {}
         self._linked = []
         self.on_msg(self._on_front_end_message)
-        self.observe(self.schedule, ["clean", "corrupted", "answer", "site", "method", "normalized", "denoise"])
+        self.observe(self.schedule, ["clean", "corrupted", "answer", "site", "method", "normalized", "denoise",
+                                     "chunk_size"])
         self.observe(self._update_linked, "selected")
         self.schedule()
 
@@ -115,7 +116,8 @@ class PatchingGrid(GridWidget):
                     with self.hold_sync():
                         self._show(inputs, approx or exact, exact if approx else None)
                         self.progress = fraction
-            self._remember(inputs.key("exact"), exact)
+            if exact.done.all():  # a grid with holes is never remembered as the answer
+                self._remember(inputs.key("exact"), exact)
         return inputs, approx, exact
 
     def apply(self, result) -> None:

@@ -14,9 +14,13 @@ import traitlets as t
 
 from ..errors import InputError
 from ..methods import steering as S
+from ..methods._checks import choice, real
 from ..methods.steering_examples import CALIBRATION_PROMPTS
 from . import _figure
 from ._base import JobWidget, bundle, f32_bytes, finite_or_none, quoted
+
+
+SANE_MULTIPLE = 100.0  # the slider spans 3x the calibrated strength; beyond 100x is noise
 
 
 class Steering(JobWidget):
@@ -89,16 +93,16 @@ class Steering(JobWidget):
     def compute(self):
         run = _Run(self.prompt, float(self.strength), float(self.kl_budget), self.vector, int(self.layer),
                    self.positions, self.mode, int(self.max_new_tokens), tuple(self.actions))  # read once
-        if not run.kl_budget > 0:
-            raise InputError(f"The KL budget must be above 0 (nats), not {run.kl_budget}.")
-        if run.mode not in ("add", "entropy"):
-            raise InputError(f"Unknown mode {run.mode!r}: use 'add' (ASC-style) or 'entropy' (EAST).")
+        real(run.kl_budget, "kl_budget", above=0, unit=" nats")
+        real(run.strength, "strength")
+        choice(run.mode, ("add", "entropy"), "mode")
         if run.mode == "entropy" and not run.actions:
             raise InputError("mode='entropy' needs actions=[...]: the single-token actions whose entropy EAST raises.")
         vector = S.check_vector(self.model, run.vector)
         self.model.check_layers([run.layer])
         self.model.encode(run.prompt)  # an empty or too long prompt says so before any work
         self._update_bounds(run, vector)
+        self._check_strength(run)
         unsteered = self._unsteered_continuation(run, vector)
         steered = self._steered_continuation(run, vector, unsteered)
         self.check()
@@ -138,6 +142,20 @@ class Steering(JobWidget):
                 f"{calibration.evaluations} tries, so the slider's range follows the bound γ_max instead.")
             self._set_range(closed if calibrated is None else max(calibrated, closed))
             self.progress = 0.3
+
+    def _check_strength(self, run: "_Run") -> None:
+        """A strength far beyond the calibrated one makes noise, not steering: say so instead."""
+        closed, calibrated = self._bounds[1]
+        reference = calibrated if calibrated is not None else closed
+        limit = SANE_MULTIPLE * reference
+        if self._fixed_range:
+            limit = max(limit, *map(abs, self._fixed_range))
+        if np.isfinite(limit) and abs(run.strength) > limit:
+            which = "calibrated strength" if calibrated is not None else "bound γ_max"
+            raise InputError(
+                f"strength {run.strength:.3g} is {abs(run.strength) / reference:.3g} times the {which} "
+                f"({reference:.3g}): the steered text would be noise. Choose a strength within ±{limit:.3g} "
+                f"({SANE_MULTIPLE:g}x the {which}), or pass strength_range=(low, high) to allow more.")
 
     def _set_range(self, reference: float) -> None:
         low, high = self._fixed_range or (-3 * reference, 3 * reference)

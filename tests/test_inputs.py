@@ -1,0 +1,103 @@
+"""Every bad input gets a sentence naming the parameter, what it allows and the value
+given, shown in the widget, which stays usable: the next good input computes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import actwidgets as aw
+from actwidgets.methods import _checks
+
+IOI = ("When Mary and John went to the store, John gave a drink to",
+       "When Mary and John went to the store, Mary gave a drink to", (" Mary", " John"))
+BUG = "(in "  # how an unexpected exception is shown: "TypeError: ... (in file.py:12)"
+
+
+def _grid(model, **kw):
+    return aw.PatchingGrid(model, *IOI, **kw)
+
+
+def _heatmap(model, **kw):
+    return aw.Heatmap(model, kw.pop("prompt", "The Eiffel Tower is in Paris"), **kw)
+
+
+def _lens(model, **kw):
+    return aw.LogitLens(model, kw.pop("prompt", "The Eiffel Tower is in Paris"), **kw)
+
+
+def _steering(model, **kw):
+    kw.setdefault("vector", torch.ones(model.d_model))
+    return aw.Steering(model, kw.pop("prompt", "I think that"), layer=kw.pop("layer", 1), max_new_tokens=4, **kw)
+
+
+CASES = [  # (widget, bad input, words the message must hold, a good value for the same trait)
+    (_grid, {"chunk_size": -3}, ["chunk_size", "at least 1", "-3"], 8),
+    (_grid, {"chunk_size": 0}, ["chunk_size", "at least 1", "0"], 8),
+    (_heatmap, {"layers": "abc"}, ["layers", "the text 'abc'"], [0, 1]),
+    (_heatmap, {"layers": [1.5]}, ["layers", "whole numbers", "1.5"], [0, 1]),
+    (_heatmap, {"layers": object()}, ["layers", "block index"], [0, 1]),
+    (_heatmap, {"stat": "direction", "direction": "abc"}, ["direction", "numbers"], None),
+    (_heatmap, {"prompt": "\u200b\u200b\u2060"}, ["prompt", "invisible"], "Rome is in Italy"),
+    (_lens, {"k": 0}, ["k", "1 to 50", "0"], 3),
+    (_lens, {"target": " Paris and Rome"}, ["single token"], " Paris"),
+    (_steering, {"kl_budget": float("inf")}, ["kl_budget", "finite", "above 0", "inf"], 0.05),
+    (_steering, {"kl_budget": 0.0}, ["kl_budget", "above 0"], 0.05),
+    (_steering, {"strength": 1e30}, ["strength", "times the", "strength_range"], 0.0),
+    (_steering, {"mode": "loud"}, ["mode", "'add'", "'loud'"], "add"),
+]
+
+
+@pytest.mark.parametrize("make, bad, words, good", CASES,
+                         ids=[f"{m.__name__[1:]}-{'-'.join(b)}" for m, b, _, _ in CASES])
+def test_a_bad_input_says_what_is_allowed_and_the_widget_recovers(tiny_llama, make, bad, words, good):
+    w = make(tiny_llama, **bad).wait()
+    assert w.status == "error", f"{bad} was accepted"
+    assert all(word in w.error for word in words), w.error
+    assert BUG not in w.error and "Traceback" not in w.error
+    name = [k for k in bad if k != "stat"][0]
+    if good is None:
+        w.direction, w.stat = np.ones(tiny_llama.d_model), "norm"
+    else:
+        setattr(w, name, good)
+    assert w.wait().status == "done", w.error
+
+
+def test_layers_accept_numpy_integers(tiny_llama):
+    w = _heatmap(tiny_llama, layers=np.arange(2)).wait()
+    assert w.status == "done" and w.row_labels == ["0", "1"]
+    assert _heatmap(tiny_llama, layers=np.int64(-1)).wait().row_labels == ["2"]
+
+
+@pytest.mark.parametrize("make, typo, meant", [(_heatmap, "layer", "layers"), (_lens, "targt", "target"),
+                                               (_grid, "methd", "method"), (_steering, "temprature", None)])
+def test_a_misspelt_keyword_is_rejected_with_the_valid_names(tiny_llama, make, typo, meant):
+    with pytest.raises(TypeError) as err:
+        make(tiny_llama, **{typo: 3})
+    message = str(err.value)
+    assert repr(typo) in message and "Its keyword arguments are:" in message
+    if meant:
+        assert f"did you mean {meant!r}" in message
+
+
+def test_a_grid_that_failed_part_way_is_not_remembered(tiny_llama):
+    w = _grid(tiny_llama, chunk_size=-3).wait()
+    assert w.status == "error" and w.result is None
+    w.chunk_size = 4
+    assert w.wait().status == "done" and w.result.done.all()
+
+
+@pytest.mark.parametrize("value, ok", [(3, True), (np.int32(3), True), (True, False), (3.0, False), ("3", False)])
+def test_whole_numbers_are_ints_not_bools_floats_or_text(value, ok):
+    if ok:
+        assert _checks.whole(value, "n", 1) == 3
+    else:
+        with pytest.raises(aw.InputError, match=r"n must be a whole number of at least 1, not"):
+            _checks.whole(value, "n", 1)
+
+
+@pytest.mark.parametrize("text", ["", " \n\t", "\u200b", "\ufeff\u200d", "\u3164", "\x00\x01"])
+def test_text_of_only_invisible_characters_is_refused(text):
+    with pytest.raises(aw.InputError, match="prompt is (empty|only invisible)"):
+        _checks.text(text)
+    assert _checks.text("a\u200b") == "a\u200b"
