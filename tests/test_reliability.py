@@ -116,3 +116,17 @@ def test_rerunning_a_cell_releases_the_widgets_it_made_and_only_those():
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+def test_deferred_calls_coalesce_on_one_shared_thread():
+    later, calls = _runner.Later(), []
+    try:
+        for i in range(50):
+            later.call("snapshot", 0.05, lambda i=i: calls.append(i))
+        later.call("other", 0.0, lambda: calls.append("other"))
+        deadline = threading.Event()
+        deadline.wait(0.5)
+        assert calls == ["other", 49]  # the due one first; 50 requests for one key made one call
+        assert [t.name for t in threading.enumerate()].count("actwidgets-later") <= 2  # ours + the shared one
+    finally:
+        later.stop(1.0)

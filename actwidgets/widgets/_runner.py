@@ -18,6 +18,7 @@ import collections
 import ctypes
 import logging
 import threading
+import time
 import weakref
 from typing import Callable
 
@@ -184,6 +185,63 @@ class Runner:
         return self._idle.is_set()
 
 
+class Later:
+    """Calls a function once, a moment after the last request for it, on one shared thread
+    (not a `threading.Timer`, a new thread per call): how saved snapshots are refreshed."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._due: dict[object, tuple[float, Callable[[], None]]] = {}
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def call(self, key, delay: float, fn: Callable[[], None]) -> None:
+        """Run `fn` after `delay` seconds, replacing any call for `key` not yet made."""
+        with self._cv:
+            if self._stopped:
+                return
+            self._due[key] = (time.monotonic() + delay, fn)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="actwidgets-later", daemon=True)
+                self._thread.start()
+            self._cv.notify()
+
+    def drop(self, key) -> None:
+        with self._cv:
+            self._due.pop(key, None)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while True:
+                    if self._stopped:
+                        return
+                    if not self._due:
+                        self._cv.wait()
+                        continue
+                    key = min(self._due, key=lambda k: self._due[k][0])
+                    due, fn = self._due[key]
+                    if due <= time.monotonic():
+                        del self._due[key]
+                        break
+                    self._cv.wait(due - time.monotonic())
+            try:
+                fn()
+            except Exception:  # one failed call must not end the thread
+                log.exception("actwidgets: a deferred call failed")
+
+    def stop(self, timeout: float) -> None:
+        with self._cv:
+            self._stopped, thread = True, self._thread
+            self._due.clear()
+            self._cv.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+
+later = Later()
+
+
 def on_worker() -> bool:
     return threading.current_thread().name == THREAD_NAME
 
@@ -195,3 +253,4 @@ def _stop_all() -> None:
     for worker in list(_workers):
         if not worker.stop(EXIT_JOIN_S):
             log.warning("actwidgets: a widget job was still running at exit")
+    later.stop(EXIT_JOIN_S)

@@ -15,12 +15,13 @@ import html
 import io
 import json
 import logging
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
 import anywidget
 import numpy as np
+
+from ._runner import later
 
 log = logging.getLogger("actwidgets")
 
@@ -186,29 +187,19 @@ class SnapshotPublisher:
     def __init__(self, widget) -> None:
         self._widget = widget
         self.display_id: str | None = None
-        self._timer: threading.Timer | None = None
-        self._lock = threading.Lock()
         self.published = 0
 
     def poke(self) -> None:
-        if self.display_id is None:
-            return
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = threading.Timer(self.DELAY_S, self._publish)
-            self._timer.daemon = True
-            self._timer.start()
+        if self.display_id is not None:
+            later.call(self, self.DELAY_S, self._publish)
 
     def stop(self) -> None:
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-            self.display_id = None
+        later.drop(self)
+        self.display_id = None
 
     def _publish(self) -> None:
         widget = self._widget
-        if not widget.idle:
+        if self.display_id is None or not widget.idle:
             return  # the run in progress will poke again when it finishes
         try:
             from IPython.display import update_display
