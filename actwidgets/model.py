@@ -117,10 +117,16 @@ class Model:
 
     def trace(self, *inputs, **kwargs):
         """An nnsight trace that runs where this model runs (here or NDIF)."""
+        return self.lm.trace(*inputs, **self.where(**kwargs))
+
+    def where(self, **kwargs) -> dict:
+        """Keyword arguments for an nnsight trace or generation of this model: remote ones
+        send the actwidgets helpers a trace body calls along. (nnsight must see the `with`
+        line, so a generation is opened as ``with model.lm.generate(**model.where(...))``.)"""
         if self.remote:
             _ship_actwidgets_by_value()
             kwargs.setdefault("remote", self.remote)
-        return self.lm.trace(*inputs, **kwargs)
+        return kwargs
 
     # --- tokens -----------------------------------------------------------
     def encode(self, prompt: str, name: str = "prompt") -> torch.Tensor:

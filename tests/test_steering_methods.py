@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import actwidgets as aw
+from actwidgets._adapter import get_path
 from actwidgets.errors import Cancelled, InputError
 from actwidgets.methods import steering as st
 from actwidgets.methods import steering_examples as ex
@@ -28,8 +29,9 @@ def one_thread():
 # --- the bound -----------------------------------------------------------------
 
 def test_gamma_max_checks_and_limits():
-    assert st.gamma_max(1e-3, 1, 1) == pytest.approx(0.060447, abs=1e-5)
-    assert st.gamma_max(1e-2, 1, 0.1) == pytest.approx(0.197068, abs=1e-5)
+    # the exact root of ASC's bound (METHODS.md's check values)
+    assert st.gamma_max(1e-3, 1, 1) == pytest.approx(0.061363, abs=1e-6)
+    assert st.gamma_max(1e-2, 1, 0.1) == pytest.approx(0.198039, abs=1e-6)
     # a = 0: only the L^2 g^4 / 16 term is left
     assert st.gamma_max(1e-3, 0, 2) == pytest.approx((16e-3) ** 0.25 / math.sqrt(2), rel=1e-12)
     # L -> 0: 2 sqrt(eps) / a, continuously
@@ -39,20 +41,26 @@ def test_gamma_max_checks_and_limits():
     assert st.gamma_max(1e-3, 0, 0) == math.inf
 
 
-def test_gamma_max_root_never_nan_and_within_bound():
+def test_gamma_max_is_the_bounds_root_and_never_nan():
     rng = np.random.default_rng(0)
     for _ in range(300):
         eps, a, lip = 10 ** rng.uniform(-30, 0), 10 ** rng.uniform(-8, 3), 10 ** rng.uniform(-8, 3)
         g = st.gamma_max(eps, a, lip)
         assert math.isfinite(g) and g > 0, (eps, a, lip, g)
         bound = a * a * g * g / 4 + lip * a * g ** 3 / 4 + lip * lip * g ** 4 / 16
-        assert bound <= eps * (1 + 1e-9), (eps, a, lip, g, bound)
-    # the cubic root agrees with numpy.roots where that is well conditioned (beta < 4/27 included)
-    for beta in (1e-6, 1e-3, 0.1, 4 / 27, 1.0, 5.0):
-        x = st._positive_cubic_root(math.sqrt(beta)) * math.sqrt(beta)
-        ref = max(r.real for r in np.roots([1, 1, 0, -beta]) if abs(r.imag) < 1e-9 and r.real > 0)
-        assert x == pytest.approx(ref, rel=1e-10)
+        assert bound == pytest.approx(eps, rel=1e-9), (eps, a, lip, g, bound)  # on the bound, not below it
     assert st.gamma_max(1e-30, 1, 1) == pytest.approx(2e-15, rel=1e-6)
+
+
+def test_gamma_max_falls_continuously_as_curvature_grows():
+    # the old switch between the paper's recipe and the exact root jumped upward as L grew
+    for a in (0.0, 0.3, 1.0, 5.0):
+        lips = np.geomspace(1e-6, 1e4, 400)
+        g = np.array([st.gamma_max(1e-3, a, lip) for lip in lips])
+        assert (np.diff(g) <= 0).all(), a
+        assert (np.abs(np.diff(np.log(g))) < 0.1).all(), a  # no jump between neighbours
+    a = np.geomspace(1e-4, 1e3, 400)
+    assert (np.diff([st.gamma_max(1e-3, x, 0.5) for x in a]) < 0).all()
 
 
 def test_gamma_max_rejects_bad_numbers():
@@ -184,7 +192,7 @@ def test_kv_cached_steering_matches_teacher_forcing(tiny_llama):
         output[:, n - 1:] += strength * v
         return output
 
-    handle = st._block_module(m, layer).register_forward_hook(hook)
+    handle = get_path(m.hf, m.adapter.blocks)[layer].register_forward_hook(hook)
     try:
         with torch.no_grad():
             logits = m.hf(full).logits[0, n - 1:-1]

@@ -1,7 +1,15 @@
 """Helpers shared by the traces in methods/: reading a block's residual output,
 checking a user's vector (a steering vector, a heatmap direction) before any trace, and
 running a half-precision model in float32 where a result is a difference of nearly
-equal numbers."""
+equal numbers.
+
+The rule for a trace body (what runs inside ``with model.trace(...)`` or
+``model.generate(...)``, here or on NDIF): plain torch on the saved envoys, Python
+values and actwidgets' pure helpers (`residual`, `apply_head`, `steer`) -- those travel
+to NDIF by value, as `Model.trace` registers the package with cloudpickle -- but never
+the `Model` (it holds a lock), and no branch on a tensor's value (a remote body is
+compiled once). Open traces with `Model.trace`, generations with `Model.where`'s arguments.
+"""
 from __future__ import annotations
 
 import contextlib

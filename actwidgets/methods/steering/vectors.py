@@ -1,0 +1,147 @@
+"""Steering vectors from the model's own states: ASC's mean difference and EAST's
+entropy-weighted average, and the action entropy EAST plots against strength.
+
+Everything reads the output of block L (``model.blocks[L].output``), the site the edits
+write (see the package docstring).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import nnsight
+import torch
+
+from ...errors import InputError
+from ...model import Model
+from .._checks import choice, real
+from .._trace import residual
+from .edit import _edit_vector, _layer, _prompts, steer
+
+
+def _last_states(model: Model, prompts: list[str], layer: int, action_ids: list[int] | None = None):
+    """Output of block `layer` at each prompt's last token [n, d] (float32, cpu), and, when
+    `action_ids` is given, the next-token log-probabilities over those ids [n, A].
+
+    One unpadded trace per prompt, so "last token" is always the last real token.
+    """
+    block, lm = model.blocks[layer], model.lm  # trace bodies must not name `model` (it holds a lock)
+    states, action_logits = [], []
+    wanted = list(action_ids) if action_ids is not None else [0]  # no branches inside trace bodies (remote)
+    with model.lock, torch.no_grad():
+        for prompt in prompts:
+            ids = model.encode(prompt).to(model.device)
+            with model.trace(ids):
+                o = residual(block.output)
+                z = o[0, -1].float()
+                logits = lm.output.logits[0, -1, wanted].float()
+                saved = nnsight.save([z, logits])
+            states.append(saved[0].cpu())
+            action_logits.append(saved[1].cpu())
+    states = torch.stack(states)
+    return states, (torch.stack(action_logits) if action_ids is not None else None)
+
+
+def mean_difference(model: Model, positive: Sequence[str], negative: Sequence[str], layer: int,
+                    position: str = "last") -> torch.Tensor:
+    """ASC's steering vector: ``mean_i [h_L(positive_i)[-1] - h_L(negative_i)[-1]]``.
+
+    ``h_L`` is the output of block `layer` (``model.blocks[layer].output``), read at the
+    last token of each prompt. In ASC, positive_i = question_i + concise CoT and
+    negative_i = question_i + verbose CoT, paired by index: the lists must have the same
+    length. The vector is not normalised (use it with ``strength`` as in ASC's gamma).
+    Returns float32 [d_model] on the cpu.
+    """
+    choice(position, ("last",), "position")
+    positive, negative = _prompts(positive, "positive prompts"), _prompts(negative, "negative prompts")
+    if len(positive) != len(negative):
+        raise InputError(f"The prompts are paired (positive i with negative i): got {len(positive)} "
+                         f"positive and {len(negative)} negative. Give the same number of each.")
+    layer = _layer(model, layer)
+    pos, _ = _last_states(model, positive, layer)
+    neg, _ = _last_states(model, negative, layer)
+    return (pos - neg).mean(dim=0)
+
+
+def _action_ids(model: Model, actions) -> list[int]:
+    actions = list(actions or [])
+    if len(actions) < 2:
+        raise InputError("Give at least two actions (each a single token, e.g. [' left', ' right']).")
+    ids = [model.single_token(a) for a in actions]
+    if len(set(ids)) != len(ids):
+        raise InputError("Two of the actions are the same token: each action needs its own token.")
+    return ids
+
+
+def _entropy(logits: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(logits.double(), dim=-1)
+    return -(logp.exp() * logp).sum(dim=-1)
+
+
+def entropy_weighted(model: Model, episodes: Sequence[Sequence[str]], layer: int, actions) -> torch.Tensor:
+    """EAST's steering vector (Rahn et al. 2024, as read in METHODS.md).
+
+    For episode k, step t (prompt ``episodes[k][t]``): ``z_t^k`` is the output of block
+    `layer` (``model.blocks[layer].output``) at the prompt's last token; ``h_t^k`` is the
+    entropy (nats) of the model's action distribution there: the next-token
+    distribution restricted to the action tokens and renormalised over them (each action
+    must be a single token). Then
+
+        u = (1/Z) sum_k sum_t h_t^k (z_t^k - mean_t' z_t'^k)
+
+    (states centred per episode) with **Z = sum_k sum_t h_t^k**, the sum of the weights,
+    so u is an entropy-weighted average of centred states. An episode with one step
+    contributes nothing (its centred state is zero). Returns float32 [d_model] on the cpu.
+    """
+    episodes = [list(ep) if not isinstance(ep, str) else [ep] for ep in (episodes or [])]
+    if not episodes or not any(episodes):
+        raise InputError("No episodes: give a list of episodes, each a list of prompts (one per step).")
+    if any(not ep for ep in episodes):
+        raise InputError("An episode is empty: each episode needs at least one prompt.")
+    if all(len(ep) < 2 for ep in episodes):
+        raise InputError("Every episode has a single step, so every centred state is zero: "
+                         "give episodes of two or more steps.")
+    layer = _layer(model, layer)
+    action_ids = _action_ids(model, actions)
+    flat = [p for ep in episodes for p in ep]
+    z, logits = _last_states(model, flat, layer, action_ids)
+    h = _entropy(logits).float()  # [N]
+    total = torch.zeros(z.shape[1])
+    start = 0
+    for ep in episodes:
+        zk, hk = z[start:start + len(ep)], h[start:start + len(ep)]
+        total += (hk[:, None] * (zk - zk.mean(dim=0))).sum(dim=0)
+        start += len(ep)
+    weight = float(h.sum())
+    if weight <= 0:
+        raise InputError("The model is certain of its action at every step (all entropies are 0): "
+                         "there is nothing to weight by.")
+    return total / weight
+
+
+def action_entropy(model: Model, prompt: str, actions, vector=None, layer: int | None = None,
+                   strength: float = 0.0, temperature: float = 1.0) -> float:
+    """Entropy (nats) of the action distribution after `prompt`, for EAST's plots.
+
+    The next-token logits restricted to the action tokens, divided by `temperature`,
+    renormalised. With a `vector`, ``strength * vector`` is added to the output of block
+    `layer` at the last prompt position first (EAST's ``z <- z + beta u``). Plot this
+    against strength (beta) and against temperature.
+    """
+    temperature = real(temperature, "temperature", above=0)
+    action_ids = _action_ids(model, actions)
+    ids = model.encode(prompt).to(model.device)
+    strength = real(strength, "strength")
+    if vector is not None and strength != 0:
+        if layer is None:
+            raise InputError("Steering needs a layer: pass layer=<block index>.")
+        layer = _layer(model, layer)
+        vec = _edit_vector(model, vector, "add")
+    else:
+        layer, vec, strength = 0, torch.zeros(model.d_model, dtype=model.hf.dtype, device=model.device), 0.0
+    block, lm = model.blocks[layer], model.lm
+    with model.lock, torch.no_grad():
+        with model.trace(ids):
+            o = residual(block.output)
+            o[:, -1, :] = steer(o[:, -1, :], vec, strength, 0.0)
+            logits = nnsight.save(lm.output.logits[0, -1, action_ids].float())
+    return float(_entropy(logits.cpu() / temperature))
