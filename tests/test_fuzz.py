@@ -36,7 +36,7 @@ def good_inputs(model) -> dict:
         "PatchingGrid": (aw.PatchingGrid, dict(clean=IOI[0], corrupted=IOI[1], answer=IOI[2], site="resid",
                                                method="exact", normalized=True, denoise=True, chunk_size=64,
                                                selected={})),
-        "Steering": (aw.Steering, dict(prompt="I think that", vector=np.ones(model.d_model, np.float32), layer=1,
+        "Steering": (aw.Steering, dict(prompt="I think that", vector=np.ones(model.d_model, np.float32), layers=1,
                                        kl_budget=0.05, strength=0.0, mode="add", actions=[], positions="last",
                                        max_new_tokens=3)),
     }

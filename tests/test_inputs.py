@@ -101,3 +101,17 @@ def test_text_of_only_invisible_characters_is_refused(text):
     with pytest.raises(aw.InputError, match="prompt is (empty|only invisible)"):
         _checks.text(text)
     assert _checks.text("a\u200b") == "a\u200b"
+
+
+def test_steering_spells_its_block_layers_like_every_widget(tiny_llama):
+    v = torch.ones(tiny_llama.d_model)
+    as_int = aw.Steering(tiny_llama, "I think", vector=v, layers=1, max_new_tokens=2).wait()
+    as_list = aw.Steering(tiny_llama, "I think", vector=v, layers=np.array([1]), max_new_tokens=2).wait()
+    old = aw.Steering(tiny_llama, "I think", vector=v, layer=1, max_new_tokens=2).wait()
+    assert as_int.status == as_list.status == old.status == "done"
+    assert as_int.layer == as_list.layer == old.layer == 1
+    assert as_int.gamma_max == pytest.approx(old.gamma_max)
+    as_int.layers = [0, 1]
+    assert as_int.wait().status == "error" and "one block index" in as_int.error
+    as_int.layers = -1
+    assert as_int.wait().status == "done" and as_int.layer == tiny_llama.n_layers - 1

@@ -106,13 +106,13 @@ def test_rerunning_a_cell_releases_the_widgets_it_made_and_only_those():
         closed = _execute(client, "__result = [x.comm is None for x in made]")
         # the first widget is still on screen in the other cell; the 2nd..4th were replaced
         assert closed == "[False, True, True, True, False]"
-        assert _execute(client, "__result = made[1]._cache") == "None"  # its results were let go
+        assert _execute(client, "__result = len(made[1].memo)") == "0"  # its results were let go
         _execute(client, "1 + 1", other)  # the other cell now shows something else: the first goes too
         assert _execute(client, "__result = made[0].comm is None") == "True"
         # a variable can still hold a released widget: shown again, it opens and computes again
         _execute(client, "again = made[1]; again.wait(); again", uuid.uuid4().hex)
         assert _execute(client, "again.wait(); __result = (again.comm is not None, again.status, "
-                                "again._cache is not None)") == "(True, 'done', True)"
+                                "len(again.memo) > 0)") == "(True, 'done', True)"
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)

@@ -12,6 +12,7 @@ import inspect
 import logging
 import traceback
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
@@ -64,6 +65,34 @@ def decode_f32(data: bytes, shape) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4").reshape(shape)
 
 
+class Memo:
+    """A widget's recent results, keyed by the inputs that made them, newest kept: editing
+    back and forth is instant. What `close()` lets go of."""
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+
+    def get(self, key, default=None):
+        if key not in self._items:
+            return default
+        self._items.move_to_end(key)
+        return self._items[key]
+
+    def put(self, key, value):
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 def _parameters(cls) -> list[str]:
     """The keyword arguments a widget's constructor names (what its error message lists)."""
     skip = {"self", "model", "kwargs"}
@@ -90,7 +119,9 @@ class JobWidget(anywidget.AnyWidget):
         self._current: Callable[[], bool] = lambda: True
         self._publisher = _snapshot.SnapshotPublisher(self)
         self._owns_layout = "layout" not in kwargs  # ipywidgets makes one Layout widget per widget
+        self.memo = Memo()
         super().__init__(**kwargs)
+        self.on_msg(self._on_front_end_message)
         _cells.belongs_here(self)
 
     # --- what outlives the kernel ----------------------------------------------
@@ -163,13 +194,14 @@ class JobWidget(anywidget.AnyWidget):
         if hasattr(self, "_runner"):  # ipywidgets also closes in __del__, even a half-made widget
             self._runner.cancel()
             self._publisher.stop()
-            self.release()
+            self.memo.clear()
             if self._owns_layout:
                 self.layout.close()
         super().close()
 
-    def release(self) -> None:
-        """Drop cached results (a widget overrides this to clear what it keeps beyond its traits)."""
+    def _on_front_end_message(self, _widget, content, _buffers) -> None:
+        if isinstance(content, dict) and content.get("type") == "cancel":  # the cancel button
+            self.cancel()
 
     def wait_unless_worker(self) -> None:
         """Wait for the current job, except on the worker itself (that would wait forever)."""

@@ -32,7 +32,6 @@ class Heatmap(GridWidget):
                  log_scale: bool | None = None, **kwargs):
         super().__init__(model, prompt=prompt, stat=stat, layers=layers, direction=direction, log_scale=log_scale,
                          **kwargs)
-        self._cache: tuple[tuple, ResidualStats] | None = None
         self.observe(self.schedule, ["prompt", "stat", "layers", "direction", "log_scale"])
         self.schedule()
 
@@ -41,10 +40,7 @@ class Heatmap(GridWidget):
         """The statistics (numpy arrays) of the current inputs, waiting for a run in progress;
         None when the current inputs have no result (an error)."""
         self.wait_unless_worker()
-        return self._cache[1] if self._cache and self._cache[0] == self._key() else None
-
-    def release(self) -> None:
-        self._cache = None
+        return self.memo.get(self._key())
 
     def describe(self) -> str:
         rows, cols = self.shape
@@ -61,11 +57,8 @@ class Heatmap(GridWidget):
     def compute(self):
         # Inputs are read once: the user may edit them while the trace runs.
         key, prompt, layers, direction, stat = self._key(), self.prompt, self.layers, self.direction, self.stat
-        if self._cache and self._cache[0] == key:
-            stats = self._cache[1]
-        else:
-            stats = residual_stats(self.model, prompt, layers=layers, direction=direction)
-            self._cache = (key, stats)
+        stats = self.memo.get(key) or self.memo.put(
+            key, residual_stats(self.model, prompt, layers=layers, direction=direction))
         stats.stat(stat)  # validates the statistic before anything is drawn
         return stat, stats
 

@@ -9,6 +9,7 @@ from ..methods.lens import LensResult, logit_lens
 from ._base import bundle, f32_bytes, i32_bytes, quoted
 from ._grid import GridWidget
 
+# The one list of colourings: the front-end draws its select from `color_by_options`.
 COLOR_BY = {"top_prob": "top-1 probability", "entropy": "entropy (nats)", "target_prob": "target probability"}
 
 
@@ -23,6 +24,8 @@ class LogitLens(GridWidget):
     snapshot_kind = "lens"
     target = t.Unicode("").tag(sync=True)
     color_by = t.Unicode("top_prob").tag(sync=True)
+    color_by_options = t.List(t.List(t.Unicode()),  # [[value, label], ...]: JSON keeps a list's order
+                              default_value=[[value, label] for value, label in COLOR_BY.items()]).tag(sync=True)
     k = t.Int(5).tag(sync=True)
     text_table = t.List(t.Unicode()).tag(sync=True)
     topk_index = t.Bytes(b"").tag(sync=True, dtype="<i4")
@@ -36,7 +39,6 @@ class LogitLens(GridWidget):
                  layers=None, **kwargs):
         color_by = color_by or ("target_prob" if target else "top_prob")
         super().__init__(model, prompt=prompt, target=target, k=k, color_by=color_by, layers=layers, **kwargs)
-        self._cache: tuple[tuple, LensResult] | None = None
         self.observe(self.schedule, ["prompt", "target", "k", "color_by", "layers"])
         self.schedule()
 
@@ -45,10 +47,7 @@ class LogitLens(GridWidget):
         """The lens arrays of the current inputs, waiting for a run in progress;
         None when the current inputs have no result (an error)."""
         self.wait_unless_worker()
-        return self._cache[1] if self._cache and self._cache[0] == self._key() else None
-
-    def release(self) -> None:
-        self._cache = None
+        return self.memo.get(self._key())
 
     def describe(self) -> str:
         target = f", target {self.target!r}" if self.target else ""
@@ -64,10 +63,11 @@ class LogitLens(GridWidget):
             raise InputError(f"Unknown color_by {color_by!r}. Choose one of: {', '.join(COLOR_BY)}.")
         if color_by == "target_prob" and not target:
             raise InputError("Colouring by target probability needs a target token: type one in the target box.")
-        if not (self._cache and self._cache[0] == key):
+        lens = self.memo.get(key)
+        if lens is None:
             prompt, k, layers = self.prompt, self.k, self.layers
-            self._cache = (key, logit_lens(self.model, prompt, target=target or None, k=k, layers=layers))
-        return color_by, self._cache[1]
+            lens = self.memo.put(key, logit_lens(self.model, prompt, target=target or None, k=k, layers=layers))
+        return color_by, lens
 
     def apply(self, result) -> None:
         color_by, lens = result

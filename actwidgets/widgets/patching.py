@@ -12,7 +12,6 @@ from ..methods.patching import METHODS, SITES, PatchingResult, attribution_patch
 from ._base import bundle, f32_bytes, finite_or_none, quoted
 from ._grid import GridWidget
 
-RESULTS_KEPT = 16  # cached grids per widget, so editing back and forth is instant
 
 
 class PatchingGrid(GridWidget):
@@ -50,9 +49,7 @@ class PatchingGrid(GridWidget):
                  **kwargs):
         super().__init__(model, clean=clean, corrupted=corrupted, answer=list(answer), site=site, method=method,
                          normalized=normalized, denoise=denoise, chunk_size=chunk_size, **kwargs)
-        self._results: dict[tuple, PatchingResult] = {}
         self._linked = []
-        self.on_msg(self._on_front_end_message)
         self.observe(self.schedule, ["clean", "corrupted", "answer", "site", "method", "normalized", "denoise",
                                      "chunk_size"])
         self.observe(self._update_linked, "selected")
@@ -63,16 +60,16 @@ class PatchingGrid(GridWidget):
     def result(self) -> PatchingResult | None:
         """The shown method's result for the current inputs (waits for a run in progress)."""
         self.wait_unless_worker()
-        return self._results.get(self._inputs().key(self.method))
+        return self.memo.get(self._inputs().key(self.method))
 
     @property
     def exact(self) -> PatchingResult | None:
         self.wait_unless_worker()
-        return self._results.get(self._inputs().key("exact"))
+        return self.memo.get(self._inputs().key("exact"))
 
-    def release(self) -> None:
-        self._results.clear()
+    def close(self) -> None:
         self._linked.clear()
+        super().close()
 
     def describe(self) -> str:
         good, bad = (list(self.answer) + ["", ""])[:2]
@@ -82,11 +79,6 @@ class PatchingGrid(GridWidget):
     def _inputs(self) -> "_Inputs":
         return _Inputs(self.clean, self.corrupted, tuple(self.answer), self.site, self.denoise, self.method,
                        self.normalized)
-
-    def _remember(self, key: tuple, result: PatchingResult) -> None:
-        self._results[key] = result
-        while len(self._results) > RESULTS_KEPT:  # oldest first: dicts keep insertion order
-            self._results.pop(next(iter(self._results)))
 
     # --- the job ---------------------------------------------------------------
     def compute(self):
@@ -98,15 +90,15 @@ class PatchingGrid(GridWidget):
             raise InputError(f"Unknown site {inputs.site!r}. Choose one of: {', '.join(SITES)}.")
         approx = None
         if inputs.method != "exact":
-            approx = self._results.get(inputs.key(inputs.method))
+            approx = self.memo.get(inputs.key(inputs.method))
             if approx is None:
                 approx = attribution_patching(self.model, inputs.clean, inputs.corrupted, inputs.answer, inputs.site,
                                               relp=inputs.method == "relp", denoise=inputs.denoise)
-                self._remember(inputs.key(inputs.method), approx)
+                self.memo.put(inputs.key(inputs.method), approx)
             self.check()
             with self.hold_sync():
                 self._show(inputs, approx, None)
-        exact = self._results.get(inputs.key("exact"))
+        exact = self.memo.get(inputs.key("exact"))
         if exact is None:
             chunks = iter_exact(self.model, problem, inputs.site, denoise=inputs.denoise,
                                 chunk_size=self.chunk_size, should_stop=lambda: not self._current())
@@ -117,7 +109,7 @@ class PatchingGrid(GridWidget):
                         self._show(inputs, approx or exact, exact if approx else None)
                         self.progress = fraction
             if exact.done.all():  # a grid with holes is never remembered as the answer
-                self._remember(inputs.key("exact"), exact)
+                self.memo.put(inputs.key("exact"), exact)
         return inputs, approx, exact
 
     def apply(self, result) -> None:
@@ -140,11 +132,7 @@ class PatchingGrid(GridWidget):
         complete = reference is not None and reference.done.all()
         self.correlation = finite_or_none(pearson(shown.patched_ld, reference.patched_ld)) if complete else None
 
-    # --- front-end messages and linked views -----------------------------------
-    def _on_front_end_message(self, _widget, content, _buffers) -> None:
-        if isinstance(content, dict) and content.get("type") == "cancel":
-            self.cancel()
-
+    # --- linked views ----------------------------------------------------------------
     def link(self, view) -> "PatchingGrid":
         """Clicking a cell points `view` (a Heatmap or LogitLens) at the clean prompt and that cell."""
         self._linked.append(view)

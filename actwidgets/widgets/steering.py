@@ -24,7 +24,8 @@ SANE_MULTIPLE = 100.0  # the slider spans 3x the calibrated strength; beyond 100
 
 
 class Steering(JobWidget):
-    """Steer generation with `vector` added to the output of block `layer`.
+    """Steer generation with `vector` added to the output of block `layers` (one block
+    index, as an int or a one-item list; `layer=` is accepted as the same thing).
 
     `mode="add"` (ASC-style: h + strength * v) or `"entropy"` (EAST: the same edit, plus
     the action-entropy curves against strength and against sampling temperature, for
@@ -56,34 +57,47 @@ class Steering(JobWidget):
     curve_temperature = t.Bytes(b"").tag(sync=True)
     curve_entropy_temperature = t.Bytes(b"").tag(sync=True)
     vector = t.Any(None)
-    layer = t.Int(0)
+    layers = t.Any(None)
     positions = t.Unicode("last")
     max_new_tokens = t.Int(32)
     actions = t.List(t.Unicode())
 
-    def __init__(self, model, prompt: str = "", *, vector, layer: int, kl_budget: float = 0.05,
+    def __init__(self, model, prompt: str = "", *, vector, layers=None, kl_budget: float = 0.05,
                  strength: float = 0.0, mode: str = "add", actions=(), positions: str = "last",
-                 max_new_tokens: int = 32, strength_range: tuple[float, float] | None = None, **kwargs):
-        super().__init__(model, prompt=prompt, vector=vector, layer=layer, kl_budget=kl_budget, strength=strength,
+                 max_new_tokens: int = 32, strength_range: tuple[float, float] | None = None, layer=None,
+                 **kwargs):
+        layers = layer if layers is None else layers  # `layer=`: the spelling before `layers` everywhere
+        super().__init__(model, prompt=prompt, vector=vector, layers=layers, kl_budget=kl_budget, strength=strength,
                          mode=mode, actions=list(actions), positions=positions, max_new_tokens=max_new_tokens,
                          **kwargs)
         self._fixed_range = strength_range
-        self._bounds: tuple[tuple, tuple[float, float]] | None = None
-        self._unsteered: tuple[tuple, S.GenerationResult] | None = None
-        self._curves_key: tuple | None = None
         self.shown_strength: float | None = None  # the strength the steered text on screen was made with
         self.generations = 0  # steered generations started (tests count them)
-        self.on_msg(lambda _w, content, _b: self.cancel() if content == {"type": "cancel"} else None)
-        self.observe(self.schedule, ["prompt", "strength", "kl_budget", "vector", "layer", "positions", "mode",
+        self.observe(self.schedule, ["prompt", "strength", "kl_budget", "vector", "layers", "positions", "mode",
                                      "max_new_tokens", "actions"])
         self.schedule()
 
-    def release(self) -> None:
-        self._bounds = self._unsteered = self._curves_key = None
+    @property
+    def layer(self) -> int:
+        """The one block steered (`layers` resolved); InputError if `layers` is not one block."""
+        if self.layers is None:
+            raise InputError("Steering needs a block: pass layers=<block index>.")
+        chosen = self.model.check_layers(self.layers)
+        if len(chosen) != 1:
+            raise InputError(f"Steering edits one block: layers must be one block index, not {self.layers!r}.")
+        return chosen[0]
+
+    @layer.setter
+    def layer(self, value) -> None:
+        self.layers = value
 
     def describe(self) -> str:
         kl = f"{self.measured_kl:.3g}" if self.measured_kl is not None else "?"
-        return (f"Steering at layer {self.layer}, strength {self.strength:+.3g}: KL {kl} nats "
+        try:
+            where = f"layer {self.layer}"
+        except InputError:
+            where = f"layers {self.layers!r}"
+        return (f"Steering at {where}, strength {self.strength:+.3g}: KL {kl} nats "
                 f"(budget {self.kl_budget:.3g}): {quoted(self.prompt)}")
 
     def draw(self, state: dict):
@@ -91,7 +105,7 @@ class Steering(JobWidget):
 
     # --- the job -----------------------------------------------------------------
     def compute(self):
-        run = _Run(self.prompt, float(self.strength), float(self.kl_budget), self.vector, int(self.layer),
+        run = _Run(self.prompt, float(self.strength), float(self.kl_budget), self.vector, self.layer,
                    self.positions, self.mode, int(self.max_new_tokens), tuple(self.actions))  # read once
         real(run.kl_budget, "kl_budget", above=0, unit=" nats")
         real(run.strength, "strength")
@@ -99,10 +113,9 @@ class Steering(JobWidget):
         if run.mode == "entropy" and not run.actions:
             raise InputError("mode='entropy' needs actions=[...]: the single-token actions whose entropy EAST raises.")
         vector = S.check_vector(self.model, run.vector)
-        self.model.check_layers([run.layer])
         self.model.encode(run.prompt)  # an empty or too long prompt says so before any work
-        self._update_bounds(run, vector)
-        self._check_strength(run)
+        bounds = self._update_bounds(run, vector)
+        self._check_strength(run, *bounds)
         unsteered = self._unsteered_continuation(run, vector)
         steered = self._steered_continuation(run, vector, unsteered)
         self.check()
@@ -122,10 +135,18 @@ class Steering(JobWidget):
         self.measured_kl = finite_or_none(kl.mean_kl)
         self.shown_strength = run.strength
 
-    def _update_bounds(self, run: "_Run", vector) -> None:
-        key = (run.prompt, vector.numpy().tobytes(), run.layer, run.kl_budget, run.positions)
-        if self._bounds and self._bounds[0] == key:
-            return
+    def _update_bounds(self, run: "_Run", vector) -> tuple[float, float | None]:
+        key = ("bounds", run.prompt, vector.numpy().tobytes(), run.layer, run.kl_budget, run.positions)
+        closed, calibrated, note = self.memo.get(key) or self.memo.put(key, self._bounds(run, vector))
+        with self.hold_sync():
+            self.gamma_max, self.calibrated = finite_or_none(closed), finite_or_none(calibrated)
+            self.calibration_note = note
+            self._set_range(closed if calibrated is None else max(calibrated, closed))
+            self.progress = 0.3
+        return closed, calibrated
+
+    def _bounds(self, run: "_Run", vector) -> tuple[float, float | None, str]:
+        """gamma_max, the calibrated strength (None if none met the budget) and why not."""
         curvature = S.estimate_curvature(self.model, vector, run.layer, [run.prompt, *CALIBRATION_PROMPTS])
         self.report(0.15)
         closed = S.gamma_max(run.kl_budget, curvature.a, curvature.lipschitz)
@@ -133,19 +154,14 @@ class Steering(JobWidget):
                                            positions=run.positions, n_tokens=min(run.max_new_tokens, 16))
         self.check()
         calibrated = calibration.strength if calibration.converged else None
-        self._bounds = (key, (closed, calibrated))
-        with self.hold_sync():
-            self.gamma_max, self.calibrated = finite_or_none(closed), finite_or_none(calibrated)
-            self.calibration_note = "" if calibration.converged else (
-                f"No strength met the KL budget of {run.kl_budget:.3g} nats: the closest, "
-                f"{calibration.strength:.3g}, measured {calibration.measured_kl:.3g} nats after "
-                f"{calibration.evaluations} tries, so the slider's range follows the bound γ_max instead.")
-            self._set_range(closed if calibrated is None else max(calibrated, closed))
-            self.progress = 0.3
+        note = "" if calibration.converged else (
+            f"No strength met the KL budget of {run.kl_budget:.3g} nats: the closest, "
+            f"{calibration.strength:.3g}, measured {calibration.measured_kl:.3g} nats after "
+            f"{calibration.evaluations} tries, so the slider's range follows the bound γ_max instead.")
+        return closed, calibrated, note
 
-    def _check_strength(self, run: "_Run") -> None:
+    def _check_strength(self, run: "_Run", closed: float, calibrated: float | None) -> None:
         """A strength far beyond the calibrated one makes noise, not steering: say so instead."""
-        closed, calibrated = self._bounds[1]
         reference = calibrated if calibrated is not None else closed
         limit = SANE_MULTIPLE * reference
         if self._fixed_range:
@@ -165,14 +181,15 @@ class Steering(JobWidget):
         self.strength_step = float(10 ** np.floor(np.log10((high - low) / 200)))
 
     def _unsteered_continuation(self, run: "_Run", vector) -> S.GenerationResult:
-        key = (run.prompt, run.max_new_tokens)
-        if not (self._unsteered and self._unsteered[0] == key):
+        key = ("unsteered", run.prompt, run.max_new_tokens)
+        result = self.memo.get(key)
+        if result is None:
             result = S.steer_generate(self.model, run.prompt, vector, run.layer, 0.0,
                                       max_new_tokens=run.max_new_tokens, should_stop=lambda: not self._current())
             self.check()
-            self._unsteered = (key, result)
-            self.unsteered_tokens = list(result.tokens)
-        return self._unsteered[1]
+            self.memo.put(key, result)
+        self.unsteered_tokens = list(result.tokens)
+        return result
 
     def _steered_continuation(self, run: "_Run", vector, unsteered: S.GenerationResult) -> S.GenerationResult:
         if run.strength == 0:
@@ -194,9 +211,12 @@ class Steering(JobWidget):
 
     def _update_curves(self, run: "_Run", vector) -> None:
         """EAST: action entropy against steering strength, and against temperature."""
-        key = (run.prompt, vector.numpy().tobytes(), run.layer, run.actions, self.strength_max)
-        if self._curves_key == key:
-            return
+        key = ("curves", run.prompt, vector.numpy().tobytes(), run.layer, run.actions, self.strength_max)
+        curves = self.memo.get(key) or self.memo.put(key, self._curves(run, vector))
+        with self.hold_sync():
+            self.curve_beta, self.curve_entropy_beta, self.curve_temperature, self.curve_entropy_temperature = curves
+
+    def _curves(self, run: "_Run", vector) -> tuple[bytes, bytes, bytes, bytes]:
         betas = np.linspace(self.strength_min, self.strength_max, 9)
         temperatures = np.geomspace(0.25, 4.0, 9)
         by_beta, by_temp = [], []
@@ -204,10 +224,7 @@ class Steering(JobWidget):
             self.check()
             by_beta.append(S.action_entropy(self.model, run.prompt, list(run.actions), vector, run.layer, float(beta)))
             by_temp.append(S.action_entropy(self.model, run.prompt, list(run.actions), temperature=float(temperature)))
-        with self.hold_sync():
-            self.curve_beta, self.curve_entropy_beta = f32_bytes(betas), f32_bytes(by_beta)
-            self.curve_temperature, self.curve_entropy_temperature = f32_bytes(temperatures), f32_bytes(by_temp)
-        self._curves_key = key
+        return f32_bytes(betas), f32_bytes(by_beta), f32_bytes(temperatures), f32_bytes(by_temp)
 
 
 class _Run(NamedTuple):
