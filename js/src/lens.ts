@@ -9,9 +9,8 @@ import { baseTooltip, bindGrid, gridFigure, readGridData } from "./lib/gridModel
 import { bindSelect, createElement, createShell, labelled } from "./lib/shell";
 import { toFloat32, toInt32 } from "./lib/tensor";
 import { displayToken, quoteToken } from "./lib/tokens";
-import type { LensModel, RenderProps } from "./lib/types";
+import type { AnyWidget, LensModel, RenderProps } from "./lib/types";
 
-const COLOR_BY = ["top_prob", "entropy", "target_prob"];
 const TEXT_MIN_CELL_PX = 28; // narrower cells cannot fit a readable token
 
 /** Decoded lens tables, rebuilt once per update rather than per hover. */
@@ -87,7 +86,8 @@ function render({ model, el }: RenderProps<LensModel>): () => void {
 
   const colorBy = createElement("select", "aw-color-by");
   shell.controls.append(labelled("colour by", colorBy));
-  bindSelect(model, d, colorBy, "color_by", () => [...COLOR_BY]);
+  // Options come from Python; a snapshot saved before they were synced lists only its value.
+  bindSelect(model, d, colorBy, "color_by", () => model.get("color_by_options") ?? [], "color_by_options");
 
   let data = readGridData(model);
   let lens = readLens(model);
@@ -167,4 +167,5 @@ function getComputedFont(root: Element): string {
   return f;
 }
 
-export default { render };
+// `satisfies`: tsc checks the export against anywidget's own widget type, which loads it.
+export default { render } satisfies AnyWidget<LensModel>;

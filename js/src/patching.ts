@@ -19,7 +19,7 @@ import {
   PROMPT_DEBOUNCE_MS,
 } from "./lib/shell";
 import { toFloat32, toInt32 } from "./lib/tensor";
-import type { AnyModel, PatchingModel, RenderProps } from "./lib/types";
+import type { AnyModel, AnyWidget, PatchingModel, RenderProps } from "./lib/types";
 
 const GRID_SIZE = { fitCellWidth: 32, maxCellWidth: 64, cellHeight: 18 };
 
@@ -186,4 +186,5 @@ function render({ model, el }: RenderProps<PatchingModel>): () => void {
   return () => d.dispose();
 }
 
-export default { render };
+// `satisfies`: tsc checks the export against anywidget's own widget type, which loads it.
+export default { render } satisfies AnyWidget<PatchingModel>;

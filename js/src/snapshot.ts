@@ -10,8 +10,6 @@ import patching from "./patching";
 import steering from "./steering";
 import type { AnyModel, RenderProps } from "./lib/types";
 
-export const SNAPSHOT_MIME = "application/vnd.actwidgets.snapshot+json";
-
 /** One packed array: little-endian `dtype` ("<f2", "<f4", "<i2", "<i4", "|u1"), base64 bytes. */
 export interface PackedArray {
   dtype: string;
@@ -94,6 +92,7 @@ export function snapshotModel(snapshot: Snapshot): AnyModel<Record<string, unkno
     off: () => {},
     save_changes: () => {},
     send: () => {},
+    widget_manager: { get_model: () => Promise.reject(new Error("a snapshot has no kernel, so no other models")) },
   };
 }
 

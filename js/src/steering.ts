@@ -14,7 +14,7 @@ import { createElement, createShell, labelled } from "./lib/shell";
 import { StrengthSlider } from "./lib/strength";
 import { toFloat32 } from "./lib/tensor";
 import { TokenStream } from "./lib/tokenStream";
-import type { AnyModel, RenderProps, SteeringModel } from "./lib/types";
+import type { AnyModel, AnyWidget, RenderProps, SteeringModel } from "./lib/types";
 
 /** `KL 0.0123 · budget 0.05 · bound γ_max 0.42`, leaving out what is NaN/null. */
 function klText(model: AnyModel<SteeringModel>): string {
@@ -168,4 +168,5 @@ function render({ model, el }: RenderProps<SteeringModel>): () => void {
   return () => d.dispose();
 }
 
-export default { render };
+// `satisfies`: tsc checks the export against anywidget's own widget type, which loads it.
+export default { render } satisfies AnyWidget<SteeringModel>;

@@ -1,10 +1,11 @@
 // Test doubles: a model that behaves like anywidget's (Backbone-style events,
 // counted on/off/save_changes), a fake canvas context, and byte encoders.
-import type { AnyModel } from "../src/lib/types";
+import type { AnyModel, ModelState } from "../src/lib/types";
 
-type Cb = (...args: unknown[]) => void;
+// never[]: holds every handler shape anywidget's `on` overloads accept; fire() passes no arguments.
+type Cb = (...args: never[]) => void;
 
-export interface MockModel<T> extends AnyModel<T> {
+export interface MockModel<T extends ModelState> extends AnyModel<T> {
   saves: number;
   onCalls: number;
   offCalls: number;
@@ -13,7 +14,7 @@ export interface MockModel<T> extends AnyModel<T> {
   pySet<K extends keyof T>(key: K, value: T[K]): void;
 }
 
-export function mockModel<T extends object>(init: T): MockModel<T> {
+export function mockModel<T extends ModelState>(init: T): MockModel<T> {
   const state = { ...init } as T;
   const listeners = new Map<string, Set<Cb>>();
   const fire = (event: string) => {
@@ -47,6 +48,7 @@ export function mockModel<T extends object>(init: T): MockModel<T> {
       m.saves++;
     },
     send: () => {},
+    widget_manager: { get_model: () => Promise.reject(new Error("mock model: no widget manager")) },
     listenerCount: () => [...listeners.values()].reduce((n, s) => n + s.size, 0),
   };
   return m;

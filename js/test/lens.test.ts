@@ -28,6 +28,11 @@ function lensState(over: Partial<LensModel> = {}): LensModel {
     selected: {},
     target: "",
     color_by: "top_prob",
+    color_by_options: [
+      ["top_prob", "top-1 probability"],
+      ["entropy", "entropy (nats)"],
+      ["target_prob", "target probability"],
+    ],
     k: K,
     text_table: [" France", " the", "<script>x</script>"],
     // cell i: top-1 is table[i % 3], top-2 is table[(i + 1) % 3]
@@ -61,6 +66,7 @@ describe("lens render", () => {
     expect(q("input.aw-target")).not.toBeNull();
     const sel = q<HTMLSelectElement>("select.aw-color-by");
     expect([...sel.options].map((o) => o.value)).toEqual(["top_prob", "entropy", "target_prob"]);
+    expect([...sel.options].map((o) => o.textContent)).toEqual(["top-1 probability", "entropy (nats)", "target probability"]);
     expect(q(".aw-zoom-label").textContent).toBe("56 px/token");
   });
 
@@ -108,6 +114,21 @@ describe("lens render", () => {
     expect(model.get("color_by")).toBe("entropy");
     q<HTMLCanvasElement>("canvas.aw-grid").dispatchEvent(new MouseEvent("click", at(0, 2)));
     expect(model.get("selected")).toEqual({ row: 0, col: 2 });
+  });
+
+  it("redraws the colour-by menu when Python changes its options", () => {
+    const { model, q } = setup();
+    model.pySet("color_by_options", [["top_prob", "top-1"], ["entropy", "entropy"]]);
+    const sel = q<HTMLSelectElement>("select.aw-color-by");
+    expect([...sel.options].map((o) => [o.value, o.textContent])).toEqual([["top_prob", "top-1"], ["entropy", "entropy"]]);
+    expect(sel.value).toBe("top_prob");
+  });
+
+  it("an old snapshot without options still shows its colouring", () => {
+    const { q } = setup({ color_by: "entropy", color_by_options: undefined });
+    const sel = q<HTMLSelectElement>("select.aw-color-by");
+    expect([...sel.options].map((o) => o.value)).toEqual(["entropy"]);
+    expect(sel.value).toBe("entropy");
   });
 
   it("cleanup removes every listener", () => {

@@ -1,13 +1,11 @@
 import { describe, expect, it, vi } from "vitest";
 import {
   LiveSnapshotSwitch,
-  SNAPSHOT_MIME_TYPE,
-  WIDGET_VIEW_MIME,
   liveModelId,
   type Bundle,
   type LiveSlot,
 } from "../src/lib/liveswitch";
-import { SNAPSHOT_MIME } from "../src/snapshot";
+import { SNAPSHOT_MIME, WIDGET_VIEW_MIME } from "../src/lib/mime";
 
 const flush = () => new Promise((resolve) => setTimeout(resolve, 0));
 
@@ -62,7 +60,7 @@ function fakeSlot(outcome: Outcome = "view"): FakeSlot {
 
 function bundle(modelId: string | null, prompt = "p"): Bundle {
   const b: Record<string, unknown> = {
-    [SNAPSHOT_MIME_TYPE]: { format: "actwidgets.snapshot", widget: "heatmap", state: { prompt }, buffers: {} },
+    [SNAPSHOT_MIME]: { format: "actwidgets.snapshot", widget: "heatmap", state: { prompt }, buffers: {} },
     "text/plain": "Heatmap",
   };
   if (modelId !== null) b[WIDGET_VIEW_MIME] = { version_major: 2, version_minor: 0, model_id: modelId };
@@ -109,10 +107,6 @@ describe("liveModelId", () => {
     expect(liveModelId({ [WIDGET_VIEW_MIME]: { model_id: "" } })).toBeNull();
     expect(liveModelId({ [WIDGET_VIEW_MIME]: null })).toBeNull();
     expect(liveModelId({ [WIDGET_VIEW_MIME]: { model_id: 3 } })).toBeNull();
-  });
-
-  it("uses the same mime type as the snapshot renderer", () => {
-    expect(SNAPSHOT_MIME_TYPE).toBe(SNAPSHOT_MIME);
   });
 });
 

@@ -13,6 +13,7 @@ function patchingState(over: Partial<PatchingModel> = {}): PatchingModel {
     status: "done",
     progress: 1,
     error: "",
+    prompt: "",
     tokens: ["When", " Mary", " and", XSS],
     row_labels: ["0", "1", "2"],
     shape: [ROWS, COLS],

@@ -35,7 +35,7 @@ const KINDS: Record<string, { render: (p: RenderProps<never>) => () => void; sta
   lens: {
     render: lens.render as never,
     state: {
-      ...GRID, target: "", color_by: "top_prob", k: 1, text_table: [" a"], topk_index: EMPTY, topk_prob: EMPTY,
+      ...GRID, target: "", color_by: "top_prob", color_by_options: [["top_prob", "top-1 probability"]], k: 1, text_table: [" a"], topk_index: EMPTY, topk_prob: EMPTY,
       entropy: EMPTY, target_prob: EMPTY, target_rank: EMPTY,
     },
     empty: NO_GRID,

@@ -5,7 +5,7 @@
 // ipywidgets' -10, so a trusted live widget still wins where the notebook plugin
 // (plugin.ts, rank -20 per notebook) does not reach, e.g. a code console.
 import type { IRenderMime } from "@jupyterlab/rendermime-interfaces";
-import { SNAPSHOT_MIME } from "../../src/snapshot";
+import { SNAPSHOT_MIME } from "../../src/lib/mime";
 import { LiveOrSnapshot } from "./renderer";
 
 export const SNAPSHOT_RANK = 0;

@@ -11,8 +11,7 @@ import type { JupyterFrontEndPlugin } from "@jupyterlab/application";
 import { INotebookTracker, type NotebookPanel } from "@jupyterlab/notebook";
 import { IRenderMimeRegistry } from "@jupyterlab/rendermime";
 import type { IRenderMime } from "@jupyterlab/rendermime-interfaces";
-import { WIDGET_VIEW_MIME } from "../../src/lib/liveswitch";
-import { SNAPSHOT_MIME } from "../../src/snapshot";
+import { SNAPSHOT_MIME, WIDGET_VIEW_MIME } from "../../src/lib/mime";
 import { LiveOrSnapshot, type LiveSource } from "./renderer";
 
 export const NOTEBOOK_RANK = -20;

@@ -3,7 +3,8 @@
 // this file only adapts it to Lumino and to ipywidgets' renderer.
 import type { IRenderMime } from "@jupyterlab/rendermime-interfaces";
 import { Panel, Widget } from "@lumino/widgets";
-import { LiveSnapshotSwitch, WIDGET_VIEW_MIME, type Bundle, type LiveSlot } from "../../src/lib/liveswitch";
+import { LiveSnapshotSwitch, type Bundle, type LiveSlot } from "../../src/lib/liveswitch";
+import { WIDGET_VIEW_MIME } from "../../src/lib/mime";
 import { isSnapshot, renderSnapshot } from "../../src/snapshot";
 
 /** What a notebook gives its outputs for the live view. */

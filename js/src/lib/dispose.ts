@@ -1,6 +1,6 @@
 // One place that remembers every listener a widget registers, so render()'s
 // cleanup can undo all of them; a leaked model.on keeps a dead view redrawing.
-import type { AnyModel } from "./types";
+import type { AnyModel, ModelState } from "./types";
 
 type Callback = (...args: unknown[]) => void;
 
@@ -8,7 +8,7 @@ export class Disposer {
   private undo: Array<() => void> = [];
 
   /** model.on with its matching model.off queued for cleanup. */
-  onModel<T>(model: AnyModel<T>, event: string, cb: Callback): void {
+  onModel<T extends ModelState>(model: AnyModel<T>, event: string, cb: Callback): void {
     model.on(event, cb);
     this.undo.push(() => model.off(event, cb));
   }

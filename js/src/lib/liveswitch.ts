@@ -14,8 +14,7 @@
 // showing (no duplicate, no flicker), it only stores the newer snapshot, which is drawn
 // when the snapshot is next shown.
 
-export const WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json";
-export const SNAPSHOT_MIME_TYPE = "application/vnd.actwidgets.snapshot+json";
+import { SNAPSHOT_MIME, WIDGET_VIEW_MIME } from "./mime";
 
 export type Bundle = Readonly<Record<string, unknown>>;
 export type Showing = "live" | "snapshot";
@@ -218,7 +217,7 @@ export class LiveSnapshotSwitch {
   // ------------------------------------------------------------------ snapshot
   /** Draw the current bundle's snapshot unless exactly that one is already drawn. */
   private drawSnapshot(): void {
-    const snapshot = this.bundle[SNAPSHOT_MIME_TYPE];
+    const snapshot = this.bundle[SNAPSHOT_MIME];
     let key: string;
     try {
       key = JSON.stringify(snapshot) ?? "undefined";

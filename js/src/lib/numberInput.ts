@@ -3,9 +3,9 @@
 // re-runs Python). Invalid text (empty, non-numeric, <= 0) is never sent: the box is
 // outlined red instead and keeps the text so the user can fix it.
 import type { Disposer } from "./dispose";
-import type { AnyModel } from "./types";
+import type { AnyModel, ModelState } from "./types";
 
-export function bindPositiveNumber<T>(model: AnyModel<T>, d: Disposer, box: HTMLInputElement, trait: keyof T & string): void {
+export function bindPositiveNumber<T extends ModelState>(model: AnyModel<T>, d: Disposer, box: HTMLInputElement, trait: keyof T & string): void {
   let dirty = false; // typed, not yet committed
   const current = () => Number(model.get(trait));
   const setInvalid = (bad: boolean) => {

@@ -4,7 +4,7 @@
 // same widget stays in sync.
 import { Disposer } from "./dispose";
 import { injectStyle } from "./style";
-import type { AnyModel, BaseModel, StatusModel } from "./types";
+import type { AnyModel, BaseModel, ModelState, StatusModel } from "./types";
 
 export const PROMPT_DEBOUNCE_MS = 400;
 
@@ -58,7 +58,7 @@ export interface TextBinding {
  * blur; and only when the text differs from the model's, because every commit re-runs
  * the model in Python. Model changes never overwrite text the user is still editing.
  */
-export function bindText<T>(model: AnyModel<T>, d: Disposer, box: HTMLTextAreaElement | HTMLInputElement, b: TextBinding): void {
+export function bindText<T extends ModelState>(model: AnyModel<T>, d: Disposer, box: HTMLTextAreaElement | HTMLInputElement, b: TextBinding): void {
   let dirty = false; // the user typed something not yet sent
   let timer: ReturnType<typeof setTimeout> | undefined;
   const cancel = () => {
@@ -99,7 +99,7 @@ export function bindText<T>(model: AnyModel<T>, d: Disposer, box: HTMLTextAreaEl
 }
 
 /** bindText for a plain string trait, e.g. `prompt`, `clean`. */
-export function bindTextTrait<T>(
+export function bindTextTrait<T extends ModelState>(
   model: AnyModel<T>,
   d: Disposer,
   box: HTMLTextAreaElement | HTMLInputElement,
@@ -191,26 +191,31 @@ export function createShell<T extends StatusModel>(model: AnyModel<T>, host: HTM
   return { root, inputs, controls, body, disposer: d };
 }
 
+/** A select option: a value shown as itself, or `[value, label]`. */
+export type SelectOption = string | readonly [value: string, label: string];
+
 /** A labelled <select> whose value is two-way bound to a string trait. */
-export function bindSelect<T>(
+export function bindSelect<T extends ModelState>(
   model: AnyModel<T>,
   d: Disposer,
   select: HTMLSelectElement,
   trait: keyof T & string,
-  options: () => string[],
+  options: () => readonly SelectOption[],
   optionsTrait?: keyof T & string,
 ): void {
   const sync = () => {
-    const opts = options();
+    const opts = options().map((o): readonly [string, string] => (typeof o === "string" ? [o, o] : [String(o[0]), String(o[1])]));
     const current = String(model.get(trait) ?? "");
-    if (current !== "" && !opts.includes(current)) opts.push(current); // never hide the live value
-    const same = select.options.length === opts.length && opts.every((o, i) => select.options[i].value === o);
+    if (current !== "" && !opts.some(([v]) => v === current)) opts.push([current, current]); // never hide the live value
+    const same =
+      select.options.length === opts.length &&
+      opts.every(([v, label], i) => select.options[i].value === v && select.options[i].textContent === label);
     if (!same) {
       select.replaceChildren(
-        ...opts.map((o) => {
+        ...opts.map(([v, label]) => {
           const opt = document.createElement("option");
-          opt.value = o;
-          opt.textContent = o;
+          opt.value = v;
+          opt.textContent = label;
           return opt;
         }),
       );

@@ -1,21 +1,21 @@
 // The traits each widget syncs with Python, as TypeScript sees them.
 // WIRE.md is the contract; these interfaces mirror it one trait per field so a
 // misspelt trait name is a compile error here rather than a silent `undefined`.
+// tests/test_contract.py reads this file and fails when a field and the Python
+// trait set disagree, so keep one `name: type;` per line.
 
-/** What anywidget hands `render`: a typed view of the Backbone model. */
-export interface AnyModel<T> {
-  get<K extends keyof T>(key: K): T[K];
-  set<K extends keyof T>(key: K, value: T[K]): void;
-  on(event: string, callback: (...args: unknown[]) => void): void;
-  off(event?: string | null, callback?: ((...args: unknown[]) => void) | null): void;
-  save_changes(): void;
-  send(content: unknown, callbacks?: unknown, buffers?: unknown): void;
-}
+import type { AnyModel, AnyWidget, RenderProps as AnywidgetRenderProps } from "@anywidget/types";
 
-export interface RenderProps<T> {
-  model: AnyModel<T>;
-  el: HTMLElement;
-}
+export type { AnyModel, AnyWidget };
+
+/** anywidget's bound on a model's state (its `ObjectHash`, which the package does not export). */
+export type ModelState = Record<string, any>;
+
+/**
+ * The part of anywidget's render props our widgets read. Narrower than anywidget's
+ * because `renderSnapshot` calls the same `render` with no kernel: no host, no signal.
+ */
+export type RenderProps<T extends ModelState> = Pick<AnywidgetRenderProps<T>, "model" | "el">;
 
 /** Anywidget delivers a `Bytes` trait as a DataView; empty means "absent". */
 export type Bytes = DataView;
@@ -71,7 +71,8 @@ export type ColorBy = "top_prob" | "entropy" | "target_prob";
 
 export interface LensModel extends GridModel {
   target: string;
-  color_by: ColorBy;
+  color_by: ColorBy | string;
+  color_by_options: [ColorBy | string, string][]; // [value, label], in menu order
   k: number;
   text_table: string[];
   topk_index: Bytes; // i32 rows*cols*k
@@ -86,6 +87,7 @@ export type PatchMethod = "exact" | "attribution" | "relp";
 
 /** PatchingGrid: activation patching from a corrupted run into a clean one. */
 export interface PatchingModel extends GridTraits {
+  prompt: string; // inherited by the Python class and synced, but unused (always ""): clean and corrupted are the inputs
   clean: string;
   corrupted: string;
   answer: [string, string]; // [correct, wrong]
