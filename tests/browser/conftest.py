@@ -1,7 +1,12 @@
 """Fixtures for the browser tests: real JupyterLab + system Chromium (Playwright).
 
     jupyter_server  (session) a private `jupyter lab` on 127.0.0.1, random port/token;
-                    .add_notebook(nb_or_path) copies a notebook into its root_dir
+                    .add_notebook(nb_or_path) copies a notebook into its root_dir.
+                    For saved-notebook, JupyterLab/Notebook 7 UI and labextension tests.
+    widget_server   (session) the light mode: a bare `jupyter server` (no Lab, no server
+                    extensions) serving tests/browser/light/aw_light.html, which draws
+                    widgets live (their real _esm modules) from a real kernel. For
+                    widget-only checks: run_code_notebook and kernel_exec work on it.
     browser         (session) headless /usr/bin/chromium (AW_CHROMIUM overrides);
                     if it cannot start the test fails (never skips)
     page            (function) a fresh context+page; every request/websocket URL is
@@ -38,6 +43,16 @@ def pytest_runtest_makereport(item, call):
 def jupyter_server(tmp_path_factory):
     server = start_jupyter_server(tmp_path_factory.mktemp("jupyter"))
     print(f"\njupyter lab ready in {server.startup_s:.1f}s at {server.base_url}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def widget_server(tmp_path_factory):
+    server = start_jupyter_server(tmp_path_factory.mktemp("widgets"), light=True)
+    print(f"\nlight widget server ready in {server.startup_s:.1f}s at {server.base_url}")
     try:
         yield server
     finally:

@@ -39,6 +39,8 @@ CHROMIUM_ARGS = [
     "--disable-extensions",
     "--disable-dev-shm-usage",
 ]
+LIGHT_DIR = Path(__file__).resolve().parent / "light"
+LIGHT_PAGE = "static/aw_light.html"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 LOCAL_SCHEMES = {"data", "blob", "about", "chrome", "chrome-extension", "devtools"}
 
@@ -61,6 +63,9 @@ class JupyterServer:
     log_path: Path
     proc: subprocess.Popen | None = None
     startup_s: float = 0.0
+    # light: a bare `jupyter server` (no JupyterLab, no server extensions) that serves
+    # tests/browser/light/aw_light.html, a page that draws widgets live from a kernel.
+    light: bool = False
 
     @property
     def base_url(self) -> str:
@@ -167,17 +172,29 @@ class JupyterServer:
             TRANSFORMERS_OFFLINE="1",
             PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
         )
+        if self.light:
+            # no server extensions at all (the env enables jupyterlab, notebook, lsp, ...)
+            (cfg / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {"jpserver_extensions": {
+                name: False for name in ("jupyterlab", "notebook", "notebook_shim", "jupyter_lsp", "jupyter_server_terminals")
+            }}}))
+        app = "server" if self.light else "lab"
         cmd = [
-            sys.executable, "-m", "jupyter", "lab",
+            sys.executable, "-m", "jupyter", app,
             "--no-browser", "--allow-root",
             "--ip=127.0.0.1", f"--port={self.port}", "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={self.root_dir}",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            "--LabApp.news_url=None",
-            "--LabApp.extension_manager=readonly",
-            "--LabApp.expose_app_in_browser=True",
         ]
+        if self.light:
+            cmd.append(f"--ServerApp.extra_static_paths={LIGHT_DIR}")
+        else:
+            cmd += [
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                "--LabApp.news_url=None",
+                "--LabApp.extension_manager=readonly",
+                "--LabApp.expose_app_in_browser=True",
+            ]
+        ready_path = LIGHT_PAGE if self.light else "lab"
         t0 = time.monotonic()
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
@@ -190,12 +207,12 @@ class JupyterServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"jupyter lab exited with code {self.proc.returncode}:\n{self.log_tail()}"
+                    f"jupyter {app} exited with code {self.proc.returncode}:\n{self.log_tail()}"
                 )
             try:
                 self.api("status", timeout=2)
-                # The lab page itself (served by jupyterlab) must be up too.
-                with urllib.request.urlopen(self.url("lab", token=self.token), timeout=5) as r:
+                # The lab page itself (served by jupyterlab), or the light page, must be up too.
+                with urllib.request.urlopen(self.url(ready_path, token=self.token), timeout=5) as r:
                     if r.status == 200:
                         self.startup_s = time.monotonic() - t0
                         return self
@@ -203,7 +220,7 @@ class JupyterServer:
                 last = e
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"jupyter lab not ready after {timeout:.0f}s ({last}):\n{self.log_tail()}")
+        raise RuntimeError(f"jupyter {app} not ready after {timeout:.0f}s ({last}):\n{self.log_tail()}")
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -235,14 +252,16 @@ class JupyterServer:
                 pass
 
 
-def start_jupyter_server(home: Path) -> JupyterServer:
+def start_jupyter_server(home: Path, light: bool = False) -> JupyterServer:
+    """A private `jupyter lab`; light=True: a bare `jupyter server` for the light widget page."""
     home.mkdir(parents=True, exist_ok=True)
     server = JupyterServer(
         port=free_port(),
         token=secrets.token_hex(16),
         root_dir=home / "root",
         home=home,
-        log_path=ARTIFACTS / "jupyter-server.log",
+        log_path=ARTIFACTS / ("widget-server.log" if light else "jupyter-server.log"),
+        light=light,
     )
     return server.start()
 
@@ -388,6 +407,8 @@ def output_locator(page, text: str | None = None):
 
 def kernel_exec(page, code: str, timeout: float = 60.0) -> str:
     """Run `code` in the open notebook's kernel (not in a cell) and return its stdout."""
+    if getattr(page, "aw_light", False):
+        return page.evaluate("(code) => window.awLight.exec(code)", code)
     path = getattr(page, "aw_path", None)
     return page.evaluate(
         "async ([path, code]) => { const find = " + _JS_PANEL + "; const p = find(path);"
@@ -401,8 +422,40 @@ def kernel_exec(page, code: str, timeout: float = 60.0) -> str:
     )
 
 
+def open_widget_page(page, server: JupyterServer, timeout: float = 120.0) -> None:
+    """Open the light widget page of a light server and start a fresh kernel for it."""
+    assert server.light, "open_widget_page needs the light server (the widget_server fixture)"
+    page.aw_light = True
+    page.goto(server.url(LIGHT_PAGE, token=server.token), wait_until="domcontentloaded", timeout=timeout * 1000)
+    page.wait_for_function("() => !!window.awLight", timeout=timeout * 1000)
+    page.evaluate("() => window.awLight.start()")
+
+
+def run_widget_cells(page, *cells: str) -> list[str]:
+    """On the light page: run each code cell in turn, drawing its widgets live; return error texts."""
+    errors = []
+    for code in cells:
+        errors += page.evaluate("(code) => window.awLight.run(code)", code)
+        if errors:
+            break
+    return errors
+
+
 def run_code_notebook(page, server: JupyterServer, name: str, *cells: str, height: int = 1000) -> None:
-    """Write a notebook of code cells, open it in JupyterLab and run it; fail on any error output."""
+    """Write a notebook of code cells, open it in JupyterLab and run it; fail on any error output.
+
+    With the light server (widget_server) there is no notebook: the cells run on the light
+    widget page instead, with the same live widgets and kernel_exec.
+    """
+    t0 = time.monotonic()
+    if server.light:
+        page.set_viewport_size({"width": 1400, "height": height})
+        open_widget_page(page, server)
+        t_open = time.monotonic() - t0
+        errors = run_widget_cells(page, *cells)
+        print(f"\n{name}: light page+kernel ready {t_open:.1f}s, cells run {time.monotonic() - t0 - t_open:.1f}s")
+        assert errors == [], errors
+        return
     import nbformat
 
     nb = nbformat.v4.new_notebook()
@@ -410,5 +463,7 @@ def run_code_notebook(page, server: JupyterServer, name: str, *cells: str, heigh
     path = server.add_notebook(nb, name)
     page.set_viewport_size({"width": 1400, "height": height})
     open_notebook(page, server, path)
+    t_open = time.monotonic() - t0
     errors = run_all_cells(page)
+    print(f"\n{name}: notebook open+kernel idle {t_open:.1f}s, cells run {time.monotonic() - t0 - t_open:.1f}s")
     assert errors == [], errors

@@ -54,3 +54,53 @@ def test_is_local_url():
     assert is_local_url("data:image/png;base64,AAAA")
     assert not is_local_url("https://cdn.jsdelivr.net/npm/x")
     assert not is_local_url("http://127.0.0.1.evil.com/")
+
+
+LIGHT_CELL = '''\
+import anywidget, traitlets
+
+class W(anywidget.AnyWidget):
+    _esm = """
+    export default { render({model, el}) {
+      const b = document.createElement('button');
+      const show = () => { b.textContent = `n=${model.get('n')} bytes=${model.get('data').byteLength}`; };
+      b.onclick = () => { model.set('n', model.get('n') + 1); model.save_changes(); };
+      model.on('change:n', show); model.on('change:data', show); show();
+      model.on('msg:custom', (msg, buffers) => { el.dataset.got = `${msg.x}:${buffers[0].byteLength}`;
+        model.send({echo: msg.x}, undefined, [new Uint8Array([1, 2, 3])]); });
+      el.appendChild(b);
+    } }"""
+    n = traitlets.Int(0).tag(sync=True)
+    data = traitlets.Bytes(b"ab").tag(sync=True)
+
+w = W()
+got = []
+w.on_msg(lambda _w, content, buffers: got.append((content, [bytes(b) for b in buffers])))
+w
+'''
+
+
+def test_light_widget_page_round_trips(widget_server, page):
+    """The light page: a live anywidget, state and custom messages (with buffers) both ways."""
+    from .harness import kernel_exec, open_widget_page, run_widget_cells
+
+    t0 = time.monotonic()
+    open_widget_page(page, widget_server)
+    t_open = time.monotonic() - t0
+    assert run_widget_cells(page, LIGHT_CELL) == []
+    button = page.locator(".awl-widget button")
+    expect(button).to_have_text("n=0 bytes=2", timeout=30_000)
+    print(f"\nlight page open+kernel ready {t_open:.1f}s, widget rendered {time.monotonic() - t0:.1f}s")
+
+    button.click()  # JS -> Python
+    expect(button).to_have_text("n=1 bytes=2")
+    assert kernel_exec(page, "print(w.n)").strip() == "1"
+    kernel_exec(page, "w.n = 5; w.data = b'xyz!'")  # Python -> JS, a buffer included
+    expect(button).to_have_text("n=5 bytes=4")
+    kernel_exec(page, "w.send({'x': 7}, [b'1234567'])")  # custom message with a buffer, and back
+    expect(page.locator(".awl-widget[data-got='7:7']")).to_have_count(1)
+    page.wait_for_function("async () => (await window.awLight.exec('print(len(got))')).trim() === '1'", polling=200)
+    assert kernel_exec(page, "print(got)").strip() == "[({'echo': 7}, [b'\\x01\\x02\\x03'])]"
+    assert run_widget_cells(page, "1/0") == ["ZeroDivisionError: division by zero"]
+    assert any(u.startswith("ws://127.0.0.1") for u in page.aw_requests), page.aw_requests
+    assert_only_local_requests(page)

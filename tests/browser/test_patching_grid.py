@@ -1,4 +1,5 @@
-"""The patching grid in real JupyterLab: it fills in progressively, re-runs on edit,
+"""The patching grid, live on the light widget page (a real kernel, the real front-end
+module; no JupyterLab): it fills in progressively, re-runs on edit,
 explains a bad pair of prompts, cancels, and reports a clicked cell to Python."""
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ LIVE_PATCHING = ".aw-root[data-widget=patching]:not([data-snapshot])"
 NAN_COUNT = "import numpy as np; print(int(np.isnan(np.frombuffer(grid.values, '<f4')).sum()))"
 
 
-def test_patching_grid_in_jupyterlab(jupyter_server, page):
-    run_code_notebook(page, jupyter_server, "patching.ipynb", SETUP, height=1100)
+def test_patching_grid_live(widget_server, page):
+    run_code_notebook(page, widget_server, "patching.ipynb", SETUP, height=1100)
     root = page.locator(LIVE_PATCHING)
 
     # progressive: while it runs, part of the grid is still empty

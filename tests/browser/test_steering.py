@@ -1,4 +1,5 @@
-"""The steering slider in real JupyterLab: clicking and dragging it re-generates the
+"""The steering slider, live on the light widget page (a real kernel, the real front-end
+module; no JupyterLab): clicking and dragging it re-generates the
 steered text, the KL readout follows, and a fast drag ends on its last value."""
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ def slider_point(slider, fraction: float):
     return box["x"] + box["width"] * fraction, box["y"] + box["height"] / 2
 
 
-def test_steering_slider_in_jupyterlab(jupyter_server, page):
-    run_code_notebook(page, jupyter_server, "steering.ipynb", SETUP, height=1000)
+def test_steering_slider_live(widget_server, page):
+    run_code_notebook(page, widget_server, "steering.ipynb", SETUP, height=1000)
     root = page.locator(".aw-root[data-widget=steering]:not([data-snapshot])")  # not the snapshot copy
     expect(root).to_have_attribute("data-status", "done", timeout=180_000)
     expect(root.locator(".aw-gamma-marker").first).to_be_attached()
