@@ -8,7 +8,7 @@
   Target: <= 50 MB each.
 - exit_code_during_job: the worst exit code of 10 scripts that exit while a widget job
   runs (lens, patching grid, steering); target 0 (it was 134: an abort in torch teardown).
-- fuzz_examples / fuzz_failures: the widget-surface fuzz of tests/test_fuzz.py with more
+- fuzz_examples / fuzz_failures: the widget-surface fuzz of tests/widgets/test_fuzz.py with more
   examples than CI runs.
 
 `--quick` runs a tenth of everything (a smoke test of the bench itself).
@@ -107,7 +107,7 @@ def worst_exit_code(runs: int) -> tuple[int, str]:
 
 
 def fuzz(examples: int) -> tuple[int, int]:
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "widgets")]
     from test_fuzz import run_fuzz  # noqa: E402
 
     return run_fuzz(examples)

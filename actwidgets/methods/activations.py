@@ -14,6 +14,7 @@ import torch
 
 from ..errors import InputError
 from ..model import Model
+from ._checks import choice
 from ._trace import check_vector, residual, row_labels
 
 STATS = ("norm", "max_abs", "delta", "direction")
@@ -38,8 +39,7 @@ class ResidualStats:
     direction: np.ndarray | None  # h . u_hat, when a direction was given
 
     def stat(self, name: str) -> np.ndarray:
-        if name not in STATS:
-            raise InputError(f"Unknown statistic {name!r}. Choose one of: {', '.join(STATS)}.")
+        choice(name, STATS, "stat")
         values = getattr(self, name)
         if values is None:
             raise InputError("The 'direction' statistic needs a direction: pass direction=<vector of size d_model>.")

@@ -29,7 +29,7 @@ import torch
 from ..errors import Cancelled, InputError
 from ..model import Model
 from .._adapter import get_path
-from ._checks import whole
+from ._checks import choice, whole
 from ._trace import residual
 from .relp import apply_rules, ln_rule, lrp_rules
 
@@ -110,9 +110,7 @@ def prepare(model: Model, clean: str, corrupted: str, answer) -> Problem:
 
 
 def check_site(site: str) -> str:
-    if site not in SITES:
-        raise InputError(f"Unknown site {site!r}. Choose one of: {', '.join(SITES)}.")
-    return site
+    return choice(site, SITES, "site")
 
 
 def logit_diff(problem: Problem) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -358,9 +356,7 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 def run(model: Model, clean: str, corrupted: str, answer, site: str = "resid", method: str = "exact",
         **kwargs) -> PatchingResult:
     """Any method by name: 'exact', 'attribution' or 'relp'."""
-    if method not in METHODS:
-        raise InputError(f"Unknown method {method!r}. Choose one of: {', '.join(METHODS)}.")
-    if method == "exact":
+    if choice(method, METHODS, "method") == "exact":
         return exact_patching(model, clean, corrupted, answer, site, **kwargs)
     return attribution_patching(model, clean, corrupted, answer, site, relp=method == "relp", **kwargs)
 

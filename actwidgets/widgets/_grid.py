@@ -9,7 +9,8 @@ import numpy as np
 import traitlets as t
 
 from . import _figure
-from ._base import JobWidget, f32_bytes, i32_bytes
+from ._base import JobWidget
+from ._traits import Array
 
 
 class GridWidget(JobWidget):
@@ -17,13 +18,13 @@ class GridWidget(JobWidget):
     tokens = t.List(t.Unicode()).tag(sync=True)
     row_labels = t.List(t.Unicode()).tag(sync=True)
     shape = t.List(t.Int(), default_value=[0, 0]).tag(sync=True)
-    values = t.Bytes(b"").tag(sync=True)
+    values = Array()
     vmin = t.Float(0.0).tag(sync=True)
     vmax = t.Float(1.0).tag(sync=True)
     colormap = t.Unicode("viridis").tag(sync=True)
     scale = t.Unicode("linear").tag(sync=True)
     value_label = t.Unicode("").tag(sync=True)
-    aux = t.Bytes(b"").tag(sync=True, dtype="<i4")
+    aux = Array("<i4")
     aux_label = t.Unicode("").tag(sync=True)
     selected = t.Dict().tag(sync=True)
 
@@ -47,12 +48,12 @@ class GridWidget(JobWidget):
             low, high = -max(abs(low), abs(high)), max(abs(low), abs(high))
         self.tokens, self.row_labels = list(tokens), list(rows)
         self.shape = list(values.shape)
-        self.values = f32_bytes(values)
+        self.values = values
         self.vmin = low if vmin is None else vmin
         self.vmax = (high if high > low else low + 1.0) if vmax is None else vmax
         self.colormap, self.value_label = colormap, label
         self.scale = "log" if log and finite.size else "linear"
-        self.aux = b"" if aux is None else i32_bytes(aux)
+        self.aux = b"" if aux is None else aux
         self.aux_label = aux_label if aux is not None else ""
         if self.selected and not self._in_grid(self.selected):
             self.selected = {}

@@ -5,8 +5,10 @@ import numpy as np
 import traitlets as t
 
 from ..errors import InputError
+from ..methods._checks import choice
 from ..methods.lens import LensResult, logit_lens
-from ._base import bundle, f32_bytes, i32_bytes, quoted
+from ._base import bundle, quoted
+from ._traits import Array
 from ._grid import GridWidget
 
 # The one list of colourings: the front-end draws its select from `color_by_options`.
@@ -28,11 +30,11 @@ class LogitLens(GridWidget):
                               default_value=[[value, label] for value, label in COLOR_BY.items()]).tag(sync=True)
     k = t.Int(5).tag(sync=True)
     text_table = t.List(t.Unicode()).tag(sync=True)
-    topk_index = t.Bytes(b"").tag(sync=True, dtype="<i4")
-    topk_prob = t.Bytes(b"").tag(sync=True)
-    entropy = t.Bytes(b"").tag(sync=True)
-    target_prob = t.Bytes(b"").tag(sync=True)
-    target_rank = t.Bytes(b"").tag(sync=True, dtype="<i4")
+    topk_index = Array("<i4")
+    topk_prob = Array()
+    entropy = Array()
+    target_prob = Array()
+    target_rank = Array("<i4")
     layers = t.Any(None)
 
     def __init__(self, model, prompt: str = "", *, target: str = "", k: int = 5, color_by: str | None = None,
@@ -59,8 +61,7 @@ class LogitLens(GridWidget):
     def compute(self):
         # Inputs are read once: the user may edit them while the trace runs.
         key, color_by, target = self._key(), self.color_by, self.target
-        if color_by not in COLOR_BY:
-            raise InputError(f"Unknown color_by {color_by!r}. Choose one of: {', '.join(COLOR_BY)}.")
+        choice(color_by, tuple(COLOR_BY), "color_by")
         if color_by == "target_prob" and not target:
             raise InputError("Colouring by target probability needs a target token: type one in the target box.")
         lens = self.memo.get(key)
@@ -78,9 +79,9 @@ class LogitLens(GridWidget):
                       colormap="viridis" if bounded else "magma",
                       vmin=0.0 if bounded else None, vmax=1.0 if bounded else None)
         self.text_table = self.model.token_texts(table)
-        self.topk_index = i32_bytes(index.reshape(lens.topk_ids.shape))
-        self.topk_prob = f32_bytes(lens.topk_prob)
-        self.entropy = f32_bytes(lens.entropy)
+        self.topk_index = index.reshape(lens.topk_ids.shape)
+        self.topk_prob = lens.topk_prob
+        self.entropy = lens.entropy
         has_target = lens.target_prob is not None
-        self.target_prob = f32_bytes(lens.target_prob) if has_target else b""
-        self.target_rank = i32_bytes(lens.target_rank) if has_target else b""
+        self.target_prob = lens.target_prob if has_target else b""
+        self.target_rank = lens.target_rank if has_target else b""

@@ -7,9 +7,11 @@ from typing import NamedTuple
 import numpy as np
 import traitlets as t
 
-from ..errors import InputError
-from ..methods.patching import METHODS, SITES, PatchingResult, attribution_patching, iter_exact, pearson, prepare
-from ._base import bundle, f32_bytes, finite_or_none, quoted
+from ..methods._checks import choice
+from ..methods.patching import (METHODS, SITES, PatchingResult, attribution_patching, check_site, iter_exact, pearson,
+                                prepare)
+from ._base import bundle, finite_or_none, quoted
+from ._traits import Array
 from ._grid import GridWidget
 
 
@@ -38,7 +40,7 @@ class PatchingGrid(GridWidget):
     normalized = t.Bool(True).tag(sync=True)
     ld_clean = t.Float(None, allow_none=True).tag(sync=True)  # None until known: JSON has no NaN
     ld_corrupted = t.Float(None, allow_none=True).tag(sync=True)
-    reference_values = t.Bytes(b"").tag(sync=True)
+    reference_values = Array()
     correlation = t.Float(None, allow_none=True).tag(sync=True)
     col_label = t.Unicode("token").tag(sync=True)
     denoise = t.Bool(True)
@@ -83,11 +85,9 @@ class PatchingGrid(GridWidget):
     # --- the job ---------------------------------------------------------------
     def compute(self):
         inputs = self._inputs()  # read once: the user may edit them while the grid runs
-        if inputs.method not in METHODS:
-            raise InputError(f"Unknown method {inputs.method!r}. Choose one of: {', '.join(METHODS)}.")
+        choice(inputs.method, METHODS, "method")
         problem = prepare(self.model, inputs.clean, inputs.corrupted, inputs.answer)
-        if inputs.site not in SITES:
-            raise InputError(f"Unknown site {inputs.site!r}. Choose one of: {', '.join(SITES)}.")
+        check_site(inputs.site)
         approx = None
         if inputs.method != "exact":
             approx = self.memo.get(inputs.key(inputs.method))
@@ -128,7 +128,7 @@ class PatchingGrid(GridWidget):
         self.set_grid(shown.cols, shown.rows, values, label=label, colormap="rdbu", vmin=-bound, vmax=bound)
         self.col_label = shown.col_label
         self.ld_clean, self.ld_corrupted = finite_or_none(shown.ld_clean), finite_or_none(shown.ld_corrupted)
-        self.reference_values = f32_bytes(cells(reference)) if reference is not None else b""
+        self.reference_values = cells(reference) if reference is not None else b""
         complete = reference is not None and reference.done.all()
         self.correlation = finite_or_none(pearson(shown.patched_ld, reference.patched_ld)) if complete else None
 

@@ -17,7 +17,8 @@ from ..methods import steering as S
 from ..methods._checks import choice, real
 from ..methods.steering_examples import CALIBRATION_PROMPTS
 from . import _figure
-from ._base import JobWidget, bundle, f32_bytes, finite_or_none, quoted
+from ._base import JobWidget, bundle, finite_or_none, quoted
+from ._traits import Array
 
 
 SANE_MULTIPLE = 100.0  # the slider spans 3x the calibrated strength; beyond 100x is noise
@@ -47,15 +48,15 @@ class Steering(JobWidget):
     kl_budget = t.Float(0.05).tag(sync=True)
     unsteered_tokens = t.List(t.Unicode()).tag(sync=True)
     steered_tokens = t.List(t.Unicode()).tag(sync=True)
-    kl_per_token = t.Bytes(b"").tag(sync=True)
-    entropy_unsteered = t.Bytes(b"").tag(sync=True)
-    entropy_steered = t.Bytes(b"").tag(sync=True)
+    kl_per_token = Array()
+    entropy_unsteered = Array()
+    entropy_steered = Array()
     measured_kl = t.Float(None, allow_none=True).tag(sync=True)
     mode = t.Unicode("add").tag(sync=True)
-    curve_beta = t.Bytes(b"").tag(sync=True)
-    curve_entropy_beta = t.Bytes(b"").tag(sync=True)
-    curve_temperature = t.Bytes(b"").tag(sync=True)
-    curve_entropy_temperature = t.Bytes(b"").tag(sync=True)
+    curve_beta = Array()
+    curve_entropy_beta = Array()
+    curve_temperature = Array()
+    curve_entropy_temperature = Array()
     vector = t.Any(None)
     layers = t.Any(None)
     positions = t.Unicode("last")
@@ -129,9 +130,9 @@ class Steering(JobWidget):
     def apply(self, result) -> None:
         run, steered, kl = result
         self.steered_tokens = list(steered.tokens)
-        self.kl_per_token = f32_bytes(kl.kl_per_token)
-        self.entropy_unsteered = f32_bytes(kl.entropy_unsteered)
-        self.entropy_steered = f32_bytes(kl.entropy_steered)
+        self.kl_per_token = kl.kl_per_token
+        self.entropy_unsteered = kl.entropy_unsteered
+        self.entropy_steered = kl.entropy_steered
         self.measured_kl = finite_or_none(kl.mean_kl)
         self.shown_strength = run.strength
 
@@ -224,7 +225,7 @@ class Steering(JobWidget):
             self.check()
             by_beta.append(S.action_entropy(self.model, run.prompt, list(run.actions), vector, run.layer, float(beta)))
             by_temp.append(S.action_entropy(self.model, run.prompt, list(run.actions), temperature=float(temperature)))
-        return f32_bytes(betas), f32_bytes(by_beta), f32_bytes(temperatures), f32_bytes(by_temp)
+        return betas, by_beta, temperatures, by_temp
 
 
 class _Run(NamedTuple):

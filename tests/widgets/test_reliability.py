@@ -16,7 +16,7 @@ from jupyter_client.manager import start_new_kernel
 import actwidgets as aw
 from actwidgets.widgets import _runner
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "The Eiffel Tower is in the city of Paris, and the Colosseum is in the city of"
 
 

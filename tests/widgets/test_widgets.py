@@ -47,7 +47,7 @@ def test_direction_stat_is_diverging(default_model):
 @pytest.mark.parametrize("change, message", [
     (dict(prompt=""), "prompt is empty"),
     (dict(layers=[30]), "out of range: SmolLM2-135M-Instruct has 30 layers"),
-    (dict(stat="entropy"), "Unknown statistic 'entropy'"),
+    (dict(stat="entropy"), "stat must be one of 'norm', 'max_abs', 'delta', 'direction', not 'entropy'"),
     (dict(prompt="word " * 9000), "reads at most 8,192"),
     (dict(stat="direction", direction=np.ones(10)), "has 10 entries"),
 ])

@@ -22,7 +22,7 @@ import actwidgets as aw
 from actwidgets.widgets import _snapshot
 from actwidgets.widgets.lens import COLOR_BY
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 JS_SRC = ROOT / "js" / "src"
 TYPES_TS = JS_SRC / "lib" / "types.ts"
 WIRE_MD = ROOT / "js" / "WIRE.md"

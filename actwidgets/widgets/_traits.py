@@ -1,0 +1,28 @@
+"""Trait types of our own (as lonboard keeps its traits in one module).
+
+`Array`: a numpy array on the wire as one binary buffer, little-endian `dtype`, row-major,
+which `js/src/lib/tensor.ts` decodes by the `dtype` tag (and `_snapshot.py` packs by it).
+Assign an array (or `b""`/None for none): it is cast here, once, so no widget converts by
+hand and no buffer can go out in the wrong dtype. The shape travels beside it (a grid's
+`shape`; a 1-D curve's length is its own).
+"""
+from __future__ import annotations
+
+import numpy as np
+import traitlets as t
+
+
+class Array(t.Bytes):
+    def __init__(self, dtype: str = "<f4", **kwargs) -> None:
+        super().__init__(b"", **kwargs)
+        self.tag(sync=True, dtype=dtype)
+
+    def validate(self, obj, value):
+        if value is None:
+            return b""
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes(value)
+        try:
+            return np.ascontiguousarray(value, dtype=self.metadata["dtype"]).tobytes()
+        except (TypeError, ValueError):
+            self.error(obj, value)
