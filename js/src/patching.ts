@@ -5,7 +5,8 @@
 import { createCancelButton } from "./lib/cancel";
 import { Colorbar } from "./lib/colorbar";
 import { asNumber, formatNumber, formatSigned } from "./lib/format";
-import { Grid, type GridData } from "./lib/grid";
+import type { GridData } from "./lib/grid";
+import { Grid } from "./lib/gridView";
 import { baseTooltip, bindGrid, gridFigure, readGridData, selectionToCell } from "./lib/gridModel";
 import type { Cell } from "./lib/layout";
 import {

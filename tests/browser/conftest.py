@@ -13,7 +13,8 @@
                     recorded in page.aw_requests; a screenshot is saved on failure
 
 Helpers (open_notebook, run_all_cells, save_notebook, screenshot,
-assert_only_local_requests, ...) are in tests/browser/harness.py.
+assert_only_local_requests, ...) are in tests/browser/harness.py; the light page's
+(open_widget_page, run_widget_cells) in tests/browser/light.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import pytest
 
 from .harness import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, screenshot, start_jupyter_server
+from .light import LightServer
 
 
 def pytest_collection_modifyitems(config, items):
@@ -51,7 +53,7 @@ def jupyter_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def widget_server(tmp_path_factory):
-    server = start_jupyter_server(tmp_path_factory.mktemp("widgets"), light=True)
+    server = start_jupyter_server(tmp_path_factory.mktemp("widgets"), LightServer)
     print(f"\nlight widget server ready in {server.startup_s:.1f}s at {server.base_url}")
     try:
         yield server

@@ -82,7 +82,8 @@ w
 
 def test_light_widget_page_round_trips(widget_server, page):
     """The light page: a live anywidget, state and custom messages (with buffers) both ways."""
-    from .harness import kernel_exec, open_widget_page, run_widget_cells
+    from .harness import kernel_exec
+    from .light import open_widget_page, run_widget_cells
 
     t0 = time.monotonic()
     open_widget_page(page, widget_server)

@@ -3,7 +3,8 @@
 // change:<trait> per trait, so redraws are coalesced into one per message.
 import { coalesce } from "./dispose";
 import { formatNumber } from "./format";
-import { Grid, type GridData, type GridOptions } from "./grid";
+import type { GridData } from "./grid";
+import { Grid, type GridOptions } from "./gridView";
 import type { Cell } from "./layout";
 import type { FigurePresence, Shell } from "./shell";
 import { toFloat32 } from "./tensor";

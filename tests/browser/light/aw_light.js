@@ -1,13 +1,16 @@
-// A minimal widget page for the light browser harness (tests/browser/harness.py).
+// A minimal widget page for the light browser harness (tests/browser/light.py).
 //
 // It runs the real anywidget front-end modules (the `_esm` each widget sends, e.g.
 // actwidgets/static/*.js) against a real ipykernel behind a bare `jupyter server`:
 // no JupyterLab, no ipywidgets bundle. It speaks the kernel websocket protocol
-// (jupyter_server's default JSON/binary framing) and the Jupyter widget message
-// protocol 2.1 (comm_open / update / echo_update / custom / comm_close), and gives each
-// module the anywidget model API (get, set, save_changes, on, off, send, widget_manager).
+// (jupyter_server's default JSON/binary framing: aw_light_wire.js) and the Jupyter
+// widget message protocol 2.1 (comm_open / update / echo_update / custom / comm_close),
+// and gives each module the anywidget model API (get, set, save_changes, on, off, send,
+// widget_manager).
 //
 // Tests drive it through window.awLight: start(), run(code), exec(code).
+
+import { decodeBinary, encodeBinary, putBuffers, removeBuffers, sameValue } from "./aw_light_wire.js";
 
 const params = new URLSearchParams(location.search);
 const TOKEN = params.get("token") || "";
@@ -27,87 +30,6 @@ async function api(path, method = "GET", body = undefined) {
   if (!r.ok) throw new Error(`${method} /api/${path}: ${r.status}`);
   const text = await r.text();
   return text ? JSON.parse(text) : null;
-}
-
-// ---------------------------------------------------------------- websocket framing
-function decodeBinary(buf) {
-  const dv = new DataView(buf);
-  const n = dv.getUint32(0);
-  const offsets = [];
-  for (let i = 0; i < n; i++) offsets.push(dv.getUint32(4 * (i + 1)));
-  offsets.push(buf.byteLength);
-  const msg = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, offsets[0], offsets[1] - offsets[0])));
-  msg.buffers = [];
-  for (let i = 1; i < n; i++) msg.buffers.push(new DataView(buf.slice(offsets[i], offsets[i + 1])));
-  return msg;
-}
-
-function toBytes(b) {
-  if (b instanceof ArrayBuffer) return new Uint8Array(b);
-  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-}
-
-function encodeBinary(msg, buffers) {
-  const json = new TextEncoder().encode(JSON.stringify(msg));
-  const parts = [json, ...buffers.map(toBytes)];
-  const header = 4 * (parts.length + 1);
-  const total = header + parts.reduce((s, p) => s + p.byteLength, 0);
-  const out = new Uint8Array(total);
-  const dv = new DataView(out.buffer);
-  dv.setUint32(0, parts.length);
-  let off = header;
-  parts.forEach((p, i) => {
-    dv.setUint32(4 * (i + 1), off);
-    out.set(p, off);
-    off += p.byteLength;
-  });
-  return out.buffer;
-}
-
-// ---------------------------------------------------------------- buffers in state
-function isBinary(v) {
-  return v instanceof ArrayBuffer || ArrayBuffer.isView(v);
-}
-
-function removeBuffers(state) {
-  const buffers = [];
-  const paths = [];
-  const walk = (obj, path) => {
-    if (isBinary(obj)) return null;
-    if (Array.isArray(obj)) {
-      return obj.map((v, i) => {
-        if (isBinary(v)) { buffers.push(v); paths.push([...path, i]); return null; }
-        return v && typeof v === "object" ? walk(v, [...path, i]) : v;
-      });
-    }
-    if (obj && typeof obj === "object") {
-      const out = {};
-      for (const [k, v] of Object.entries(obj)) {
-        if (isBinary(v)) { buffers.push(v); paths.push([...path, k]); continue; }
-        out[k] = v && typeof v === "object" ? walk(v, [...path, k]) : v;
-      }
-      return out;
-    }
-    return obj;
-  };
-  return { state: walk(state, []), buffers, buffer_paths: paths };
-}
-
-function putBuffers(state, paths, buffers) {
-  (paths || []).forEach((path, i) => {
-    let obj = state;
-    for (const k of path.slice(0, -1)) obj = obj[k];
-    obj[path[path.length - 1]] = buffers[i];
-  });
-}
-
-function sameValue(a, b) {
-  if (a === b) return true;
-  if (isBinary(a) || isBinary(b)) return false;  // a new buffer is a change
-  if (a && b && typeof a === "object" && typeof b === "object") {
-    try { return JSON.stringify(a) === JSON.stringify(b); } catch { return false; }
-  }
-  return false;
 }
 
 // ---------------------------------------------------------------- kernel
