@@ -19,7 +19,7 @@ _RDBU = ["#053061", "#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7",
 _CMAPS = {"rdbu": LinearSegmentedColormap.from_list("aw_rdbu", _RDBU), "magma": "magma", "viridis": "viridis"}
 _MAX_TICKS = 48  # more token labels than this overlap: label every k-th
 _MAX_ANNOTATED = 600  # lens cells beyond this are too small to print a token in
-STALE_LABEL = "figure from the previous input"  # js/src/lib/shell.ts says the same
+STALE_LABEL = "figure from the previous input"  # as js/src/lib/shell.ts (test_contract.py)
 STALE_ALPHA = 0.35
 
 

@@ -234,3 +234,11 @@ def test_mime_types_defined_once_and_equal_to_python():
     for mime in (_snapshot.SNAPSHOT_MIME, _snapshot.WIDGET_MIME):
         defining = [p.relative_to(ROOT).as_posix() for p in sources if f'"{mime}"' in p.read_text()]
         assert defining == ["js/src/lib/mime.ts"], f"{mime} as a string literal in {defining}"
+
+
+def test_the_stale_figure_label_reads_the_same_in_the_png_and_the_page():
+    from actwidgets.widgets._figure import STALE_LABEL
+
+    shell = (JS_SRC / "lib" / "shell.ts").read_text(encoding="utf-8")
+    labels = re.findall(r'export const STALE_LABEL = "([^"]+)"', shell)
+    assert len(labels) == 1 and labels[0].lower() == STALE_LABEL.lower()
