@@ -49,9 +49,9 @@ class PatchingGrid(GridWidget):
     def __init__(self, model, clean: str = "", corrupted: str = "", answer=("", ""), *, site: str = "resid",
                  method: str = "exact", normalized: bool = True, denoise: bool = True, chunk_size: int = 64,
                  **kwargs):
+        self._linked = []  # before the base init, which may refuse a keyword (close() then still works)
         super().__init__(model, clean=clean, corrupted=corrupted, answer=list(answer), site=site, method=method,
                          normalized=normalized, denoise=denoise, chunk_size=chunk_size, **kwargs)
-        self._linked = []
         self.observe(self.schedule, ["clean", "corrupted", "answer", "site", "method", "normalized", "denoise",
                                      "chunk_size"])
         self.observe(self._update_linked, "selected")
