@@ -34,8 +34,9 @@ def check_vector(model, vector, what: str = "The steering vector") -> torch.Tens
     if vector is None:
         raise InputError(f"{what} is missing: pass a vector of {model.d_model} numbers (d_model).")
     try:
-        vec = torch.as_tensor(np.asarray(vector.detach().float().cpu() if torch.is_tensor(vector) else vector,
-                                         dtype=np.float32)).flatten()
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, which the check below names
+            vec = torch.as_tensor(np.asarray(vector.detach().float().cpu() if torch.is_tensor(vector) else vector,
+                                             dtype=np.float32)).flatten()
     except (TypeError, ValueError):
         raise InputError(f"{what} must be a list or array of numbers, not {type(vector).__name__}.") from None
     if vec.numel() != model.d_model:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import traitlets as t
 
 from ..methods.activations import STAT_LABELS, STATS, ResidualStats, residual_stats
@@ -48,10 +49,13 @@ class Heatmap(GridWidget):
         return f"Heatmap of the residual stream's {what}, {rows} layers x {cols} tokens: {quoted(self.prompt)}"
 
     def _key(self) -> tuple:
+        direction = self.direction
+        if torch.is_tensor(direction):  # on any device: its values, not its (abridged) repr
+            direction = direction.detach().cpu().double()
         try:
-            direction = None if self.direction is None else np.asarray(self.direction, dtype=np.float32).tobytes()
+            direction = None if direction is None else np.asarray(direction, dtype=np.float64).tobytes()
         except (TypeError, ValueError):  # not numbers: `compute` says so; the key only has to differ
-            direction = repr(self.direction)
+            direction = repr(direction)
         return (self.prompt, repr(self.layers), direction)
 
     def compute(self):

@@ -38,6 +38,7 @@ CASES = [  # (widget, bad input, words the message must hold, a good value for t
     (_heatmap, {"layers": [1.5]}, ["layers", "whole numbers", "1.5"], [0, 1]),
     (_heatmap, {"layers": object()}, ["layers", "block index"], [0, 1]),
     (_heatmap, {"stat": "direction", "direction": "abc"}, ["direction", "numbers"], None),
+    (_heatmap, {"stat": "direction", "direction": [1e300] * 64}, ["direction", "infinite"], None),
     (_heatmap, {"prompt": "\u200b\u200b\u2060"}, ["prompt", "invisible"], "Rome is in Italy"),
     (_lens, {"k": 0}, ["k", "1 to 50", "0"], 3),
     (_lens, {"target": " Paris and Rome"}, ["single token"], " Paris"),
@@ -48,6 +49,7 @@ CASES = [  # (widget, bad input, words the message must hold, a good value for t
 ]
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a value beyond float32 says so in words, not a warning
 @pytest.mark.parametrize("make, bad, words, good", CASES,
                          ids=[f"{m.__name__[1:]}-{'-'.join(b)}" for m, b, _, _ in CASES])
 def test_a_bad_input_says_what_is_allowed_and_the_widget_recovers(tiny_llama, make, bad, words, good):
