@@ -22,6 +22,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import actwidgets as aw  # noqa: E402
 from actwidgets.methods.activations import residual_stats  # noqa: E402
+from actwidgets.widgets._traits import Array  # noqa: E402
 from _util import paired_medians, report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,7 @@ def wire_bytes(rows: int = 30, cols: int = 2048) -> tuple[float, float]:
     from ipywidgets.widgets.widget import _remove_buffers
 
     values = np.random.default_rng(0).lognormal(3, 1, (rows, cols)).astype(np.float32)
-    state, _, buffers = _remove_buffers({"values": aw.widgets._base.f32_bytes(values), "shape": [rows, cols]})
+    state, _, buffers = _remove_buffers({"values": Array().validate(None, values), "shape": [rows, cols]})
     wire = len(json.dumps(state)) + sum(len(b) for b in buffers)
     as_json = len(json.dumps({"values": values.ravel().tolist(), "shape": [rows, cols]}))
     return wire / values.size, as_json / values.size

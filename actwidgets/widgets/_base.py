@@ -1,5 +1,5 @@
-"""What every widget shares: the array codec, the status/progress/error traits,
-and the job runner that keeps the notebook responsive.
+"""What every widget shares: the status/progress/error traits, the memo of results,
+the cancel path, and the job runner that keeps the notebook responsive.
 
 A widget's inputs are traits. A change calls `schedule()`, which hands the widget's
 `compute()` to its Runner (`_runner.py`: the model's worker thread, latest request wins);
@@ -39,15 +39,6 @@ def bundle(name: str) -> Path | str:
         "export default { render({ el }) { el.textContent = "
         f"'actwidgets: the front-end bundle {name}.js is missing; build it with `make js`.'; }} }}"
     )
-
-
-def f32_bytes(array) -> bytes:
-    """Little-endian float32, row-major: what `js/src/lib/tensor.ts` decodes."""
-    return np.ascontiguousarray(array, dtype="<f4").tobytes()
-
-
-def i32_bytes(array) -> bytes:
-    return np.ascontiguousarray(array, dtype="<i4").tobytes()
 
 
 def finite_or_none(value) -> float | None:
