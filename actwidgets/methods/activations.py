@@ -90,6 +90,25 @@ def residual_stats(model: Model, prompt: str, *, layers=None, direction=None,
     )
 
 
+def difference(a: ResidualStats, b: ResidualStats) -> ResidualStats:
+    """`a` minus `b`, statistic by statistic, for two prompts of the same token length.
+
+    Columns are positions: where the two prompts' tokens differ the label names both
+    ("' John' vs ' Mary'"). `channel` is a's (a difference of channel indices means nothing).
+    """
+    if len(a.tokens) != len(b.tokens):
+        raise InputError(
+            f"compare must have as many tokens as prompt, to be compared token by token: prompt is "
+            f"{len(a.tokens)} tokens, compare is {len(b.tokens)}. Edit one of them to the same length.")
+    if a.rows != b.rows:  # the same model and layers give the same rows; say so rather than misalign
+        raise InputError(f"The two runs have different layers ({a.rows} and {b.rows}); compare needs the same.")
+    tokens = [x if x == y else f"{x!r} vs {y!r}" for x, y in zip(a.tokens, b.tokens)]
+    both = a.direction is not None and b.direction is not None
+    return ResidualStats(tokens=tokens, rows=list(a.rows), norm=a.norm - b.norm, max_abs=a.max_abs - b.max_abs,
+                         channel=a.channel, delta=a.delta - b.delta,
+                         direction=a.direction - b.direction if both else None)
+
+
 def _summarize(h: torch.Tensor, before: torch.Tensor | None, unit: torch.Tensor | None) -> torch.Tensor:
     """[stat, T] for one residual state h [T, d]; `before` is the block's input."""
     absolute = h.abs()

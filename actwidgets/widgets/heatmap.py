@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import traitlets as t
 
-from ..methods.activations import STAT_LABELS, STATS, ResidualStats, residual_stats
+from ..methods.activations import STAT_LABELS, STATS, ResidualStats, difference, residual_stats
 from ._base import bundle, quoted
 from ._grid import GridWidget
 
@@ -19,36 +19,48 @@ class Heatmap(GridWidget):
     default (`log_scale=None`): massive activations make the first token's vector
     ~100x longer than the rest in mid-to-late layers. Editing the prompt in the widget re-runs the model;
     switching the statistic redraws without re-running.
+
+    `compare="another prompt"` of the same token length shows prompt minus compare, token
+    by token, on a diverging scale centred on 0 (e.g. the IOI pair: where the name swap
+    changes the stream).
     """
 
     _esm = bundle("heatmap")
     snapshot_kind = "heatmap"
     stat = t.Unicode("norm").tag(sync=True)
+    compare = t.Unicode("").tag(sync=True)
     stat_options = t.List(t.Unicode(), default_value=list(STATS)).tag(sync=True)
     layers = t.Any(None)
     direction = t.Any(None)
     log_scale = t.Bool(None, allow_none=True)
 
-    def __init__(self, model, prompt: str = "", *, stat: str = "norm", layers=None, direction=None,
-                 log_scale: bool | None = None, **kwargs):
-        super().__init__(model, prompt=prompt, stat=stat, layers=layers, direction=direction, log_scale=log_scale,
-                         **kwargs)
-        self.observe(self.schedule, ["prompt", "stat", "layers", "direction", "log_scale"])
+    def __init__(self, model, prompt: str = "", *, stat: str = "norm", compare: str = "", layers=None,
+                 direction=None, log_scale: bool | None = None, **kwargs):
+        super().__init__(model, prompt=prompt, stat=stat, compare=compare or "", layers=layers, direction=direction,
+                         log_scale=log_scale, **kwargs)
+        self.observe(self.schedule, ["prompt", "compare", "stat", "layers", "direction", "log_scale"])
         self.schedule()
 
     @property
     def data(self) -> ResidualStats | None:
-        """The statistics (numpy arrays) of the current inputs, waiting for a run in progress;
-        None when the current inputs have no result (an error)."""
+        """The statistics (numpy arrays) of the current inputs (prompt minus compare when
+        comparing), waiting for a run in progress; None when the inputs have no result (an error)."""
         self.wait_unless_worker()
-        return self.memo.get(self._key())
+        stats = self.memo.get(self._key(self.prompt))
+        if not self.compare or stats is None:
+            return stats
+        other = self.memo.get(self._key(self.compare))
+        return None if other is None or len(other.tokens) != len(stats.tokens) else difference(stats, other)
 
     def describe(self) -> str:
         rows, cols = self.shape
         what = STAT_LABELS.get(self.stat, self.stat)
+        if self.compare:
+            return (f"Heatmap of the difference in the residual stream's {what}, {rows} layers x {cols} tokens: "
+                    f"{quoted(self.prompt, 40)} minus {quoted(self.compare, 40)}")
         return f"Heatmap of the residual stream's {what}, {rows} layers x {cols} tokens: {quoted(self.prompt)}"
 
-    def _key(self) -> tuple:
+    def _key(self, prompt: str) -> tuple:
         direction = self.direction
         if torch.is_tensor(direction):  # on any device: its values, not its (abridged) repr
             direction = direction.detach().cpu().double()
@@ -56,23 +68,32 @@ class Heatmap(GridWidget):
             direction = None if direction is None else np.asarray(direction, dtype=np.float64).tobytes()
         except (TypeError, ValueError):  # not numbers: `compute` says so; the key only has to differ
             direction = repr(direction)
-        return (self.prompt, repr(self.layers), direction)
+        return (prompt, repr(self.layers), direction)
 
     def compute(self):
         # Inputs are read once: the user may edit them while the trace runs.
-        key, prompt, layers, direction, stat = self._key(), self.prompt, self.layers, self.direction, self.stat
-        stats = self.memo.get(key) or self.memo.put(
-            key, residual_stats(self.model, prompt, layers=layers, direction=direction))
+        prompt, compare, layers, direction, stat = self.prompt, self.compare, self.layers, self.direction, self.stat
+
+        def stats_of(text: str) -> ResidualStats:
+            key = self._key(text)
+            return self.memo.get(key) or self.memo.put(
+                key, residual_stats(self.model, text, layers=layers, direction=direction))
+
+        stats = stats_of(prompt)
         stats.stat(stat)  # validates the statistic before anything is drawn
-        return stat, stats
+        if compare:
+            self.report(0.5)
+            stats = difference(stats, stats_of(compare))
+        return stat, stats, bool(compare)
 
     def apply(self, result) -> None:
-        stat, stats = result
+        stat, stats, compared = result
+        diverging = compared or stat == "direction"
         self.set_grid(
             stats.tokens, stats.rows, stats.stat(stat),
-            label=STAT_LABELS[stat],
-            colormap="rdbu" if stat == "direction" else "viridis",
-            aux=stats.channel if stat == "max_abs" else None,
+            label=f"{STAT_LABELS[stat]}: prompt − compare" if compared else STAT_LABELS[stat],
+            colormap="rdbu" if diverging else "viridis",
+            aux=stats.channel if stat == "max_abs" and not compared else None,
             aux_label="channel",
-            log=(stat != "direction") if self.log_scale is None else self.log_scale,
+            log=(not diverging) if self.log_scale is None else (self.log_scale and not compared),
         )

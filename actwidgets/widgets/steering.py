@@ -21,15 +21,21 @@ from ._base import JobWidget, bundle, finite_or_none, quoted
 from ._traits import Array
 
 
+METHODS = ("asc", "east")  # EAST adds the action-entropy curves
 SANE_MULTIPLE = 100.0  # the slider spans 3x the calibrated strength; beyond 100x is noise
 
 
 class Steering(JobWidget):
-    """Steer generation with `vector` added to the output of block `layers` (one block
-    index, as an int or a one-item list; `layer=` is accepted as the same thing).
+    """Steer generation by editing the residual stream with `vector`, and measure the KL.
 
-    `mode="add"` (ASC-style: h + strength * v) or `"entropy"` (EAST: the same edit, plus
-    the action-entropy curves against strength and against sampling temperature, for
+    `operation="add"`: h + strength * v at the output of block `layers` (one block index,
+    as an int or a one-item list; `layer=` is accepted as the same thing); the slider is
+    bounded by the KL budget (closed-form γ_max and the calibrated strength).
+    `operation="ablate"`: directional ablation, h - strength * (h . v̂) v̂ at the output of
+    each block in `layers` (default: every block, as abliteration does); strength is the
+    fraction of the direction removed, 0 to 1 (default 1), with the same measured-KL readout.
+    `method="asc"` (ASC-style adding) or `"east"` (EAST: the same edit, plus the
+    action-entropy curves against strength and against sampling temperature, for
     `actions`). `positions="last"` edits the last prompt position and every generated
     token, as ASC does; `"all"` edits every prompt position too.
     """
@@ -52,7 +58,8 @@ class Steering(JobWidget):
     entropy_unsteered = Array()
     entropy_steered = Array()
     measured_kl = t.Float(None, allow_none=True).tag(sync=True)
-    mode = t.Unicode("add").tag(sync=True)
+    method = t.Unicode("asc").tag(sync=True)
+    operation = t.Unicode("add").tag(sync=True)
     curve_beta = Array()
     curve_entropy_beta = Array()
     curve_temperature = Array()
@@ -64,18 +71,23 @@ class Steering(JobWidget):
     actions = t.List(t.Unicode())
 
     def __init__(self, model, prompt: str = "", *, vector, layers=None, kl_budget: float = 0.05,
-                 strength: float = 0.0, mode: str = "add", actions=(), positions: str = "last",
-                 max_new_tokens: int = 32, strength_range: tuple[float, float] | None = None, layer=None,
-                 **kwargs):
+                 strength: float | None = None, method: str = "asc", operation: str = "add", actions=(),
+                 positions: str = "last", max_new_tokens: int = 32,
+                 strength_range: tuple[float, float] | None = None, layer=None, **kwargs):
         layers = layer if layers is None else layers  # `layer=`: the spelling before `layers` everywhere
+        if "mode" in kwargs:  # renamed: "add" collided with the edits' own add/ablate
+            raise TypeError("Steering's mode= is now method='asc' | 'east' (mode='entropy' is method='east'); "
+                            "operation='add' | 'ablate' chooses the edit.")
+        if strength is None:
+            strength = 1.0 if operation == "ablate" else 0.0  # ablation's 1 removes the direction
         super().__init__(model, prompt=prompt, vector=vector, layers=layers, kl_budget=kl_budget, strength=strength,
-                         mode=mode, actions=list(actions), positions=positions, max_new_tokens=max_new_tokens,
-                         **kwargs)
+                         method=method, operation=operation, actions=list(actions), positions=positions,
+                         max_new_tokens=max_new_tokens, **kwargs)
         self._fixed_range = strength_range
         self.shown_strength: float | None = None  # the strength the steered text on screen was made with
         self.generations = 0  # steered generations started (tests count them)
-        self.observe(self.schedule, ["prompt", "strength", "kl_budget", "vector", "layers", "positions", "mode",
-                                     "max_new_tokens", "actions"])
+        self.observe(self.schedule, ["prompt", "strength", "kl_budget", "vector", "layers", "positions", "method",
+                                     "operation", "max_new_tokens", "actions"])
         self.schedule()
 
     @property
@@ -85,8 +97,16 @@ class Steering(JobWidget):
             raise InputError("Steering needs a block: pass layers=<block index>.")
         chosen = self.model.check_layers(self.layers)
         if len(chosen) != 1:
-            raise InputError(f"Steering edits one block: layers must be one block index, not {self.layers!r}.")
+            raise InputError(f"Steering edits one block: layers must be one block index, not {self.layers!r}. "
+                             "(operation='ablate' takes several.)")
         return chosen[0]
+
+    @property
+    def edited_layers(self) -> list[int]:
+        """The blocks edited: the one steered block, or every ablated one."""
+        if self.operation == "ablate":
+            return self.model.check_layers(self.layers)  # None: every block
+        return [self.layer]
 
     @layer.setter
     def layer(self, value) -> None:
@@ -95,35 +115,42 @@ class Steering(JobWidget):
     def describe(self) -> str:
         kl = f"{self.measured_kl:.3g}" if self.measured_kl is not None else "?"
         try:
-            where = f"layer {self.layer}"
+            where = _blocks_text(self.edited_layers)
         except InputError:
             where = f"layers {self.layers!r}"
-        return (f"Steering at {where}, strength {self.strength:+.3g}: KL {kl} nats "
-                f"(budget {self.kl_budget:.3g}): {quoted(self.prompt)}")
+        what = (f"Ablating the direction at {where}, strength {self.strength:.3g}" if self.operation == "ablate"
+                else f"Steering at {where}, strength {self.strength:+.3g}")
+        return f"{what}: KL {kl} nats (budget {self.kl_budget:.3g}): {quoted(self.prompt)}"
 
     def draw(self, state: dict):
         return _figure.steering_figure(state, self.describe())
 
     # --- the job -----------------------------------------------------------------
     def compute(self):
-        run = _Run(self.prompt, float(self.strength), float(self.kl_budget), self.vector, self.layer,
-                   self.positions, self.mode, int(self.max_new_tokens), tuple(self.actions))  # read once
+        choice(self.operation, S.MODES, "operation")
+        choice(self.method, METHODS, "method")
+        run = _Run(self.prompt, float(self.strength), float(self.kl_budget), self.vector,
+                   tuple(self.edited_layers), self.positions, self.method, self.operation, int(self.max_new_tokens),
+                   tuple(self.actions))  # read once
         real(run.kl_budget, "kl_budget", above=0, unit=" nats")
         real(run.strength, "strength")
-        choice(run.mode, ("add", "entropy"), "mode")
-        if run.mode == "entropy" and not run.actions:
-            raise InputError("mode='entropy' needs actions=[...]: the single-token actions whose entropy EAST raises.")
+        if run.method == "east" and not run.actions:
+            raise InputError("method='east' needs actions=[...]: the single-token actions whose entropy EAST raises.")
+        if run.method == "east" and run.operation == "ablate":
+            raise InputError("method='east' steers by adding the vector; with operation='ablate' use method='asc'.")
         vector = S.check_vector(self.model, run.vector)
         self.model.encode(run.prompt)  # an empty or too long prompt says so before any work
-        bounds = self._update_bounds(run, vector)
-        self._check_strength(run, *bounds)
+        if run.operation == "ablate":
+            self._ablation_range(run)
+        else:
+            self._check_strength(run, *self._update_bounds(run, vector))
         unsteered = self._unsteered_continuation(run, vector)
         steered = self._steered_continuation(run, vector, unsteered)
         self.check()
-        kl = S.measure_kl(self.model, run.prompt, unsteered.token_ids, vector, run.layer, run.strength,
-                          positions=run.positions)
+        kl = S.measure_kl(self.model, run.prompt, unsteered.token_ids, vector, list(run.layers), run.strength,
+                          positions=run.positions, mode=run.operation)
         self.check()
-        if run.mode == "entropy":
+        if run.method == "east":
             self._update_curves(run, vector)
         return run, steered, kl
 
@@ -135,6 +162,17 @@ class Steering(JobWidget):
         self.entropy_steered = kl.entropy_steered
         self.measured_kl = finite_or_none(kl.mean_kl)
         self.shown_strength = run.strength
+
+    def _ablation_range(self, run: "_Run") -> None:
+        """Ablation's strength is the fraction of the direction removed: 0 to 1, no bound to compute."""
+        low, high = self._fixed_range or (0.0, 1.0)
+        if not low <= run.strength <= high:
+            raise InputError(f"strength for operation='ablate' is the fraction of the direction removed, from "
+                             f"{low:g} to {high:g}, not {run.strength:.3g}; pass strength_range=(low, high) to allow more.")
+        with self.hold_sync():
+            self.gamma_max = self.calibrated = None
+            self.calibration_note = ""
+            self.strength_min, self.strength_max, self.strength_step = float(low), float(high), 0.01
 
     def _update_bounds(self, run: "_Run", vector) -> tuple[float, float | None]:
         key = ("bounds", run.prompt, vector.numpy().tobytes(), run.layer, run.kl_budget, run.positions)
@@ -206,8 +244,8 @@ class Steering(JobWidget):
                 self.steered_tokens = list(streamed)
                 self.progress = 0.3 + 0.6 * (index + 1) / run.max_new_tokens
 
-        return S.steer_generate(self.model, run.prompt, vector, run.layer, run.strength,
-                                max_new_tokens=run.max_new_tokens, positions=run.positions,
+        return S.steer_generate(self.model, run.prompt, vector, list(run.layers), run.strength,
+                                max_new_tokens=run.max_new_tokens, positions=run.positions, mode=run.operation,
                                 should_stop=lambda: not self._current(), on_token=on_token)
 
     def _update_curves(self, run: "_Run", vector) -> None:
@@ -235,8 +273,22 @@ class _Run(NamedTuple):
     strength: float
     kl_budget: float
     vector: object
-    layer: int
+    layers: tuple  # the blocks edited: one when adding
     positions: str
-    mode: str
+    method: str
+    operation: str
     max_new_tokens: int
     actions: tuple
+
+    @property
+    def layer(self) -> int:
+        return self.layers[0]
+
+
+def _blocks_text(layers: list[int]) -> str:
+    """"layer 7", "layers 0-29", "layers 3, 5"."""
+    if len(layers) == 1:
+        return f"layer {layers[0]}"
+    if layers == list(range(layers[0], layers[-1] + 1)):
+        return f"layers {layers[0]}-{layers[-1]}"
+    return "layers " + ", ".join(map(str, layers))

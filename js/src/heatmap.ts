@@ -1,8 +1,9 @@
 // Heatmap widget: one statistic of the residual stream per (layer, token), e.g. its
-// L2 norm, with a stat picker, zoomable scrolling grid and colour bar.
+// L2 norm, with a stat picker, zoomable scrolling grid and colour bar; a second prompt in
+// the compare box shows the difference (prompt minus compare) on a diverging scale.
 import { Colorbar } from "./lib/colorbar";
 import { baseTooltip, bindGrid, gridFigure, readGridData } from "./lib/gridModel";
-import { bindSelect, createElement, createShell, labelled } from "./lib/shell";
+import { bindSelect, bindTextTrait, createElement, createPromptBox, createShell, labelled, PROMPT_DEBOUNCE_MS } from "./lib/shell";
 import { toInt32 } from "./lib/tensor";
 import type { AnyWidget, HeatmapModel, RenderProps } from "./lib/types";
 
@@ -11,6 +12,10 @@ import type { AnyWidget, HeatmapModel, RenderProps } from "./lib/types";
 function render({ model, el }: RenderProps<HeatmapModel>): () => void {
   const shell = createShell(model, el, "heatmap", { figure: gridFigure(model) });
   const d = shell.disposer;
+
+  const compare = createPromptBox("aw-compare", "compare with", "Compare with another prompt of the same token length (optional)");
+  shell.inputs.append(compare);
+  bindTextTrait(model, d, compare, "compare", PROMPT_DEBOUNCE_MS);
 
   const stat = createElement("select", "aw-stat");
   shell.controls.append(labelled("stat", stat));

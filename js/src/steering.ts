@@ -2,7 +2,8 @@
 // side by side, with what the steering cost: KL(unsteered ‖ steered) per token and
 // on average against a budget, and where on the strength slider the budget is met
 // (the closed-form bound γ_max and the measured, calibrated strength). In EAST
-// ("entropy") mode it also plots action entropy against β and against temperature.
+// (method "east") it also plots action entropy against β and against temperature. With
+// operation "ablate" the slider is the fraction of the direction removed, 0 to 1.
 // Python generates; continuations stream in token by token, so the panels append.
 import { createCancelButton } from "./lib/cancel";
 import { coalesce } from "./lib/dispose";
@@ -100,7 +101,10 @@ function render({ model, el }: RenderProps<SteeringModel>): () => void {
   const syncStrength = () => {
     const s = asNumber(model.get("strength"));
     slider.setValue(s);
-    steered.title.textContent = `steered (strength ${slider.format(s)})`;
+    steered.title.textContent =
+      model.get("operation") === "ablate"
+        ? `ablated (${Math.round(s * 100)}% of the direction removed)`
+        : `steered (strength ${slider.format(s)})`;
   };
   const syncKl = () => {
     kl.textContent = klText(model);
@@ -115,7 +119,9 @@ function render({ model, el }: RenderProps<SteeringModel>): () => void {
     note.hidden = note.textContent === "";
   };
   const syncMode = () => {
-    shell.root.dataset.mode = String(model.get("mode") ?? "");
+    shell.root.dataset.method = String(model.get("method") ?? "");
+    shell.root.dataset.operation = String(model.get("operation") ?? "");
+    syncStrength();
   };
 
   const drawTokens = () => {
@@ -152,7 +158,7 @@ function render({ model, el }: RenderProps<SteeringModel>): () => void {
   for (const t of ["strength_min", "strength_max", "strength_step", "gamma_max", "calibrated"]) d.onModel(model, `change:${t}`, syncRange);
   d.onModel(model, "change:strength", syncStrength);
   for (const t of ["measured_kl", "kl_budget", "gamma_max"]) d.onModel(model, `change:${t}`, syncKl);
-  d.onModel(model, "change:mode", syncMode);
+  for (const t of ["method", "operation"]) d.onModel(model, `change:${t}`, syncMode);
   d.onModel(model, "change:calibration_note", syncNote);
   for (const t of ["unsteered_tokens", "steered_tokens", "kl_per_token", "entropy_unsteered", "entropy_steered"])
     d.onModel(model, `change:${t}`, syncTokens);

@@ -27,6 +27,7 @@ function heatmapState(over: Partial<HeatmapModel> = {}): HeatmapModel {
     aux_label: "channel",
     selected: {},
     stat: "norm",
+    compare: "",
     stat_options: ["norm", "max_abs", "delta", "direction"],
     ...over,
   };
@@ -119,6 +120,17 @@ describe("heatmap render", () => {
     expect(model.saves).toBe(2);
     vi.advanceTimersByTime(1000); // the pending debounce was cancelled
     expect(model.saves).toBe(2);
+  });
+
+  it("edits the compare prompt in its own box, and shows one set from Python", () => {
+    const { model, q } = setup({ compare: "from python" });
+    const box = q<HTMLTextAreaElement>("textarea.aw-compare");
+    expect(box.value).toBe("from python");
+    box.value = "When Mary and John went";
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+    box.dispatchEvent(new Event("blur"));
+    expect(model.get("compare")).toBe("When Mary and John went");
+    expect(model.get("prompt")).toBe("The cat sat");
   });
 
   it("follows prompt changes from Python", () => {

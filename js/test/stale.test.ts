@@ -55,7 +55,7 @@ const KINDS: Record<string, { render: (p: RenderProps<never>) => () => void; sta
       prompt: "I think", status: "done", progress: 1, error: "", strength: 0.5, strength_min: -2, strength_max: 2,
       strength_step: 0.05, gamma_max: 1, calibrated: NaN, calibration_note: "", kl_budget: 0.05,
       unsteered_tokens: [" the", " cat"], steered_tokens: [" the", " dog"], kl_per_token: f32([0.01, 0.2]),
-      entropy_unsteered: f32([2, 3]), entropy_steered: f32([2, 1]), measured_kl: 0.1, mode: "add",
+      entropy_unsteered: f32([2, 3]), entropy_steered: f32([2, 1]), measured_kl: 0.1, method: "asc", operation: "add",
       curve_beta: EMPTY, curve_entropy_beta: EMPTY, curve_temperature: EMPTY, curve_entropy_temperature: EMPTY,
     },
     empty: { unsteered_tokens: [], steered_tokens: [], kl_per_token: EMPTY, entropy_unsteered: EMPTY, entropy_steered: EMPTY },

@@ -28,7 +28,8 @@ describe("steering render", () => {
     const root = q<HTMLElement>("div.aw-root");
     expect(root.dataset.widget).toBe("steering");
     expect(root.dataset.status).toBe("done");
-    expect(root.dataset.mode).toBe("add");
+    expect(root.dataset.method).toBe("asc");
+    expect(root.dataset.operation).toBe("add");
     for (const sel of [
       "textarea.aw-prompt",
       "span.aw-status",
@@ -68,6 +69,14 @@ describe("steering render", () => {
     expect(slider.max).toBe("5");
     expect(slider.step).toBe("0.5");
     expect(slider.value).toBe("-1.25"); // the value survives a range change
+  });
+
+  it("says 'ablated' and marks the root when the operation is an ablation", () => {
+    const { model, q } = setup({ operation: "ablate", strength: 1, strength_min: 0, strength_max: 1 });
+    expect(q<HTMLElement>("div.aw-root").dataset.operation).toBe("ablate");
+    expect(q(".aw-steered .aw-panel-title").textContent).toBe("ablated (100% of the direction removed)");
+    model.pySet("operation", "add");
+    expect(q(".aw-steered .aw-panel-title").textContent).toBe("steered (strength +1.00)");
   });
 
   it("throttles input while dragging and always sends the last value", () => {

@@ -97,11 +97,11 @@ describe("steering output", () => {
     const curves = q<HTMLDivElement>("div.aw-curves");
     expect(curves.hidden).toBe(true);
     expect(el.querySelector("div.aw-curves path.aw-curve-line")).toBeNull();
-    model.pySet("mode", "entropy");
+    model.pySet("method", "east");
     model.pySet("curve_beta", f32([0, 0.5, 1, 1.5]));
     model.pySet("curve_entropy_beta", f32([2, 1.8, 1.2, 0.7]));
     await flush();
-    expect(q<HTMLElement>("div.aw-root").dataset.mode).toBe("entropy");
+    expect(q<HTMLElement>("div.aw-root").dataset.method).toBe("east");
     expect(curves.hidden).toBe(false);
     const beta = q<HTMLDivElement>(".aw-curve-beta");
     const temp = q<HTMLDivElement>(".aw-curve-temperature");

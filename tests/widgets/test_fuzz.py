@@ -37,7 +37,7 @@ def good_inputs(model) -> dict:
                                                method="exact", normalized=True, denoise=True, chunk_size=64,
                                                selected={})),
         "Steering": (aw.Steering, dict(prompt="I think that", vector=np.ones(model.d_model, np.float32), layers=1,
-                                       kl_budget=0.05, strength=0.0, mode="add", actions=[], positions="last",
+                                       kl_budget=0.05, strength=0.0, method="asc", operation="add", actions=[], positions="last",
                                        max_new_tokens=3)),
     }
 

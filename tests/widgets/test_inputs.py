@@ -45,7 +45,11 @@ CASES = [  # (widget, bad input, words the message must hold, a good value for t
     (_steering, {"kl_budget": float("inf")}, ["kl_budget", "finite", "above 0", "inf"], 0.05),
     (_steering, {"kl_budget": 0.0}, ["kl_budget", "above 0"], 0.05),
     (_steering, {"strength": 1e30}, ["strength", "times the", "strength_range"], 0.0),
-    (_steering, {"mode": "loud"}, ["mode", "'add'", "'loud'"], "add"),
+    (_steering, {"method": "loud"}, ["method", "'asc'", "'east'", "'loud'"], "asc"),
+    (_steering, {"operation": "remove"}, ["operation", "'add'", "'ablate'", "'remove'"], "add"),
+    (_steering, {"strength": 1.5, "operation": "ablate"}, ["strength", "'ablate'", "fraction", "0 to 1", "1.5"], 1.0),
+    (_steering, {"method": "east", "operation": "ablate", "layers": [0, 1], "actions": [" yes"]},
+     ["method='east'", "operation='ablate'", "method='asc'"], "asc"),
 ]
 
 

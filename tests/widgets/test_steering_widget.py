@@ -71,9 +71,9 @@ def test_empty_prompt_lists_are_refused(default_model):
         aw.steering.mean_difference(default_model, [], [], ASC_LAYER)
 
 
-def test_entropy_mode_draws_both_curves(default_model):
+def test_east_method_draws_both_curves(default_model):
     vector = aw.steering.entropy_weighted(default_model, EAST_EPISODES, 15, EAST_ACTIONS)
-    w = aw.Steering(default_model, EAST_EPISODES[0][-1], vector=vector, layer=15, mode="entropy",
+    w = aw.Steering(default_model, EAST_EPISODES[0][-1], vector=vector, layer=15, method="east",
                     actions=EAST_ACTIONS, max_new_tokens=4).wait(600)
     assert w.status == "done", w.error
     by_beta = np.frombuffer(w.curve_entropy_beta, "<f4")
@@ -92,3 +92,27 @@ def test_a_budget_the_kl_never_reaches_says_so_instead_of_a_huge_calibrated_stre
     assert w.calibrated is None
     assert "No strength met the KL budget of 1e+03 nats" in w.calibration_note
     assert w.strength_max == pytest.approx(3 * w.gamma_max)
+
+
+def test_ablation_removes_the_direction_at_every_block_and_measures_the_kl(default_model, asc_vector):
+    """operation="ablate" with no layers ablates at every block, strength 1 by default; the
+    continuation and KL are the methods' for the same edit, and the range is 0..1 with no bound."""
+    w = aw.Steering(default_model, PROMPT, vector=asc_vector, operation="ablate", max_new_tokens=8).wait(600)
+    assert w.status == "done", w.error
+    every = list(range(default_model.n_layers))
+    assert w.strength == 1.0 and (w.strength_min, w.strength_max) == (0.0, 1.0) and w.gamma_max is None
+    direct = aw.steering.steer_generate(default_model, PROMPT, asc_vector, every, 1.0, max_new_tokens=8,
+                                        mode="ablate")
+    assert w.steered_tokens == direct.tokens
+    unsteered = aw.steering.steer_generate(default_model, PROMPT, asc_vector, 0, 0.0, max_new_tokens=8)
+    kl = aw.steering.measure_kl(default_model, PROMPT, unsteered.token_ids, asc_vector, every, 1.0, mode="ablate")
+    assert w.measured_kl == pytest.approx(kl.mean_kl, rel=1e-5) and w.measured_kl > 0
+    assert "Ablating the direction at layers 0-29" in w.describe()
+    w.strength = 0.0  # nothing removed: the two continuations agree and the KL is 0
+    w.wait(600)
+    assert w.steered_tokens == w.unsteered_tokens and w.measured_kl == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_old_mode_keyword_says_what_it_became(default_model, asc_vector):
+    with pytest.raises(TypeError, match="method='asc' \\| 'east'"):
+        aw.Steering(default_model, PROMPT, vector=asc_vector, layer=ASC_LAYER, mode="entropy")

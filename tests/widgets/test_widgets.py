@@ -26,6 +26,27 @@ def test_heatmap_ships_float32_bytes_equal_to_the_method(default_model):
         assert not (isinstance(value, list) and value and isinstance(value[0], float)), name
 
 
+IOI_B = "When Mary and John went to the store, Mary gave a drink to"
+
+
+def test_heatmap_compare_shows_the_difference_token_by_token(default_model):
+    w = aw.Heatmap(default_model, IOI, compare=IOI_B).wait()
+    assert w.status == "done" and w.colormap == "rdbu" and w.scale == "linear"
+    values = decode_f32(w.values, w.shape)
+    expected = residual_stats(default_model, IOI).norm - residual_stats(default_model, IOI_B).norm
+    np.testing.assert_array_equal(values, expected)
+    # a causal model: positions before the swapped name (9) are the same run, so exactly 0
+    assert (values[:, :9] == 0).all() and (np.abs(values[1:, 9:]) > 0).all()
+    assert w.vmin == -w.vmax and w.tokens[9] == "' John' vs ' Mary'" and "minus" in w.describe()
+    assert w.aux == b"" and "prompt − compare" in w.value_label
+    w.compare = IOI + " Mary"  # 15 tokens: refused with both lengths, the widget stays usable
+    w.wait()
+    assert w.status == "error" and "prompt is 14 tokens, compare is 15" in w.error and w.data is None
+    w.compare = ""
+    w.wait()
+    assert w.status == "done" and w.colormap == "viridis" and w.data.tokens[9] == " John"
+
+
 def test_switching_stat_redraws_without_retracing(default_model, monkeypatch):
     w = aw.Heatmap(default_model, IOI).wait()
     calls = []

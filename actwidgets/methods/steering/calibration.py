@@ -69,7 +69,7 @@ def calibrate_strength(model: Model, vector, layer: int, prompts: Sequence[str],
     kl_vec = _edit_vector(model, vector, mode, torch.float32)
 
     def kl_at(g: float) -> float:
-        kls = [_kl_trace(model, full, n, kl_vec, layer, g, positions, mode)[0] for full, n in rows]
+        kls = [_kl_trace(model, full, n, kl_vec, [layer], g, positions, mode)[0] for full, n in rows]
         return float(np.concatenate(kls).mean())
 
     target = math.log(kl_budget)

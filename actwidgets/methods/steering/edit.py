@@ -61,6 +61,18 @@ def _layer(model: Model, layer) -> int:
     return model.check_layers(int(layer))[0]
 
 
+def _layers(model: Model, layer) -> list[int]:
+    """One block index, or several (an ablation usually edits many): sorted, each once."""
+    if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
+        return [_layer(model, layer)]
+    if isinstance(layer, (str, bytes)) or not hasattr(layer, "__iter__"):
+        raise InputError(f"layer must be a block index or a list of them, not {shown(layer)}.")
+    chosen = sorted({_layer(model, one) for one in layer})
+    if not chosen:
+        raise InputError("layer is an empty list: name at least one block.")
+    return chosen
+
+
 def _prompts(prompts, what="prompts") -> list[str]:
     if isinstance(prompts, str):
         prompts = [prompts]

@@ -15,7 +15,7 @@ from ...errors import Cancelled, InputError
 from ...model import Model
 from .._checks import choice, real, whole
 from .._trace import residual
-from .edit import MAX_NEW_TOKENS, MODES, POSITIONS, _block_module, _edit_vector, _layer, coefficients, steer
+from .edit import MAX_NEW_TOKENS, MODES, POSITIONS, _block_module, _edit_vector, _layers, coefficients, steer
 
 
 @dataclass
@@ -28,12 +28,13 @@ class GenerationResult:
     prompt_ids: list[int] = field(default_factory=list)
 
 
-def steer_generate(model: Model, prompt: str, vector, layer: int, strength: float, *,
+def steer_generate(model: Model, prompt: str, vector, layer: int | list[int], strength: float, *,
                    max_new_tokens: int = 32, min_new_tokens: int = 0, positions: str = "last",
                    mode: str = "add", do_sample: bool = False, seed: int | None = None,
                    temperature: float = 1.0, should_stop: Callable[[], bool] | None = None,
                    on_token: Callable[[int, str], None] | None = None) -> GenerationResult:
-    """Generate from `prompt` while editing the output of block `layer`.
+    """Generate from `prompt` while editing the output of block `layer` (or of each block
+    in a list of them, as a directional ablation usually does).
 
     The edit (see the module docstring: ``add`` or ``ablate``, scaled by `strength`) is
     applied at the last prompt position during prefill and at every generated token, with
@@ -60,7 +61,7 @@ def steer_generate(model: Model, prompt: str, vector, layer: int, strength: floa
     if limit and ids.shape[1] + max_new_tokens > limit:
         raise InputError(f"The prompt ({ids.shape[1]:,} tokens) plus {max_new_tokens} new tokens is more "
                          f"than {model.name} reads ({limit:,}).")
-    layer = _layer(model, layer)
+    layers = _layers(model, layer)
     strength = real(strength, "strength")
     choice(positions, POSITIONS, "positions")
     choice(mode, MODES, "mode")
@@ -87,7 +88,7 @@ def steer_generate(model: Model, prompt: str, vector, layer: int, strength: floa
             with warnings.catch_warnings():
                 # an early end-of-text leaves the bounded loop short; nnsight warns, the result is fine
                 warnings.filterwarnings("ignore", message=".*was never reached.*")
-                new = _generate_nnsight(model, ids, vec, layer, strength, positions, mode, gen_kwargs)
+                new = _generate_nnsight(model, ids, vec, layers, strength, positions, mode, gen_kwargs)
             tokens = []
             for i, tid in enumerate(new):
                 if i and should_stop is not None and should_stop():
@@ -96,14 +97,14 @@ def steer_generate(model: Model, prompt: str, vector, layer: int, strength: floa
                 if on_token is not None:
                     on_token(i, tokens[-1])
         else:
-            new, tokens = _generate_local(model, ids, vec, layer, strength, positions, mode, gen_kwargs,
+            new, tokens = _generate_local(model, ids, vec, layers, strength, positions, mode, gen_kwargs,
                                           should_stop, on_token)
     return GenerationResult(token_ids=new, tokens=tokens,
                             text=model.tokenizer.decode(new, skip_special_tokens=True),
                             prompt_ids=ids[0].tolist())
 
 
-def _generate_local(model, ids, vec, layer, strength, positions, mode, gen_kwargs, should_stop, on_token):
+def _generate_local(model, ids, vec, layers, strength, positions, mode, gen_kwargs, should_stop, on_token):
     tokens: list[str] = []
     shift, project = coefficients(strength, mode)
 
@@ -133,20 +134,21 @@ def _generate_local(model, ids, vec, layer, strength, positions, mode, gen_kwarg
         def end(self):
             pass
 
-    handle = _block_module(model, layer).register_forward_hook(hook)
+    handles = [_block_module(model, layer).register_forward_hook(hook) for layer in layers]
     try:
         out = model.hf.generate(ids.to(model.device), attention_mask=torch.ones_like(ids).to(model.device),
                                 streamer=Streamer(), **gen_kwargs)
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     new = out[0, ids.shape[1]:].tolist()
     return new, tokens[:len(new)]
 
 
-def _generate_nnsight(model, ids, vec, layer, strength, positions, mode, gen_kwargs) -> list[int]:
+def _generate_nnsight(model, ids, vec, layers, strength, positions, mode, gen_kwargs) -> list[int]:
     """nnsight generation with the edit in a bounded ``tracer.iter`` loop (remote-safe:
-    see the rule in `_trace.py`)."""
-    block = model.blocks[layer]
+    see the rule in `_trace.py`); blocks in execution order, as a trace requires."""
+    blocks = [model.blocks[layer] for layer in layers]
     n = gen_kwargs["max_new_tokens"]
     kwargs = dict(gen_kwargs)
     ids = ids.to(model.device)
@@ -155,8 +157,9 @@ def _generate_nnsight(model, ids, vec, layer, strength, positions, mode, gen_kwa
     with model.lm.generate(**model.where(**kwargs)) as tracer:
         with tracer.invoke(ids):
             for _ in tracer.iter[:n]:
-                o = residual(block.output)
-                o[:, first:, :] = steer(o[:, first:, :], vec, shift, project)
+                for block in blocks:
+                    o = residual(block.output)
+                    o[:, first:, :] = steer(o[:, first:, :], vec, shift, project)
         with tracer.invoke():  # after the loop, in its own invoke, so an early stop still gets here
             out = nnsight.save(tracer.result)
     return out[0, ids.shape[1]:].tolist()

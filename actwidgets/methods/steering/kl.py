@@ -14,7 +14,7 @@ from ...errors import InputError
 from ...model import Model
 from .._checks import choice, real
 from .._trace import float32, residual
-from .edit import MODES, POSITIONS, _edit_vector, _layer, coefficients, steer
+from .edit import MODES, POSITIONS, _edit_vector, _layers, coefficients, steer
 
 
 @dataclass
@@ -27,7 +27,7 @@ class KLResult:
     entropy_steered: np.ndarray  # [n] nats
 
 
-def _kl_trace(model: Model, ids: torch.Tensor, n_prompt: int, vec, layer: int, strength: float,
+def _kl_trace(model: Model, ids: torch.Tensor, n_prompt: int, vec, layers: list[int], strength: float,
               positions: str, mode: str):
     """One forward of two identical rows over prompt + continuation; row 1 is edited.
 
@@ -36,11 +36,12 @@ def _kl_trace(model: Model, ids: torch.Tensor, n_prompt: int, vec, layer: int, s
     """
     start = n_prompt - 1 if positions == "last" else 0
     T = ids.shape[1]
-    block, lm = model.blocks[layer], model.lm
+    blocks, lm = [model.blocks[layer] for layer in layers], model.lm
     shift, project = coefficients(strength, mode)
     with model.trace(ids.repeat(2, 1).to(model.device)):
-        o = residual(block.output)
-        o[1, start:, :] = steer(o[1, start:, :], vec, shift, project)
+        for block in blocks:  # in execution order
+            o = residual(block.output)
+            o[1, start:, :] = steer(o[1, start:, :], vec, shift, project)
         logp = torch.log_softmax(lm.output.logits[:, n_prompt - 1:T - 1].double(), dim=-1)  # KL subtracts near-equal log-probs
         p0, p1 = logp[0].exp(), logp[1].exp()
         kl = (p0 * (logp[0] - logp[1])).sum(dim=-1).clamp(min=0)
@@ -60,19 +61,19 @@ def _continuation(model: Model, continuation_ids) -> torch.Tensor:
     return cont
 
 
-def measure_kl(model: Model, prompt: str, continuation_ids, vector, layer: int, strength: float, *,
+def measure_kl(model: Model, prompt: str, continuation_ids, vector, layer: int | list[int], strength: float, *,
                positions: str = "last", mode: str = "add") -> KLResult:
     """Measured effect of steering, teacher-forced on the UNSTEERED continuation.
 
     One forward over prompt + continuation without the edit and one with it (batched as
-    two rows of one trace), the edit on the output of block `layer` at the same positions
-    generation would edit (``"last"``: the last prompt position and every continuation
+    two rows of one trace), the edit on the output of block `layer` (or of each listed
+    block) at the same positions generation would edit (``"last"``: the last prompt position and every continuation
     position; ``"all"``: every position). At each position that predicts a continuation
     token: ``KL(p_unsteered || p_steered)`` in nats; `mean_kl` is their mean.
     """
     ids = model.encode(prompt)
     cont = _continuation(model, continuation_ids)
-    layer = _layer(model, layer)
+    layers = _layers(model, layer)
     strength = real(strength, "strength")
     choice(positions, POSITIONS, "positions")
     choice(mode, MODES, "mode")
@@ -82,5 +83,5 @@ def measure_kl(model: Model, prompt: str, continuation_ids, vector, layer: int, 
     if limit and full.shape[1] > limit:
         raise InputError(f"Prompt plus continuation is {full.shape[1]:,} tokens; {model.name} reads at most {limit:,}.")
     with model.lock, torch.no_grad(), float32(model):
-        kl, ent0, ent1 = _kl_trace(model, full, ids.shape[1], vec, layer, strength, positions, mode)
+        kl, ent0, ent1 = _kl_trace(model, full, ids.shape[1], vec, layers, strength, positions, mode)
     return KLResult(kl_per_token=kl, mean_kl=float(kl.mean()), entropy_unsteered=ent0, entropy_steered=ent1)

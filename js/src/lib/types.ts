@@ -64,6 +64,7 @@ export interface GridModel extends BaseModel, GridTraits {}
 
 export interface HeatmapModel extends GridModel {
   stat: "norm" | "max_abs" | "delta" | "direction" | string;
+  compare: string; // "" or a second prompt of the same token length: values are prompt minus compare
   stat_options: string[];
 }
 
@@ -103,7 +104,8 @@ export interface PatchingModel extends GridTraits {
   col_label: "token" | "head" | string;
 }
 
-export type SteeringMode = "add" | "entropy";
+export type SteeringMethod = "asc" | "east";
+export type SteeringOperation = "add" | "ablate";
 
 /** Steering: a continuation with and without a steering vector, and what it cost in KL. */
 export interface SteeringModel extends BaseModel {
@@ -121,7 +123,8 @@ export interface SteeringModel extends BaseModel {
   entropy_unsteered: Bytes; // f32, same positions, or empty
   entropy_steered: Bytes;
   measured_kl: number; // mean of kl_per_token, NaN when none
-  mode: SteeringMode | string;
+  method: SteeringMethod | string; // "east" adds the action-entropy curves
+  operation: SteeringOperation | string; // "ablate": strength is the fraction of the direction removed
   curve_beta: Bytes; // EAST: f32 x and y of "action entropy vs beta", or empty
   curve_entropy_beta: Bytes;
   curve_temperature: Bytes; // f32 x and y of "action entropy vs temperature", or empty
