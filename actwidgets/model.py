@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import warnings
@@ -242,7 +243,26 @@ def _no_hf_progress_bar():
             hf_logging.enable_progress_bar()
 
 
+@contextlib.contextmanager
+def _text_progress_for_gguf():
+    """transformers converts GGUF tensors under `tqdm.auto`, which in a notebook is an
+    ipywidget: saved, it is a dead widget ("model not found"). tqdm's plain-text bar on stdout
+    instead, which says the real rate and time left and saves as text."""
+    import functools
+
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from tqdm.std import tqdm as text_tqdm
+
+    widget_bar = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(text_tqdm, file=sys.stdout, mininterval=1.0, unit=" tensors")
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = widget_bar
+
+
 @_no_hf_progress_bar()
+@_text_progress_for_gguf()
 def _load_gguf(gguf: Path, *, use_cache: bool):
     """Tokenizer and fp32 model from a GGUF file; cached as safetensors after the first time."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -251,7 +271,8 @@ def _load_gguf(gguf: Path, *, use_cache: bool):
     if use_cache and (cached / "config.json").exists():
         return AutoTokenizer.from_pretrained(cached), AutoModelForCausalLM.from_pretrained(cached)
 
-    print(f"actwidgets: dequantizing {gguf.name} (first load only, ~20 s)...", flush=True)
+    print(f"actwidgets: converting {gguf.name} to float32 once; later loads read the converted copy "
+          f"in {_gguf_cache_path(gguf).parent}.", flush=True)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # save_pretrained refuses a GGUF-loaded model; a fresh model from the same

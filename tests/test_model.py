@@ -28,9 +28,18 @@ def test_default_model_is_cached_after_first_load(default_model):
     assert again.n_layers == 30
 
 
-def test_gguf_first_load_builds_the_same_model_as_the_cache(tmp_path, monkeypatch, default_model):
+def test_gguf_first_load_builds_the_same_model_as_the_cache(tmp_path, monkeypatch, capfd, default_model):
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    def widget_bar(*args, **kwargs):  # tqdm.auto: an ipywidget in a notebook, a dead one once saved
+        raise AssertionError("the conversion used transformers' own (widget) progress bar")
+
+    monkeypatch.setattr(gguf_utils, "tqdm", widget_bar)
     monkeypatch.setenv("ACTWIDGETS_CACHE", str(tmp_path))
     fresh = aw.load()
+    assert gguf_utils.tqdm is widget_bar  # put back after the load
+    out = capfd.readouterr().out
+    assert "converting" in out and "tensors" in out and "100%" in out  # a text bar with rate and time left
     assert list(tmp_path.iterdir()), "the converted weights were not cached"
     ids = default_model.encode("Hello world")
     with torch.no_grad():
