@@ -7,9 +7,10 @@
 """
 from .errors import ActWidgetsError, InputError, ModelLoadError
 from .model import Model, load, wrap
-from .methods import activations, lens, patching, steering
-from .widgets import Heatmap, LogitLens, PatchingGrid, Steering
+from .methods import activations, attention, dla, lens, patching, steering
+from .widgets import Attention, Heatmap, LogitAttribution, LogitLens, PatchingGrid, Steering
 
 __version__ = "0.1.0"
-__all__ = ["ActWidgetsError", "Heatmap", "InputError", "LogitLens", "Model", "ModelLoadError", "PatchingGrid", "Steering",
-           "activations", "lens", "load", "patching", "steering", "wrap"]
+__all__ = ["ActWidgetsError", "Attention", "Heatmap", "InputError", "LogitAttribution", "LogitLens",
+           "Model", "ModelLoadError", "PatchingGrid", "Steering",
+           "activations", "attention", "dla", "lens", "load", "patching", "steering", "wrap"]

@@ -1,5 +1,5 @@
 // The one front-end build: `npm run build` (once) and `npm run dev` (--watch).
-//   widgets   src/{heatmap,lens,patching,steering}.ts -> ../actwidgets/static/<name>.js, ESM:
+//   widgets   src/<widget>.ts (one per widget) -> ../actwidgets/static/<name>.js, ESM:
 //             what each widget's _esm loads
 //   snapshot  src/snapshot.ts -> ../actwidgets/static/snapshot.iife.js, an IIFE defining the
 //             global actwidgetsSnapshot: saved HTML inlines it in a classic <script>
@@ -21,7 +21,7 @@ const common = { absWorkingDir: here, bundle: true, minify: true, logLevel: "inf
 const bundles = [
   {
     ...common,
-    entryPoints: ["src/heatmap.ts", "src/lens.ts", "src/patching.ts", "src/steering.ts"],
+    entryPoints: ["src/attention.ts", "src/dla.ts", "src/heatmap.ts", "src/lens.ts", "src/patching.ts", "src/steering.ts"],
     format: "esm",
     outdir: "../actwidgets/static",
   },

@@ -1,4 +1,5 @@
-"""Traits shared by the layer x token grid widgets (Heatmap, LogitLens).
+"""Traits shared by the grid widgets (Heatmap, LogitLens, PatchingGrid, Attention,
+LogitAttribution), and linking: `a.link(b)` makes a click on a cell of `a` point `b` at it.
 
 The grid's numbers travel as one float32 `values` buffer plus `shape`; the front-end
 (`js/src/lib/grid.ts`) colours them between `vmin` and `vmax`. See js/WIRE.md.
@@ -14,6 +15,7 @@ from ._traits import Array
 
 
 class GridWidget(JobWidget):
+    links_to: tuple[str, ...] = ()  # the widget classes `link` accepts; `_point` says what a click does
     prompt = t.Unicode("").tag(sync=True)
     tokens = t.List(t.Unicode()).tag(sync=True)
     row_labels = t.List(t.Unicode()).tag(sync=True)
@@ -27,6 +29,32 @@ class GridWidget(JobWidget):
     aux = Array("<i4")
     aux_label = t.Unicode("").tag(sync=True)
     selected = t.Dict().tag(sync=True)
+
+    def __init__(self, model, **kwargs) -> None:
+        self._linked: list = []  # before the base init, which may refuse a keyword (close() then still works)
+        super().__init__(model, **kwargs)
+        self.observe(self._point_linked, "selected")
+
+    def link(self, view) -> "GridWidget":
+        """Clicking a cell of this grid points `view` at it (what that means: `_point`); returns self."""
+        if type(view).__name__ not in self.links_to:
+            accepted = " or ".join(self.links_to) or "no other widget"
+            raise TypeError(f"{type(self).__name__}.link takes {accepted}, not {type(view).__name__}.")
+        self._linked.append(view)
+        return self
+
+    def close(self) -> None:
+        self._linked.clear()
+        super().close()
+
+    def _point_linked(self, _change=None) -> None:
+        cell = self.selection
+        for view in list(self._linked) if cell else ():
+            with view.hold_trait_notifications():  # one re-run, with every input new
+                self._point(view, cell)
+
+    def _point(self, view, cell: dict) -> None:
+        """Point a linked `view` at the clicked `cell` (a `selection`)."""
 
     @t.validate("selected")
     def _a_cell_or_nothing(self, proposal):

@@ -85,3 +85,20 @@ class LogitLens(GridWidget):
         has_target = lens.target_prob is not None
         self.target_prob = lens.target_prob if has_target else b""
         self.target_rank = lens.target_rank if has_target else b""
+
+    # --- linked views ----------------------------------------------------------------
+    links_to = ("LogitAttribution",)
+
+    def _point(self, view, cell: dict) -> None:
+        """A LogitAttribution attributes at the clicked token: the same prompt, `position` = the
+        clicked column, and `target` = this lens's target when it has one, else the lens's top-1
+        prediction in its last row for that column (the model's own next-token prediction when
+        the lens shows the last layer, as it does by default). The row clicked does not matter;
+        the view's `wrong` token is left as it is."""
+        target = self.target
+        if not target:
+            lens = self.data
+            if lens is None:
+                return
+            target = self.model.tokenizer.decode([int(lens.topk_ids[-1, cell["col"], 0])])
+        view.prompt, view.position, view.target = self.prompt, cell["col"], target

@@ -49,12 +49,10 @@ class PatchingGrid(GridWidget):
     def __init__(self, model, clean: str = "", corrupted: str = "", answer=("", ""), *, site: str = "resid",
                  method: str = "exact", normalized: bool = True, denoise: bool = True, chunk_size: int = 64,
                  **kwargs):
-        self._linked = []  # before the base init, which may refuse a keyword (close() then still works)
         super().__init__(model, clean=clean, corrupted=corrupted, answer=list(answer), site=site, method=method,
                          normalized=normalized, denoise=denoise, chunk_size=chunk_size, **kwargs)
         self.observe(self.schedule, ["clean", "corrupted", "answer", "site", "method", "normalized", "denoise",
                                      "chunk_size"])
-        self.observe(self._update_linked, "selected")
         self.schedule()
 
     # --- results -------------------------------------------------------------
@@ -68,10 +66,6 @@ class PatchingGrid(GridWidget):
     def exact(self) -> PatchingResult | None:
         self.wait_unless_worker()
         return self.memo.get(self._inputs().key("exact"))
-
-    def close(self) -> None:
-        self._linked.clear()
-        super().close()
 
     def describe(self) -> str:
         good, bad = (list(self.answer) + ["", ""])[:2]
@@ -133,22 +127,24 @@ class PatchingGrid(GridWidget):
         self.correlation = finite_or_none(pearson(shown.patched_ld, reference.patched_ld)) if complete else None
 
     # --- linked views ----------------------------------------------------------------
-    def link(self, view) -> "PatchingGrid":
-        """Clicking a cell points `view` (a Heatmap or LogitLens) at the clean prompt and that cell."""
-        self._linked.append(view)
-        return self
+    links_to = ("Heatmap", "LogitLens", "Attention")
 
-    def _update_linked(self, _change=None) -> None:
-        cell = self.selection
-        if not cell or self.col_label != "token":
-            return
-        layer = cell["row"]
-        for view in self._linked:
+    def _point(self, view, cell: dict) -> None:
+        """A Heatmap or LogitLens selects the same (layer, token) of the clean prompt; an
+        Attention shows the clicked head (heads grid) or where the clicked token looks."""
+        layer, col = cell["row"], cell["col"]
+        if type(view).__name__ == "Attention":
+            view.prompt = self.clean
+            if self.col_label == "head":
+                view.head = [layer, col]
+            else:
+                view.query = col
+        elif self.col_label == "token":
             shown = view.layers  # None: the embedding row, then every layer
             rows = list(range(-1, self.model.n_layers)) if shown is None else list(self.model.check_layers(shown))
             if layer in rows:
                 view.prompt = self.clean
-                view.selected = {"row": rows.index(layer), "col": cell["col"]}
+                view.selected = {"row": rows.index(layer), "col": col}
 
 
 class _Inputs(NamedTuple):

@@ -4,6 +4,8 @@
 // from it and hand it to the live widget's own `render`, so a snapshot looks exactly
 // like the figure it was taken from; then every control is disabled and a badge says
 // it is a snapshot. Used by the JupyterLab extension and by `widget.to_html()`.
+import attention from "./attention";
+import dla from "./dla";
 import heatmap from "./heatmap";
 import lens from "./lens";
 import patching from "./patching";
@@ -19,7 +21,7 @@ export interface PackedArray {
 export interface Snapshot {
   format: "actwidgets.snapshot";
   version: number;
-  widget: string; // "heatmap" | "lens" | "patching" | "steering"
+  widget: string; // "attention" | "dla" | "heatmap" | "lens" | "patching" | "steering"
   title?: string;
   model?: string; // the language model's name
   saved?: string; // ISO time of the run it shows
@@ -30,6 +32,8 @@ export interface Snapshot {
 type Renderer = { render(props: RenderProps<never>): (() => void) | void };
 
 const RENDERERS: Record<string, Renderer> = {
+  attention: attention as unknown as Renderer,
+  dla: dla as unknown as Renderer,
   heatmap: heatmap as unknown as Renderer,
   lens: lens as unknown as Renderer,
   patching: patching as unknown as Renderer,

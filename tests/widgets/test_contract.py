@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 JS_SRC = ROOT / "js" / "src"
 TYPES_TS = JS_SRC / "lib" / "types.ts"
 WIRE_MD = ROOT / "js" / "WIRE.md"
-WIDGETS = (aw.Heatmap, aw.LogitLens, aw.PatchingGrid, aw.Steering)
+WIDGETS = (aw.Attention, aw.Heatmap, aw.LogitAttribution, aw.LogitLens, aw.PatchingGrid, aw.Steering)
 # ipywidgets' own traits (layout, tooltip, _view_name...) are the framework's, not ours.
 BASE_TRAITS = frozenset(anywidget.AnyWidget.class_trait_names(sync=True))
 

@@ -22,14 +22,14 @@ from families import tiny
 
 IOI = ("When Mary and John went to the store, John gave a drink to",
        "When Mary and John went to the store, Mary gave a drink to", [" Mary", " John"])
-CI_EXAMPLES = 25
+CI_EXAMPLES = 36
 WAIT_S = 120
 
 
 def good_inputs(model) -> dict:
     """Per widget: its constructor, and a good value for every input trait the fuzz sets."""
     return {
-        "Heatmap": (aw.Heatmap, dict(prompt="The Eiffel Tower is in Paris", stat="norm", layers=None,
+        "Heatmap": (aw.Heatmap, dict(prompt="The Eiffel Tower is in Paris", stat="norm", compare="", layers=None,
                                      direction=None, log_scale=None, selected={})),
         "LogitLens": (aw.LogitLens, dict(prompt="The Eiffel Tower is in", target=" Paris", k=5,
                                          color_by="top_prob", layers=None, selected={})),
@@ -37,8 +37,11 @@ def good_inputs(model) -> dict:
                                                method="exact", normalized=True, denoise=True, chunk_size=64,
                                                selected={})),
         "Steering": (aw.Steering, dict(prompt="I think that", vector=np.ones(model.d_model, np.float32), layers=1,
-                                       kl_budget=0.05, strength=0.0, method="asc", operation="add", actions=[], positions="last",
-                                       max_new_tokens=3)),
+                                       kl_budget=0.05, strength=0.0, method="asc", operation="add", actions=[],
+                                       positions="last", max_new_tokens=3)),
+        "Attention": (aw.Attention, dict(prompt=IOI[0], layers=None, head=[0, 0], query=None, selected={})),
+        "LogitAttribution": (aw.LogitAttribution, dict(prompt=IOI[0], target=" Mary", wrong="", position=-1,
+                                                       selected={})),
     }
 
 

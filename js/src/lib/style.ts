@@ -52,6 +52,15 @@ const CSS = `
 .aw-root[data-widget="patching"] .aw-grid {
   background: repeating-linear-gradient(45deg, rgba(127,127,127,0.25) 0 2px, transparent 2px 6px), var(--aw-bg);
 }
+/* LogitAttribution: a click on a prompt token attributes there (the outlined one is shown). */
+.aw-dla-tokens { max-height: 6em; }
+.aw-dla-tokens .aw-tok { cursor: pointer; border-radius: 2px; }
+.aw-dla-tokens .aw-tok:hover { background: var(--aw-bg-alt); }
+.aw-dla-tokens .aw-tok.aw-hl { outline: 2px solid var(--aw-accent); }
+.aw-note { color: var(--aw-fg-dim); font-size: 11px; font-style: italic; }
+/* The narrow strip's columns are not tokens: no "px/token", and its zoom bar stays one line
+   high, as the head grid's beside it, so the two grids' rows line up. */
+.aw-dla-strip .aw-zoom-label { display: none; }
 .aw-root button { cursor: pointer; min-width: 26px; }
 .aw-root button:hover { background: var(--aw-bg-alt); }
 .aw-status { color: var(--aw-fg-dim); font-size: 11px; }
@@ -140,6 +149,18 @@ const CSS = `
 .aw-curve .aw-axis { stroke: var(--aw-border); stroke-width: 1; }
 .aw-curve .aw-curve-line { stroke: var(--aw-accent); stroke-width: 1.5; }
 .aw-curve text { fill: var(--aw-fg-dim); font-size: 10px; }
+/* Attention: thumbnails per head, the selected head large (squareView.ts) with token labels. */
+.aw-overview-panel, .aw-pattern-panel { flex: 0 0 auto; }
+.aw-overview-wrap { position: relative; }
+.aw-overview { display: block; cursor: pointer; }
+.aw-square { position: relative; display: grid; align-items: start; }
+.aw-square-rows, .aw-square-cols { position: relative; overflow: hidden; }
+.aw-token.aw-square-row { left: 0; width: calc(100% - 4px); text-align: right; text-overflow: ellipsis; }
+.aw-pattern { display: block; cursor: crosshair; }
+.aw-query { width: 5em; font: inherit; font-family: var(--aw-mono); color: var(--aw-fg); background: var(--aw-bg);
+  border: 1px solid var(--aw-border); border-radius: 3px; padding: 2px 4px; }
+.aw-query.aw-invalid { outline: 2px solid var(--aw-error-fg); outline-offset: -1px; }
+.aw-query-token { font-family: var(--aw-mono); font-size: 12px; white-space: pre; }
 `;
 
 /** Add the stylesheet to `root` once (re-rendering the same root does not stack copies). */

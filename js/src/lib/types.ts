@@ -83,6 +83,41 @@ export interface LensModel extends GridModel {
   target_rank: Bytes; // i32 rows*cols or empty
 }
 
+/**
+ * Attention: every head's pattern, one head large, and "from this token" (the grid traits:
+ * rows = heads of the large head's layer, cols = key tokens, values = weights from `query_index`).
+ */
+export interface AttentionModel extends GridModel {
+  head: number[]; // [layer, head] to show large (both); [] = the default
+  query: number | null; // query position (both); null = the last token, negative from the end
+  query_index: number; // the query position shown, 0-based
+  n_heads: number;
+  layer_labels: string[]; // the overview's rows: block indices as text
+  overview: Bytes; // f32 layers*heads*n*n, each head pooled; NaN above the diagonal (masked)
+  overview_size: number; // n
+  overview_bins: Bytes; // i32 n: first token of each bin
+  pattern: Bytes; // f32 p*p: the large head, NaN above the diagonal
+  pattern_size: number; // p: tokens, or bins when pooled (over 512 tokens)
+  pattern_bins: Bytes; // i32 p: first token of each bin
+  pattern_head: number[]; // [layer, head] that `pattern` shows
+}
+
+/** LogitAttribution: direct logit attribution at one token (grid rows = layers, cols = heads). */
+export interface LogitAttributionModel extends GridModel {
+  target: string;
+  wrong: string; // "" = attribute the logit itself, else the difference target - wrong
+  position: number; // as given; negative counts from the end
+  token_index: number; // the attributed token, 0-based; -1 before a run
+  metric_label: string; // e.g. "logit(' Mary') − logit(' John')"
+  components: Bytes; // f32 layers*2: each layer's attention output, MLP output
+  attn_bias: Bytes; // f32 layers: the output projection's bias term
+  embed: number; // NaN (null over JSON) before a run
+  norm_bias: number;
+  logit: number; // the model's own logit (or difference), before any soft-cap or scaling
+  total: number; // the sum of the parts
+  note: string;
+}
+
 export type PatchSite = "resid" | "attn" | "mlp" | "heads";
 export type PatchMethod = "exact" | "attribution" | "relp";
 

@@ -1,0 +1,45 @@
+"""Linked views: a click in one widget points another at the same prompt and cell."""
+import pytest
+
+import actwidgets as aw
+
+CLEAN = "When Mary and John went to the store, John gave a drink to"
+CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
+
+
+def test_a_heads_grid_click_shows_that_heads_pattern(tiny_llama):
+    grid = aw.PatchingGrid(tiny_llama, CLEAN, CORRUPTED, answer=(" Mary", " John"), site="heads").wait(300)
+    att = aw.Attention(tiny_llama, "another prompt entirely").wait()
+    grid.link(att)
+    grid.selected = {"row": 2, "col": 3}  # as a click on layer 2, head 3
+    att.wait()
+    assert att.status == "done", att.error
+    assert att.prompt == CLEAN and list(att.head) == [2, 3] and list(att.pattern_head) == [2, 3]
+    expected = aw.attention.attention_patterns(tiny_llama, CLEAN, head=(2, 3))
+    assert att.data.pattern.tolist() == expected.pattern.tolist()
+
+
+def test_a_token_grid_click_shows_where_that_token_looks(tiny_llama):
+    grid = aw.PatchingGrid(tiny_llama, CLEAN, CORRUPTED, answer=(" Mary", " John"), site="resid").wait(300)
+    att, lens = aw.Attention(tiny_llama, CLEAN).wait(), aw.LogitLens(tiny_llama, "x").wait()
+    grid.link(att).link(lens)
+    grid.selected = {"row": 1, "col": 9}  # layer 1, the swapped name
+    att.wait(), lens.wait()
+    assert att.query_index == 9 and att.data.tokens[9] == " John" == grid.tokens[9]
+    assert lens.prompt == CLEAN and lens.selected == {"row": 2, "col": 9}  # the lens's row 0 is the embedding
+
+
+def test_a_dla_head_click_shows_that_heads_pattern_from_the_attributed_token(tiny_llama):
+    dla = aw.LogitAttribution(tiny_llama, CLEAN, target=" Mary", wrong=" John", position=9).wait()
+    att = aw.Attention(tiny_llama, "x").wait()
+    dla.link(att)
+    dla.selected = {"row": 1, "col": 2}
+    att.wait()
+    assert att.status == "done", att.error
+    assert att.prompt == CLEAN and list(att.pattern_head) == [1, 2] and att.query_index == 9
+
+
+def test_link_refuses_a_view_it_cannot_point(tiny_llama):
+    lens = aw.LogitLens(tiny_llama, CLEAN)
+    with pytest.raises(TypeError, match="LogitLens.link takes LogitAttribution, not Heatmap"):
+        lens.link(aw.Heatmap(tiny_llama, CLEAN))
