@@ -29,9 +29,16 @@ def reference_states(model, prompt):
     return torch.stack([hidden[0]] + outputs)[:, 0].float()
 
 
-@pytest.mark.parametrize("which", ["default", "tiny"])
-def test_residual_stats_match_plain_torch(which, default_model, tiny_model):
-    model = default_model if which == "default" else tiny_model
+# The default model once, and each tiny family once (crossing them ran the default twice).
+def test_residual_stats_match_plain_torch_on_the_default_model(default_model):
+    check_residual_stats(default_model)
+
+
+def test_residual_stats_match_plain_torch_on_tiny_models(tiny_model):
+    check_residual_stats(tiny_model)
+
+
+def check_residual_stats(model):
     stats = residual_stats(model, IOI)
     ref = reference_states(model, IOI)
     np.testing.assert_allclose(stats.norm, ref.norm(dim=-1).numpy(), rtol=1e-5)
@@ -72,9 +79,15 @@ def reference_lens(model, prompt, target_id):
     return logp
 
 
-@pytest.mark.parametrize("which", ["default", "tiny"])
-def test_lens_matches_plain_torch(which, default_model, tiny_model):
-    model = default_model if which == "default" else tiny_model
+def test_lens_matches_plain_torch_on_the_default_model(default_model):
+    check_lens(default_model)
+
+
+def test_lens_matches_plain_torch_on_tiny_models(tiny_model):
+    check_lens(tiny_model)
+
+
+def check_lens(model):
     target = model.single_token(" Paris")
     lens = logit_lens(model, PARIS, target=" Paris", k=3)
     logp = reference_lens(model, PARIS, target)
@@ -103,6 +116,23 @@ def test_remote_local_gives_the_same_arrays(default_model):
     lens_here, lens_there = logit_lens(default_model, PARIS, target=" Paris"), logit_lens(remote, PARIS, target=" Paris")
     np.testing.assert_array_equal(lens_here.topk_ids, lens_there.topk_ids)
     np.testing.assert_allclose(lens_here.target_prob, lens_there.target_prob)
+
+
+def test_the_lens_in_chunks_of_positions_equals_the_lens_in_one_piece(default_model, monkeypatch):
+    """No [tokens, vocab] tensor beyond lens.CHUNK_LOGITS: here 3 positions at a time (5 chunks of
+    a 14-token prompt, the last one short), remote path included, the same arrays as one piece."""
+    import actwidgets.methods.lens as lens_module
+
+    whole = logit_lens(default_model, IOI, target=" Mary", layers=[5, 29])
+    monkeypatch.setattr(lens_module, "CHUNK_LOGITS", 3 * len(default_model.tokenizer))
+    remote = aw.Model(default_model.lm, default_model.tokenizer, default_model.adapter, "x", remote="local")
+    for model in (default_model, remote):
+        chunked = logit_lens(model, IOI, target=" Mary", layers=[5, 29])
+        np.testing.assert_array_equal(chunked.topk_ids, whole.topk_ids)
+        for name in ("topk_prob", "entropy", "target_prob", "target_rank"):
+            # float32 matmuls of another height round differently (BLAS blocking): ~3e-5 relative
+            np.testing.assert_allclose(getattr(chunked, name), getattr(whole, name), rtol=2e-4, atol=1e-6)
+        assert chunked.topk_ids.shape == (2, 14, 5)
 
 
 def test_layers_in_any_order_negative_or_repeated_are_sorted_and_deduplicated(tiny_llama):
