@@ -67,9 +67,21 @@ def test_exact_grid_equals_naive_loop_on_tiny_models(tiny_model, site):
     assert result.done.all()
 
 
+@pytest.fixture(scope="module")
+def exact_default(default_model):
+    """The default model's exact grid for a site, computed once for every test that reads it."""
+    grids = {}
+
+    def grid(site):
+        if site not in grids:
+            grids[site] = P.exact_patching(default_model, CLEAN, CORRUPTED, ANSWER, site)
+        return grids[site]
+    return grid
+
+
 @pytest.mark.parametrize("site", P.SITES)
-def test_exact_grid_equals_naive_cells_on_the_default_model(default_model, site):
-    result = P.exact_patching(default_model, CLEAN, CORRUPTED, ANSWER, site)
+def test_exact_grid_equals_naive_cells_on_the_default_model(default_model, exact_default, site):
+    result = exact_default(site)
     problem = P.prepare(default_model, CLEAN, CORRUPTED, ANSWER)
     rng = np.random.default_rng(0)
     cells = [(0, 9 % len(result.cols)), (29, len(result.cols) - 1)] + [
@@ -78,8 +90,8 @@ def test_exact_grid_equals_naive_cells_on_the_default_model(default_model, site)
         assert result.patched_ld[layer, col] == pytest.approx(naive_cell(default_model, problem, layer, col, site), abs=1e-4)
 
 
-def test_normalized_score_sanity_on_ioi(default_model):
-    result = P.exact_patching(default_model, CLEAN, CORRUPTED, ANSWER, "resid")
+def test_normalized_score_sanity_on_ioi(exact_default):
+    result = exact_default("resid")
     assert result.ld_clean == pytest.approx(6.12, abs=0.05) and result.ld_corrupted == pytest.approx(-5.49, abs=0.05)
     norm = result.normalized
     assert norm[-1, -1] == pytest.approx(1.0, abs=1e-4)  # last layer, last position: the clean logits
@@ -89,15 +101,15 @@ def test_normalized_score_sanity_on_ioi(default_model):
     assert norm[24:, -1].min() > 0.8 and norm[24:, 9].max() < 0.2
 
 
-def test_approximations_correlate_with_exact(default_model):
-    exact = P.exact_patching(default_model, CLEAN, CORRUPTED, ANSWER, "resid")
+def test_approximations_correlate_with_exact(default_model, exact_default):
+    exact = exact_default("resid")
     report = {}
     for method in ("attribution", "relp"):
         approx = P.run(default_model, CLEAN, CORRUPTED, ANSWER, "resid", method)
         assert approx.patched_ld.shape == exact.patched_ld.shape == (30, 14)
         report[method] = P.pearson(approx.patched_ld, exact.patched_ld)
         assert report[method] > 0.5, report
-    exact_mlp = P.exact_patching(default_model, CLEAN, CORRUPTED, ANSWER, "mlp")
+    exact_mlp = exact_default("mlp")
     for method in ("attribution", "relp"):
         report[f"{method}_mlp"] = P.pearson(P.run(default_model, CLEAN, CORRUPTED, ANSWER, "mlp", method).patched_ld,
                                             exact_mlp.patched_ld)

@@ -201,45 +201,6 @@ def test_kv_cached_steering_matches_teacher_forcing(tiny_llama):
     assert logits.argmax(-1).tolist() == out.token_ids
 
 
-def test_ablation_at_several_blocks_matches_plain_torch(tiny_llama):
-    """Directional ablation at blocks [0, 1]: the greedy tokens are the argmax of a full
-    (no-cache) forward with the direction's component removed from both blocks' outputs at
-    every position (positions="all"), and the measured KL is that run's against the plain one."""
-    m = tiny_llama
-    r = torch.randn(m.d_model, generator=torch.Generator().manual_seed(3))
-    unit = r / r.norm()
-    ids = m.encode(PROMPT)
-    out = st.steer_generate(m, PROMPT, r, [1, 0, 1], 1.0, max_new_tokens=8, min_new_tokens=8, positions="all",
-                            mode="ablate")
-    full = torch.cat([ids[0], torch.tensor(out.token_ids)])[None]
-    n = ids.shape[1]
-
-    def hook(module, args, output):
-        return output - (output @ unit)[..., None] * unit
-
-    blocks = get_path(m.hf, m.adapter.blocks)
-    handles = [blocks[i].register_forward_hook(hook) for i in (0, 1)]
-    try:
-        with torch.no_grad():
-            ablated = m.hf(full).logits[0, n - 1:-1]
-    finally:
-        for handle in handles:
-            handle.remove()
-    assert ablated.argmax(-1).tolist() == out.token_ids
-    with torch.no_grad():
-        plain = m.hf(full).logits[0, n - 1:-1]
-    p, q = torch.log_softmax(plain.double(), -1), torch.log_softmax(ablated.double(), -1)
-    expected = (p.exp() * (p - q)).sum(-1).numpy()
-    kl = st.measure_kl(m, PROMPT, out.token_ids, r, [0, 1], 1.0, positions="all", mode="ablate")
-    np.testing.assert_allclose(kl.kl_per_token, expected, rtol=1e-4, atol=1e-9)
-    remote = aw.Model(m.lm, m.tokenizer, m.adapter, "x", remote="local")
-    far = st.steer_generate(remote, PROMPT, r, [0, 1], 1.0, max_new_tokens=8, min_new_tokens=8, positions="all",
-                            mode="ablate")
-    assert far.token_ids == out.token_ids
-    with pytest.raises(InputError, match="layer is an empty list"):
-        st.measure_kl(m, PROMPT, out.token_ids, r, [], 1.0, mode="ablate")
-
-
 def test_remote_local_path_matches_local(tiny_llama):
     m = tiny_llama
     remote = aw.Model(m.lm, m.tokenizer, m.adapter, "x", remote="local")
@@ -303,10 +264,9 @@ def test_calibration_and_closed_form(default_model, asc_vector):
     assert cal.converged and abs(cal.measured_kl / budget - 1) <= 0.1, cal.history
     assert cal.evaluations == len(cal.history) <= 16
     # re-measuring at the calibrated strength gives the same KL
-    kls = []
-    for p in prompts:
-        cont = st.steer_generate(m, p, asc_vector, LAYER, 0.0, max_new_tokens=4, min_new_tokens=1).token_ids
-        kls.append(st.measure_kl(m, p, cont, asc_vector, LAYER, cal.strength).kl_per_token)
+    conts = [st.steer_generate(m, p, asc_vector, LAYER, 0.0, max_new_tokens=4, min_new_tokens=1).token_ids
+             for p in prompts]
+    kls = [st.measure_kl(m, p, c, asc_vector, LAYER, cal.strength).kl_per_token for p, c in zip(prompts, conts)]
     assert np.concatenate(kls).mean() == pytest.approx(cal.measured_kl, rel=1e-4)
 
     curv = st.estimate_curvature(m, asc_vector, LAYER, prompts)
@@ -317,10 +277,86 @@ def test_calibration_and_closed_form(default_model, asc_vector):
     a10, lip10 = st.estimate_curvature(m, 10 * asc_vector, LAYER, prompts)
     assert st.gamma_max(budget, a10, lip10) == pytest.approx(st.gamma_max(budget, a, lip) / 10, rel=1e-4)
     g = st.gamma_max(budget, a, lip)
-    conts = [st.steer_generate(m, p, asc_vector, LAYER, 0.0, max_new_tokens=4, min_new_tokens=1).token_ids
-             for p in prompts]
     measured = np.concatenate([st.measure_kl(m, p, c, asc_vector, LAYER, g).kl_per_token
                                for p, c in zip(prompts, conts)]).mean()
     print(f"closed-form gamma_max {g:.4f} (calibrated {cal.strength:.4f}): measured KL {measured:.4g} "
           f"= {measured / budget:.3g} x budget")
     assert math.isfinite(measured) and measured >= 0
+
+
+# --- batched generation ---------------------------------------------------------------
+
+def _one_by_one(model, prompts, v, layer, strengths, **kwargs):
+    return [st.steer_generate(model, p, v, layer, g, **kwargs) for p, g in zip(prompts, strengths)]
+
+
+def _same(batched, single):
+    assert [r.token_ids for r in batched] == [r.token_ids for r in single]
+    assert [(r.tokens, r.text, r.prompt_ids) for r in batched] == [(r.tokens, r.text, r.prompt_ids) for r in single]
+
+
+def test_batched_generation_equals_one_prompt_at_a_time_tiny(tiny_model):
+    """Prompts of different lengths (so rows are left-padded), a strength per row, both
+    edits and both position rules, one block and several: the greedy tokens are
+    `steer_generate`'s, row by row; batch_size splits the rows without changing them."""
+    m = tiny_model
+    v = torch.randn(m.d_model, generator=torch.Generator().manual_seed(2))
+    prompts = [PROMPT, "Hi", "The cat sat on the mat and then it ran away", PROMPT]
+    strengths = [0.0, 3.0, -2.0, 5.0]
+    for layer, kwargs in ((1, dict()), ([0, 1], dict(positions="all")), (1, dict(mode="ablate", positions="all"))):
+        batched = st.steer_generate_batch(m, prompts, v, layer, strengths, max_new_tokens=6, **kwargs)
+        _same(batched, _one_by_one(m, prompts, v, layer, strengths, max_new_tokens=6, **kwargs))
+        assert all(len(r.token_ids) == 6 for r in batched)  # random weights: no end-of-text
+    split = st.steer_generate_batch(m, prompts, v, 1, 3.0, max_new_tokens=6, batch_size=3)
+    _same(split, _one_by_one(m, prompts, v, 1, [3.0] * 4, max_new_tokens=6))
+    with pytest.raises(InputError, match="one per prompt"):
+        st.steer_generate_batch(m, prompts, v, 1, [1.0, 2.0], max_new_tokens=6)
+    with pytest.raises(InputError, match="empty"):
+        st.steer_generate_batch(m, [], v, 1, 1.0)
+
+
+def test_batched_generation_remote_runs_one_by_one(tiny_llama):
+    m = tiny_llama
+    remote = aw.Model(m.lm, m.tokenizer, m.adapter, "x", remote="local")
+    v = torch.randn(m.d_model, generator=torch.Generator().manual_seed(4))
+    prompts, strengths = [PROMPT, "Hi there"], [2.0, -1.0]
+    _same(st.steer_generate_batch(remote, prompts, v, 1, strengths, max_new_tokens=4),
+          st.steer_generate_batch(m, prompts, v, 1, strengths, max_new_tokens=4))
+
+
+def test_batched_generation_equals_one_prompt_at_a_time_default(default_model, asc_vector):
+    """On the default model, in its chat template as notebook 03 runs it: rows that end
+    early (end-of-text, then padding) are cut where `steer_generate` stops."""
+    m = default_model
+    prompts = [ex.chat(m.tokenizer, q) for q in ex.ASC_TEST_QUESTIONS[:2]] + ["The Eiffel Tower is located in the city of"]
+    strengths = [0.0, -0.6, 0.0]
+    batched = st.steer_generate_batch(m, prompts, asc_vector, LAYER, strengths, max_new_tokens=10)
+    _same(batched, _one_by_one(m, prompts, asc_vector, LAYER, strengths, max_new_tokens=10))
+    ends = [r.token_ids[-1] == m.tokenizer.eos_token_id for r in batched]
+    assert ends[2] and len(batched[2].token_ids) < 10 and not all(ends)  # one row ended while others ran on
+
+
+def test_kl_at_several_strengths_in_one_trace_equals_measure_kl(tiny_llama, default_model, asc_vector):
+    """One trace with the unsteered row once gives `measure_kl`'s numbers at each strength,
+    locally and through the remote path, on the tiny model and the default one."""
+    m = tiny_llama
+    v = torch.randn(m.d_model, generator=torch.Generator().manual_seed(5))
+    cont = st.steer_generate(m, PROMPT, v, 1, 0.0, max_new_tokens=6).token_ids
+    remote = aw.Model(m.lm, m.tokenizer, m.adapter, "x", remote="local")
+    cases = ((m, [0, 1], [0.5, -3.0, 0.0], dict()), (m, 1, [1.0, 0.3], dict(mode="ablate", positions="all")),
+             (remote, 1, [2.0, -2.0], dict()))
+    for model, layer, strengths, kwargs in cases:
+        together = st.measure_kl_strengths(model, PROMPT, cont, v, layer, strengths, **kwargs)
+        for g, got in zip(strengths, together):
+            want = st.measure_kl(m, PROMPT, cont, v, layer, g, **kwargs)
+            for field in ("kl_per_token", "entropy_unsteered", "entropy_steered"):
+                np.testing.assert_allclose(getattr(got, field), getattr(want, field), rtol=1e-4, atol=1e-8)
+            assert got.mean_kl == pytest.approx(want.mean_kl, rel=1e-4, abs=1e-8)
+    m = default_model
+    cont = st.steer_generate(m, PROMPT, asc_vector, LAYER, 0.0, max_new_tokens=6).token_ids
+    together = st.measure_kl_strengths(m, PROMPT, cont, asc_vector, LAYER, [0.5, -2.0])
+    for g, got in zip((0.5, -2.0), together):
+        want = st.measure_kl(m, PROMPT, cont, asc_vector, LAYER, g)
+        np.testing.assert_allclose(got.kl_per_token, want.kl_per_token, rtol=1e-4, atol=1e-8)
+    with pytest.raises(InputError, match="strengths is empty"):
+        st.measure_kl_strengths(m, PROMPT, cont, asc_vector, LAYER, [])

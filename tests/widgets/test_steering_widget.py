@@ -73,7 +73,8 @@ def test_empty_prompt_lists_are_refused(default_model):
 
 def test_east_method_draws_both_curves(default_model):
     vector = aw.steering.entropy_weighted(default_model, EAST_EPISODES, 15, EAST_ACTIONS)
-    w = aw.Steering(default_model, EAST_EPISODES[0][-1], vector=vector, layer=15, method="east",
+    # round 2 of an episode (46 tokens, not round 4's 74): the curves are what is checked, on any prompt
+    w = aw.Steering(default_model, EAST_EPISODES[0][1], vector=vector, layer=15, method="east",
                     actions=EAST_ACTIONS, max_new_tokens=4).wait(600)
     assert w.status == "done", w.error
     by_beta = np.frombuffer(w.curve_entropy_beta, "<f4")

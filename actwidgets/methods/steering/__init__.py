@@ -32,6 +32,7 @@ over those positions (and pooled over prompts in `calibrate_strength`).
 from __future__ import annotations
 
 from .._trace import check_vector
+from .batch import measure_kl_strengths, steer_generate_batch
 from .bound import Curvature, estimate_curvature, gamma_max
 from .calibration import Calibration, calibrate_strength
 from .edit import MAX_NEW_TOKENS, MODES, POSITIONS, ablate_direction, add, steer
@@ -43,4 +44,5 @@ __all__ = [
     "MAX_NEW_TOKENS", "MODES", "POSITIONS", "Calibration", "Curvature", "GenerationResult", "KLResult",
     "ablate_direction", "action_entropy", "add", "calibrate_strength", "check_vector", "entropy_weighted",
     "estimate_curvature", "gamma_max", "mean_difference", "measure_kl", "steer", "steer_generate",
+    "measure_kl_strengths", "steer_generate_batch",
 ]
