@@ -68,7 +68,7 @@ def residual_stats(model: Model, prompt: str, *, layers=None, direction=None,
     blocks = model.blocks
 
     with model.lock, torch.no_grad():
-        with model.trace(ids.to(model.device)):
+        with model.trace(ids.to(model.device)) as tracer:
             rows = []
             if with_embeddings:
                 rows.append(_summarize(blocks[0].input[0].float(), None, unit))
@@ -77,6 +77,7 @@ def residual_stats(model: Model, prompt: str, *, layers=None, direction=None,
                 after = residual(blocks[layer].output)[0].float()
                 rows.append(_summarize(after, before, unit))
             summary = torch.stack(rows, dim=1).save()  # [stat, R, T]
+            tracer.stop()  # nothing after the last row is read: no [T, vocab] logits
 
     out = summary.cpu().numpy()
     return ResidualStats(

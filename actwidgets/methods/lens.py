@@ -5,14 +5,21 @@ the unembedding, as if the model stopped there.
 between the last block and the unembedding (the final norm; OPT-350m's `project_out`; nothing
 on a model without one) and `post` what the model does to logits afterwards (Gemma-2's
 soft-capping, Cohere's and Granite's scaling). The last block's row therefore equals the
-model's output logits. The reduction (top-k, entropy, target) happens inside the
-trace, one layer and at most `CHUNK_LOGITS` logits (positions x vocab) at a time, so no
-run ever holds a [tokens, vocab] tensor larger than that: 2**24 float32 logits, 64 MB
-(341 positions of a 49k vocabulary), whatever the prompt's length.
+model's output logits.
+
+Memory and time on long prompts: the trace stops after the last block read, so the model's
+own [tokens, vocab] logits are never made, and the reduction (top-k, entropy, target) runs
+one layer and at most `CHUNK_LOGITS` logits (positions x vocab) at a time, so no run ever
+holds a [tokens, vocab] tensor larger than that: 2**24 float32 logits, 64 MB (341 positions
+of a 49k vocabulary), whatever the prompt's length. Unembedding every layer x token is most
+of the lens's cost, so on a local model `iter_lens` reduces the first `first` positions (what
+a widget shows first) from the saved residual states before the rest, and yields as it goes.
+A remote model does it all in one trace (one request), reduced on the server.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import nnsight
 import numpy as np
@@ -28,6 +35,8 @@ CHUNK_LOGITS = 2**24  # the most logits (positions x vocab) that exist at once
 
 @dataclass
 class LensResult:
+    """Columns not computed yet (a partial result of `iter_lens`) hold NaN and id / rank -1."""
+
     tokens: list[str]
     rows: list[str]
     topk_ids: np.ndarray  # [R, T, k] int64, best first
@@ -41,46 +50,94 @@ class LensResult:
 def logit_lens(model: Model, prompt: str, *, target: str | int | None = None, k: int = 5,
                layers=None, with_embeddings: bool | None = None) -> LensResult:
     """Top-k tokens, entropy and the target's probability and rank per layer x token."""
+    for result, _fraction in iter_lens(model, prompt, target=target, k=k, layers=layers,
+                                       with_embeddings=with_embeddings):
+        pass
+    return result
+
+
+def iter_lens(model: Model, prompt: str, *, target: str | int | None = None, k: int = 5, layers=None,
+              with_embeddings: bool | None = None, first: int = 0) -> Iterator[tuple[LensResult, float]]:
+    """`logit_lens`, yielding (result so far, fraction done) after the first `first` positions
+    and after each chunk of positions; the last yield is complete. Holds the model's lock
+    until exhausted or closed."""
     k = whole(k, "k", 1, 50)
     ids = model.encode(prompt)
     chosen = model.check_layers(layers)
     with_embeddings = layers is None if with_embeddings is None else with_embeddings
     target_id = None if target in (None, "") else model.single_token(target)
-    blocks, head = model.blocks, model.head
-    n_tokens = ids.shape[1]
-    step = max(1, CHUNK_LOGITS // len(model.tokenizer))
-    chunks = [(start, min(start + step, n_tokens)) for start in range(0, n_tokens, step)]
+    n_rows, n_tokens = int(with_embeddings) + len(chosen), ids.shape[1]
+    out = _Arrays(n_rows, n_tokens, k, target_id is not None)
+    head, step = model.head, max(1, CHUNK_LOGITS // len(model.tokenizer))
+
+    def result() -> LensResult:
+        return LensResult(tokens=model.token_texts(ids[0]), rows=row_labels(chosen, with_embeddings),
+                          target_id=target_id, **out.arrays())
 
     with model.lock, torch.no_grad():
-        with model.trace(ids.to(model.device)):
-            states = [blocks[0].input[0]] if with_embeddings else []
-            states += [residual(blocks[layer].output)[0] for layer in chosen]
-            top_p, top_i, ent, tgt_p, tgt_r = [], [], [], [], []
-            for h in states:
-                for start, end in chunks:  # a plain Python loop over ints: fine in a remote body
-                    logp = torch.log_softmax(apply_head(h[start:end], head).float(), dim=-1)  # [chunk, V]
-                    p, i = logp.topk(k, dim=-1)
-                    top_p.append(p.exp())
-                    top_i.append(i)
-                    ent.append(-(logp.exp() * logp).sum(dim=-1))
-                    if target_id is not None:
-                        tgt = logp[:, target_id]
-                        tgt_p.append(tgt.exp())
-                        tgt_r.append((logp > tgt[:, None]).sum(dim=-1))
-            saved = nnsight.save([top_p, top_i, ent, tgt_p, tgt_r])
+        if model.remote:
+            out.fill(slice(None), _remote(model, ids, chosen, with_embeddings, head, step, k, target_id))
+            yield result(), 1.0
+            return
+        with model.trace(ids.to(model.device)) as tracer:
+            states = [model.blocks[0].input[0]] if with_embeddings else []
+            states += [residual(model.blocks[layer].output)[0] for layer in chosen]
+            states = nnsight.save(states)
+            tracer.stop()  # nothing after the last block read is needed: no [T, vocab] logits
+        first = min(max(0, int(first)), n_tokens)
+        spans = [(0, first)] if first else []
+        spans += [(s, min(s + step, n_tokens)) for s in range(first, n_tokens, step)]
+        for start, end in spans:
+            for start_, end_ in ((s, min(s + step, end)) for s in range(start, end, step)):
+                parts = [_reduce(h[start_:end_], head, k, target_id) for h in states]
+                out.fill(slice(start_, end_), [torch.stack(x) for x in zip(*parts)])
+            yield result(), end / n_tokens
 
-    rows = int(with_embeddings) + len(chosen)  # per row its chunks, in order: put its positions back together
-    top_p, top_i, ent, tgt_p, tgt_r = (
-        torch.stack([torch.cat(x[r * len(chunks):(r + 1) * len(chunks)]) for r in range(rows)]).cpu().numpy()
-        if x else None for x in saved)
-    return LensResult(
-        tokens=model.token_texts(ids[0]),
-        rows=row_labels(chosen, with_embeddings),
-        topk_ids=top_i,
-        topk_prob=top_p.astype(np.float32),
-        entropy=ent.astype(np.float32),
-        target_id=target_id,
-        target_prob=None if tgt_p is None else tgt_p.astype(np.float32),
-        target_rank=None if tgt_r is None else tgt_r.astype(np.int32),
-    )
 
+def _reduce(h: torch.Tensor, head: tuple, k: int, target_id: int | None) -> list[torch.Tensor]:
+    """One layer's positions h [n, d] -> [top-k prob, top-k id, entropy(, target prob, rank)].
+    The one reduction, in a remote trace body (plain torch, see `_trace.py`) or here."""
+    logp = torch.log_softmax(apply_head(h, head).float(), dim=-1)  # [n, V]
+    p, i = logp.topk(k, dim=-1)
+    parts = [p.exp(), i, -(logp.exp() * logp).sum(dim=-1)]
+    if target_id is not None:
+        tgt = logp[:, target_id]
+        parts += [tgt.exp(), (logp > tgt[:, None]).sum(dim=-1)]
+    return parts
+
+
+def _remote(model, ids, chosen, with_embeddings, head, step, k, target_id) -> list[torch.Tensor]:
+    """Every layer x position reduced inside one trace: only the reductions come back."""
+    n_tokens, blocks = ids.shape[1], model.blocks
+    chunks = [(start, min(start + step, n_tokens)) for start in range(0, n_tokens, step)]
+    with model.trace(ids.to(model.device)) as tracer:
+        states = [blocks[0].input[0]] if with_embeddings else []
+        states += [residual(blocks[layer].output)[0] for layer in chosen]
+        rows = []
+        for h in states:
+            parts = [_reduce(h[start:end], head, k, target_id) for start, end in chunks]  # Python ints: fine remotely
+            rows.append([torch.cat(x) for x in zip(*parts)])
+        saved = nnsight.save([torch.stack(x) for x in zip(*rows)])
+        tracer.stop()
+    return saved
+
+
+class _Arrays:
+    """The result's arrays, filled column span by column span; NaN / -1 where not yet."""
+
+    def __init__(self, rows: int, tokens: int, k: int, with_target: bool) -> None:
+        self.topk_prob = np.full((rows, tokens, k), np.nan, np.float32)
+        self.topk_ids = np.full((rows, tokens, k), -1, np.int64)
+        self.entropy = np.full((rows, tokens), np.nan, np.float32)
+        self.target_prob = np.full((rows, tokens), np.nan, np.float32) if with_target else None
+        self.target_rank = np.full((rows, tokens), -1, np.int32) if with_target else None
+
+    def fill(self, cols: slice, parts: list[torch.Tensor]) -> None:
+        names = ["topk_prob", "topk_ids", "entropy", "target_prob", "target_rank"]
+        for name, part in zip(names, parts):
+            getattr(self, name)[:, cols] = part.cpu().numpy()
+
+    def arrays(self) -> dict:
+        copy = lambda a: None if a is None else a.copy()  # noqa: E731 - a yielded result must not change later
+        return {name: copy(getattr(self, name))
+                for name in ("topk_ids", "topk_prob", "entropy", "target_prob", "target_rank")}

@@ -1,18 +1,26 @@
 """aw.LogitLens: what each layer would predict if the model stopped there."""
 from __future__ import annotations
 
+import time
+from contextlib import closing
+
 import numpy as np
 import traitlets as t
 
 from ..errors import InputError
 from ..methods._checks import choice
-from ..methods.lens import LensResult, logit_lens
+from ..methods.lens import LensResult, iter_lens
 from ._base import bundle, quoted
 from ._traits import Array
 from ._grid import GridWidget
 
 # The one list of colourings: the front-end draws its select from `color_by_options`.
 COLOR_BY = {"top_prob": "top-1 probability", "entropy": "entropy (nats)", "target_prob": "target probability"}
+# A long prompt's lens fills in: these first positions (more than a wide screen shows at the
+# narrowest cells) appear first, then the rest, redrawn at most every PUBLISH_S seconds (each
+# redraw sends every array again: ~10 MB at 8,192 tokens).
+FIRST_SCREEN = 256
+PUBLISH_S = 5.0
 
 
 class LogitLens(GridWidget):
@@ -67,19 +75,32 @@ class LogitLens(GridWidget):
         lens = self.memo.get(key)
         if lens is None:
             prompt, k, layers = self.prompt, self.k, self.layers
-            lens = self.memo.put(key, logit_lens(self.model, prompt, target=target or None, k=k, layers=layers))
+            steps = iter_lens(self.model, prompt, target=target or None, k=k, layers=layers, first=FIRST_SCREEN)
+            shown = -float("inf")
+            with closing(steps):  # a cancel closes the generator now, releasing the model's lock
+                for lens, fraction in steps:
+                    self.check()
+                    if fraction < 1 and time.monotonic() - shown >= PUBLISH_S:
+                        shown = time.monotonic()
+                        with self.hold_sync():
+                            self.apply((color_by, lens))
+                    self.progress = fraction
+            self.memo.put(key, lens)
         return color_by, lens
 
     def apply(self, result) -> None:
         color_by, lens = result
-        table, index = np.unique(lens.topk_ids, return_inverse=True)
+        known = lens.topk_ids >= 0  # a partial result: -1 where not computed yet
+        table = np.unique(lens.topk_ids[known])
+        index = np.full(lens.topk_ids.shape, -1, np.int32)
+        index[known] = np.searchsorted(table, lens.topk_ids[known])
         values = {"top_prob": lens.topk_prob[..., 0], "entropy": lens.entropy, "target_prob": lens.target_prob}
         bounded = color_by != "entropy"
         self.set_grid(lens.tokens, lens.rows, values[color_by], label=COLOR_BY[color_by],
                       colormap="viridis" if bounded else "magma",
                       vmin=0.0 if bounded else None, vmax=1.0 if bounded else None)
         self.text_table = self.model.token_texts(table)
-        self.topk_index = index.reshape(lens.topk_ids.shape)
+        self.topk_index = index
         self.topk_prob = lens.topk_prob
         self.entropy = lens.entropy
         has_target = lens.target_prob is not None

@@ -123,6 +123,8 @@ function render({ model, el }: RenderProps<LensModel>): () => void {
       tooltip: ({ row, col }) => {
         const i = row * data.cols + col;
         const lines = baseTooltip(model, data, aux, { row, col });
+        // A long prompt's lens fills in: this position is not computed yet.
+        if (i < lens.entropy.length && Number.isNaN(lens.entropy[i])) return [...lines, "computing…"];
         for (let r = 0; r < lens.k; r++) {
           const j = lens.index[i * lens.k + r];
           if (j === undefined || j < 0) break;

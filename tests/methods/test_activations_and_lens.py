@@ -151,3 +151,23 @@ def test_a_family_without_attention_is_refused_at_load_naming_it():
     hf = MambaForCausalLM(MambaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, state_size=4))
     with pytest.raises(aw.ModelLoadError, match=r"cannot find the attention module .*model_type='mamba'"):
         aw.wrap(hf, None)
+
+
+def test_the_first_positions_come_first_then_the_rest(default_model, monkeypatch):
+    """A long prompt's lens: the first `first` positions are reduced (and yielded) before the
+    rest, NaN / -1 beyond them; each later yield adds a chunk; the last is the whole lens."""
+    import actwidgets.methods.lens as lens_module
+
+    whole = logit_lens(default_model, IOI, target=" Mary")
+    monkeypatch.setattr(lens_module, "CHUNK_LOGITS", 4 * len(default_model.tokenizer))
+    steps = list(lens_module.iter_lens(default_model, IOI, target=" Mary", first=3))
+    assert [round(f * 14) for _, f in steps] == [3, 7, 11, 14]
+    first = steps[0][0]
+    np.testing.assert_array_equal(first.topk_ids[:, :3], whole.topk_ids[:, :3])
+    np.testing.assert_allclose(first.entropy[:, :3], whole.entropy[:, :3], rtol=2e-4)
+    assert (first.topk_ids[:, 3:] == -1).all() and np.isnan(first.entropy[:, 3:]).all()
+    assert (first.target_rank[:, 3:] == -1).all() and np.isnan(first.target_prob[:, 3:]).all()
+    assert np.isnan(steps[1][0].entropy[:, 7:]).all() and not np.isnan(steps[1][0].entropy[:, :7]).any()
+    last = steps[-1][0]
+    np.testing.assert_array_equal(last.topk_ids, whole.topk_ids)
+    np.testing.assert_allclose(last.target_prob, whole.target_prob, rtol=2e-4, atol=1e-6)

@@ -7,6 +7,7 @@ import pytest
 
 import actwidgets as aw
 from actwidgets.methods.activations import residual_stats
+from actwidgets.methods.lens import logit_lens
 from actwidgets.widgets._base import decode_f32
 from actwidgets.widgets._runner import Runner
 
@@ -118,6 +119,35 @@ def test_logit_lens_widget(default_model):
     w.wait()
     assert w.status == "done" and w.colormap == "magma" and w.target_prob == b""
 
+
+
+def test_a_long_lens_shows_its_first_screen_before_the_rest(default_model, monkeypatch):
+    """The widget publishes the first positions (empty cells and index -1 beyond them) while
+    the rest is computed, then the whole lens, equal to the method's."""
+    import actwidgets.methods.lens as lens_module
+    import actwidgets.widgets.lens as lens_widget
+
+    monkeypatch.setattr(lens_widget, "FIRST_SCREEN", 4)
+    monkeypatch.setattr(lens_widget, "PUBLISH_S", 0.0)
+    monkeypatch.setattr(lens_module, "CHUNK_LOGITS", 5 * len(default_model.tokenizer))
+    prompt = "When Mary and John went to the store, John gave a drink to"
+    seen = []
+    w = aw.LogitLens(default_model, "x")
+    w.wait()
+    w.observe(lambda change: seen.append((decode_f32(w.values, w.shape).copy(),  # apply sets values first
+                                          np.frombuffer(change.new, "<i4").copy())), "topk_index")
+    w.prompt = prompt
+    w.wait()
+    rows, cols = w.shape
+    assert cols == 14 and len(seen) >= 3
+    first, index = seen[0][0], seen[0][1].reshape(rows, cols, w.k)
+    assert not np.isnan(first[:, :4]).any() and np.isnan(first[:, 4:]).all()
+    assert (index[:, 4:] == -1).all() and (index[:, :4] >= 0).all()
+    whole = logit_lens(default_model, prompt)
+    index = np.frombuffer(w.topk_index, "<i4").reshape(rows, cols, w.k)
+    assert [w.text_table[i] for i in index[:, :, 0].ravel()] == default_model.token_texts(
+        whole.topk_ids[:, :, 0].ravel())
+    np.testing.assert_allclose(decode_f32(w.values, w.shape), whole.topk_prob[..., 0], rtol=2e-4, atol=1e-6)
 
 def test_runner_latest_wins_under_a_burst():
     runner, seen, started = Runner(), [], threading.Event()
