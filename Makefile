@@ -8,6 +8,9 @@
 #   make test    lint (tsc --noEmit, ruff) + vitest + pytest (unit, widgets, notebooks, JupyterLab
 #                in headless Chromium)
 #   make bench   run every bench/*.py
+#   make notebooks  re-execute notebooks/*.ipynb on the default model and write them back with
+#                their figures (snapshot + PNG, no live view), as committed (~5 min)
+#   make docs    build the documentation site into site/ (mkdocs.yml: README, notebooks, API)
 #   make clean   remove build outputs and caches (distclean also removes .venv, node_modules)
 
 SHELL := /bin/bash
@@ -38,10 +41,10 @@ LABEXT      := actwidgets/labextension
 # The extension's name (js/labextension/package.json), as in pyproject.toml's shared-data.
 LABEXT_DEST := $(VENV)/share/jupyter/labextensions/actwidgets
 
-.PHONY: help setup js labext-link lint demo test test-js test-py chromium bench clean distclean
+.PHONY: help setup js labext-link lint demo test test-js test-py chromium bench notebooks docs clean distclean
 
 help:
-	@sed -n '2,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,15p' Makefile | sed 's/^# \{0,1\}//'
 
 # ------------------------------------------------------------------ setup
 setup: $(SETUP_STAMP) labext-link
@@ -145,9 +148,18 @@ bench: setup
 	if [ $${#files[@]} -eq 0 ]; then echo "error: no bench/*.py" >&2; exit 1; fi; \
 	for f in "$${files[@]}"; do echo "==> $$f"; $(PY) "$$f"; done
 
+# ------------------------------------------------------------------ notebooks, docs
+notebooks: setup
+	$(PY) tools/execute_notebooks.py
+
+# NO_MKDOCS_2_WARNING: Material's banner about its successor, printed on every build.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+	@echo "site/index.html: open it from disk, or publish site/"
+
 # ------------------------------------------------------------------ clean
 clean:
-	rm -rf actwidgets/static actwidgets/labextension js/labextension/lib dist build *.egg-info tests/artifacts \
+	rm -rf actwidgets/static actwidgets/labextension js/labextension/lib dist build site *.egg-info tests/artifacts \
 	  .pytest_cache js/coverage
 	find . -path ./.venv -prune -o -path ./js/node_modules -prune -o \
 	  -type d \( -name __pycache__ -o -name .ipynb_checkpoints \) -print0 | xargs -0 rm -rf

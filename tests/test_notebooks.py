@@ -68,4 +68,10 @@ def test_notebook_runs_within_binder_memory(path, tmp_path):
     for data in figures:
         assert {"image/png", "text/plain"} <= set(data)
         assert data[SNAPSHOT_MIME]["format"] == "actwidgets.snapshot"
+    # The committed, executed copy (`make notebooks`) shows a figure in every cell this run did.
+    assert set(_figure_cells(nb)) <= set(_figure_cells(nbformat.read(path, as_version=4))), "run `make notebooks`"
     assert 0 < peak < BINDER_RSS_LIMIT
+
+
+def _figure_cells(nb) -> list[int]:
+    return [i for i, cell in enumerate(nb.cells) if any(SNAPSHOT_MIME in o.get("data", {}) for o in cell.get("outputs", []))]

@@ -132,17 +132,20 @@ _PAGE = """<!doctype html>
 <style>body {{ margin: 16px; font-family: system-ui, sans-serif; }}</style>
 </head>
 <body>
-<div id="actwidgets"></div>
-<noscript><img alt="{title}" src="data:image/png;base64,{png}"></noscript>
-<script type="application/json" id="actwidgets-snapshot">{snapshot}</script>
-<script>{code}</script>
-<script>
-actwidgetsSnapshot.renderSnapshot(document.getElementById("actwidgets"),
-  JSON.parse(document.getElementById("actwidgets-snapshot").textContent));
-</script>
+{figure}
 </body>
 </html>
 """
+
+# One figure: where it draws, the PNG for readers without scripts, the snapshot, and (once
+# per page) the drawing code. The documentation site embeds several per page (tools/docs_hooks.py).
+_FIGURE = """<div id="{id}"></div>
+<noscript><img alt="{title}" src="data:image/png;base64,{png}"></noscript>
+<script type="application/json" id="{id}-snapshot">{snapshot}</script>
+{code}<script>
+actwidgetsSnapshot.renderSnapshot(document.getElementById("{id}"),
+  JSON.parse(document.getElementById("{id}-snapshot").textContent));
+</script>"""
 
 
 def _inline_script(text: str) -> str:
@@ -166,11 +169,21 @@ def html_page(widget) -> str:
     if not _IIFE.exists():
         raise FileNotFoundError(f"{_IIFE} is missing: build the front-end with `make js`.")
     bundle = static_bundle(widget)
-    return _PAGE.format(
+    return _PAGE.format(title=html.escape(bundle["text/plain"]), figure=figure_html(bundle))
+
+
+def figure_html(bundle: dict, element_id: str = "actwidgets", code: bool = True) -> str:
+    """The markup that draws one saved figure (a display bundle: snapshot, PNG, text) offline.
+    `code=False` where an earlier figure on the same page already brought the drawing code."""
+    if code and not _IIFE.exists():
+        raise FileNotFoundError(f"{_IIFE} is missing: build the front-end with `make js`.")
+    script = f"<script>{_inline_script(_IIFE.read_text(encoding='utf-8'))}</script>\n" if code else ""
+    return _FIGURE.format(
+        id=html.escape(element_id),
         title=html.escape(bundle["text/plain"]),
         png=bundle["image/png"],
         snapshot=_inline_json(bundle[SNAPSHOT_MIME]),
-        code=_inline_script(_IIFE.read_text(encoding="utf-8")),
+        code=script,
     )
 
 
