@@ -5,12 +5,14 @@
     aw.Heatmap(model, "When Mary and John went to the store, John gave a drink to")
     aw.LogitLens(model, "The Eiffel Tower is located in the city of", target=" Paris")
 """
-from .errors import ActWidgetsError, InputError, ModelLoadError
+from . import _malloc
+from .errors import ActWidgetsError, InputError, ModelLoadError, RemoteRunError
 from .model import Model, load, wrap
 from .methods import activations, attention, dla, lens, patching, steering
 from .widgets import Attention, Heatmap, LogitAttribution, LogitLens, PatchingGrid, Steering
 
 __version__ = "0.1.0"
+_malloc.large_blocks_from_mmap()  # a long lens must not leave the kernel at its peak (see _malloc)
 __all__ = ["ActWidgetsError", "Attention", "Heatmap", "InputError", "LogitAttribution", "LogitLens",
-           "Model", "ModelLoadError", "PatchingGrid", "Steering",
+           "Model", "ModelLoadError", "PatchingGrid", "RemoteRunError", "Steering",
            "activations", "attention", "dla", "lens", "load", "patching", "steering", "wrap"]

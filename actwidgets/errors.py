@@ -14,5 +14,9 @@ class ModelLoadError(ActWidgetsError, RuntimeError):
     """A model that could not be found, loaded or reached."""
 
 
+class RemoteRunError(ActWidgetsError, RuntimeError):
+    """NDIF refused, failed or lost a remote run; the message says which and what to do."""
+
+
 class Cancelled(Exception):
     """A job noticed that a newer request superseded it."""

