@@ -1,9 +1,13 @@
 """Steering costs and the ASC KL bound against measured KL, on the default model.
 
 - steer overhead: `steer_generate` (ASC vector, calibrated strength, 32 new tokens, local
-  fast path: HF generate + a forward hook on the block) vs plain `model.hf.generate` of
-  32 greedy tokens, paired medians in the same run. Target <= 1.05x. The nnsight path
-  (what remote models use; here with remote="local") is timed once for information.
+  fast path: HF generate + a forward hook on the block, the prompt's prefix keys and values
+  reused) vs plain `model.hf.generate` of 32 greedy tokens, paired medians in the same run.
+  Target <= 1.05x. The nnsight path (what remote models use; here with remote="local") is
+  timed once for information.
+- slider latency: a slider move (a new strength on the same prompt) to the first steered
+  token, with the prefix cache vs from scratch (the cache off), paired medians, on a
+  ~1,000-token prompt (target <= 0.25x) and on the 14-token demo prompt.
 - gamma_max cost: forward-pass equivalents `estimate_curvature` spends (3 rows per
   calibration prompt), beside what `calibrate_strength` spends.
 - KL ratios: measured mean KL (teacher-forced on the unsteered 8-token greedy
@@ -26,9 +30,38 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import actwidgets as aw  # noqa: E402
 from actwidgets.methods import steering as st  # noqa: E402
 from actwidgets.methods import steering_examples as ex  # noqa: E402
+from actwidgets.methods.steering import prefix  # noqa: E402
 from _util import paired_medians, report  # noqa: E402
 
 TOKENS = 32
+DEMO = "Q: What is 9 + 8?\nA:"
+LONG_TOKENS = 1000
+
+
+def long_prompt(model) -> str:
+    """About LONG_TOKENS tokens of the ASC examples' text, ending on the demo question."""
+    text = " ".join(q + verbose for q, _, verbose in ex.ASC_PAIRS)
+    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = (ids * (LONG_TOKENS // len(ids) + 1))[:LONG_TOKENS - 12]
+    return model.tokenizer.decode(ids) + "\n" + DEMO
+
+
+def first_token_ratio(model, prompt, vector, layer, strength, repeat) -> tuple[float, float]:
+    """Median seconds from a slider move to its first steered token: cached, from scratch."""
+    moves = iter(strength * (1 + 0.1 * (i % 5)) for i in range(10**6))  # each move a new strength
+
+    def move():
+        out = st.steer_generate(model, prompt, vector, layer, next(moves), max_new_tokens=1)
+        assert len(out.token_ids) == 1
+
+    def from_scratch():
+        budget, prefix.MAX_BYTES = prefix.MAX_BYTES, 0
+        try:
+            move()
+        finally:
+            prefix.MAX_BYTES = budget
+
+    return paired_medians(move, from_scratch, repeat=repeat)
 
 
 def pooled_kl(model, vector, layer, prompts, strength, continuations) -> float:
@@ -91,7 +124,19 @@ def main() -> None:
           f"ratio {steer_t / plain_t:.3f}; nnsight path (remote='local') {nnsight_t * 1e3:.0f} ms, "
           f"same tokens: {far.token_ids == here.token_ids}")
     print("steered text:", repr(here.text))
-    report({"steer_overhead_ratio": steer_t / plain_t, "steer_ms": steer_t * 1e3, "plain_generate_ms": plain_t * 1e3,
+
+    long = long_prompt(model)
+    n_long = model.encode(long).shape[1]
+    long_t, long_scratch = first_token_ratio(model, long, vector, layer, cal.strength, repeat=5)
+    short_t, short_scratch = first_token_ratio(model, DEMO, vector, layer, cal.strength, repeat=9)
+    print(f"slider move -> first steered token, cached vs from scratch: {n_long}-token prompt "
+          f"{long_t * 1e3:.0f} ms vs {long_scratch * 1e3:.0f} ms ({long_t / long_scratch:.3f}); "
+          f"{model.encode(DEMO).shape[1]}-token demo prompt {short_t * 1e3:.0f} ms vs {short_scratch * 1e3:.0f} ms "
+          f"({short_t / short_scratch:.3f})")
+    report({"first_token_ratio_long": long_t / long_scratch, "first_token_ratio_short": short_t / short_scratch,
+            "first_token_long_ms": long_t * 1e3, "first_token_long_scratch_ms": long_scratch * 1e3,
+            "first_token_short_ms": short_t * 1e3, "first_token_short_scratch_ms": short_scratch * 1e3,
+            "long_prompt_tokens": n_long, "steer_overhead_ratio": steer_t / plain_t, "steer_ms": steer_t * 1e3, "plain_generate_ms": plain_t * 1e3,
             "nnsight_path_ms": nnsight_t * 1e3, "gamma_max_forward_equivalents": curv.forward_equivalents,
             "calibration_forward_equivalents": cal.forward_equivalents, "calibration_evaluations": cal.evaluations,
             "gamma_max": g_closed, "calibrated_strength": cal.strength,

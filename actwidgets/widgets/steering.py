@@ -4,6 +4,8 @@ Each run: (once per prompt, vector and budget) the closed-form bound gamma_max a
 calibrated strength whose measured KL meets the budget; (once per prompt) the
 unsteered continuation; then the steered continuation, streamed token by token, and
 the KL between the two next-token distributions, teacher-forced on the unsteered text.
+A slider move with ``positions="last"`` reuses the prompt's keys and values up to its
+last token (methods/steering/prefix.py), so it costs the new tokens, not the prompt.
 """
 from __future__ import annotations
 

@@ -16,23 +16,22 @@ tests check it); padded float sums can differ in the last bits, which could only
 near-tie between two top tokens.
 
 `measure_kl_strengths` is `measure_kl` with rows [unsteered, strength 1, strength 2, ...]
-over the same ids: at k strengths it runs k + 1 rows instead of 2k.
+over the same ids (the same trace, `kl._kl_rows`): at k strengths it runs k + 1 rows instead of 2k.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-import nnsight
 import numpy as np
 import torch
 
 from ...errors import InputError
 from ...model import Model
 from .._checks import choice, real, whole
-from .._trace import float32, residual
-from .edit import MAX_NEW_TOKENS, MODES, POSITIONS, _block_module, _edit_vector, _layers, _prompts, coefficients, steer
+from .._trace import float32
+from .edit import MAX_NEW_TOKENS, MODES, POSITIONS, _block_module, _edit_vector, _layers, _prompts, coefficients, edit_hook
 from .generation import GenerationResult, steer_generate
-from .kl import KLResult, _continuation
+from .kl import KLResult, _kl_inputs, _kl_rows
 
 
 def steer_generate_batch(model: Model, prompts: Sequence[str], vector, layer: int | list[int],
@@ -101,16 +100,7 @@ def _generate_rows(model: Model, encoded: list[torch.Tensor], vec, layers: list[
         ids[row, width - len(prompt_ids):] = prompt_ids
         mask[row, width - len(prompt_ids):] = 1
     coeffs = torch.tensor([coefficients(g, mode) for g in strengths], dtype=vec.dtype, device=model.device)
-    shift, project = coeffs[:, 0, None], coeffs[:, 1, None]  # [rows, 1]: one strength per row
-
-    def hook(module, args, output):
-        h = residual(output)
-        if positions == "last":
-            h = h.clone()
-            h[:, -1, :] = steer(h[:, -1, :], vec, shift, project)
-        else:
-            h = steer(h, vec, shift[:, None], project[:, None])
-        return h if torch.is_tensor(output) else (h,) + tuple(output[1:])
+    hook = edit_hook(vec, coeffs[:, 0, None, None], coeffs[:, 1, None, None], positions)  # one strength per row
 
     handles = [_block_module(model, layer).register_forward_hook(hook) for layer in layers]
     try:
@@ -136,38 +126,11 @@ def measure_kl_strengths(model: Model, prompt: str, continuation_ids, vector, la
     """`measure_kl` at each of `strengths`, teacher-forced on the same (unsteered)
     continuation: one trace whose row 0 is unsteered and row i + 1 is edited at
     ``strengths[i]``. Returns one `KLResult` per strength, in order."""
-    ids = model.encode(prompt)
-    cont = _continuation(model, continuation_ids)
-    layers = _layers(model, layer)
+    ids, full, layers, vec = _kl_inputs(model, prompt, continuation_ids, vector, layer, positions, mode)
     strengths = [real(g, "strength") for g in strengths]
     if not strengths:
         raise InputError("The list of strengths is empty: give at least one.")
-    choice(positions, POSITIONS, "positions")
-    choice(mode, MODES, "mode")
-    vec = _edit_vector(model, vector, mode, torch.float32)
-    full = torch.cat([ids[0], cont])[None]
-    limit = model.max_tokens
-    if limit and full.shape[1] > limit:
-        raise InputError(f"Prompt plus continuation is {full.shape[1]:,} tokens; {model.name} reads at most {limit:,}.")
-    n_prompt, T = ids.shape[1], full.shape[1]
-    start = n_prompt - 1 if positions == "last" else 0
-    coeffs = torch.tensor([coefficients(g, mode) for g in strengths], dtype=torch.float32, device=model.device)
-    shift, project = coeffs[:, 0, None, None], coeffs[:, 1, None, None]  # [k, 1, 1]: one strength per edited row
-    blocks, lm = [model.blocks[one] for one in layers], model.lm  # trace bodies must not name `model`
     with model.lock, torch.no_grad(), float32(model):
-        with model.trace(full.repeat(len(strengths) + 1, 1).to(model.device)):
-            for block in blocks:  # in execution order
-                o = residual(block.output)
-                o[1:, start:, :] = steer(o[1:, start:, :], vec, shift, project)
-            logits = lm.output.logits[:, n_prompt - 1:T - 1]
-            logp0 = torch.log_softmax(logits[0].double(), dim=-1)  # KL subtracts near-equal log-probs
-            p0 = logp0.exp()
-            kls, ents = [], []
-            for row in range(1, len(strengths) + 1):  # one [n, vocab] float64 row at a time: memory, not speed
-                logp = torch.log_softmax(logits[row].double(), dim=-1)
-                kls.append((p0 * (logp0 - logp)).sum(dim=-1).clamp(min=0))
-                ents.append(-(logp.exp() * logp).sum(dim=-1))
-            saved = nnsight.save([torch.stack(kls), -(p0 * logp0).sum(dim=-1), torch.stack(ents)])
-    kl, ent0, ent = [x.double().cpu().numpy() for x in saved]
+        kl, ent0, ent = _kl_rows(model, full, ids.shape[1], vec, layers, strengths, positions, mode)
     return [KLResult(kl_per_token=kl[i], mean_kl=float(kl[i].mean()), entropy_unsteered=ent0, entropy_steered=ent[i])
             for i in range(len(strengths))]

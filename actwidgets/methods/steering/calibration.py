@@ -16,7 +16,7 @@ from .._checks import choice, real
 from .._trace import check_vector, float32
 from .edit import MODES, POSITIONS, _edit_vector, _layer, _prompts
 from .generation import steer_generate
-from .kl import _kl_trace
+from .kl import _kl_rows
 
 
 @dataclass
@@ -69,7 +69,7 @@ def calibrate_strength(model: Model, vector, layer: int, prompts: Sequence[str],
     kl_vec = _edit_vector(model, vector, mode, torch.float32)
 
     def kl_at(g: float) -> float:
-        kls = [_kl_trace(model, full, n, kl_vec, [layer], g, positions, mode)[0] for full, n in rows]
+        kls = [_kl_rows(model, full, n, kl_vec, [layer], [g], positions, mode)[0][0] for full, n in rows]
         return float(np.concatenate(kls).mean())
 
     target = math.log(kl_budget)

@@ -4,7 +4,8 @@ a remote generation), and the checks shared by the steering methods.
 ``steer(h, v, shift, project) = h + (shift - project * (h . v)) v``:
 ``mode="add"`` is (shift, project) = (strength, 0) with v as given; ``mode="ablate"`` is
 (0, strength) with v unit length, so strength 1 removes the direction. It is plain torch
-with no branch, so it runs inside a trace body (see `_trace.py`).
+with no branch, so it runs inside a trace body (see `_trace.py`). `edit_hook` is the same
+edit as a forward hook, for the local fast paths (plain ``generate``, no trace).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ...errors import InputError
 from ...model import Model
 from ..._adapter import get_path
 from .._checks import shown
-from .._trace import check_vector
+from .._trace import check_vector, residual
 
 MODES = ("add", "ablate")
 POSITIONS = ("last", "all")
@@ -30,6 +31,21 @@ def steer(h, vec, shift, project):
 def coefficients(strength: float, mode: str) -> tuple[float, float]:
     """`steer`'s (shift, project) for a strength and a mode."""
     return (strength, 0.0) if mode == "add" else (0.0, strength)
+
+
+def edit_hook(vec: torch.Tensor, shift, project, positions: str):
+    """A forward hook that applies `steer` to a block's output: at its last position
+    (``"last"``: the last prompt position in the first forward, the one new token in each
+    later one, as the KV cache runs) or at every position (``"all"``). `shift` and
+    `project` are numbers, or [rows, 1, 1] tensors for one strength per row."""
+    first = -1 if positions == "last" else 0
+
+    def hook(module, args, output):
+        h = residual(output).clone()
+        h[:, first:, :] = steer(h[:, first:, :], vec, shift, project)
+        return h if torch.is_tensor(output) else (h,) + tuple(output[1:])
+
+    return hook
 
 
 def add(h: torch.Tensor, v: torch.Tensor, gamma: float) -> torch.Tensor:

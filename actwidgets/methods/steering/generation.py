@@ -15,7 +15,8 @@ from ...errors import Cancelled, InputError
 from ...model import Model
 from .._checks import choice, real, whole
 from .._trace import residual
-from .edit import MAX_NEW_TOKENS, MODES, POSITIONS, _block_module, _edit_vector, _layers, coefficients, steer
+from . import prefix
+from .edit import MAX_NEW_TOKENS, MODES, POSITIONS, _block_module, _edit_vector, _layers, coefficients, edit_hook, steer
 
 
 @dataclass
@@ -52,7 +53,9 @@ def steer_generate(model: Model, prompt: str, vector, layer: int | list[int], st
       tokens come back, so `on_token` is then called for each in turn, and `should_stop`
       is checked before the run and between those calls.
 
-    Strength 0 reproduces ``model.hf.generate(ids, do_sample=False)`` token for token.
+    With ``positions="last"`` the local path reuses the prompt's keys and values up to its
+    last token (see `prefix.py`): a slider move runs only the last prompt position and the
+    new tokens. Strength 0 reproduces ``model.hf.generate(ids, do_sample=False)`` token for token.
     """
     ids = model.encode(prompt)
     max_new_tokens = whole(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS)
@@ -106,16 +109,11 @@ def steer_generate(model: Model, prompt: str, vector, layer: int | list[int], st
 
 def _generate_local(model, ids, vec, layers, strength, positions, mode, gen_kwargs, should_stop, on_token):
     tokens: list[str] = []
-    shift, project = coefficients(strength, mode)
-
-    def hook(module, args, output):
-        h = residual(output)
-        if positions == "last":
-            h = h.clone()
-            h[:, -1, :] = steer(h[:, -1, :], vec, shift, project)
-        else:
-            h = steer(h, vec, shift, project)
-        return h if torch.is_tensor(output) else (h,) + tuple(output[1:])
+    hook = edit_hook(vec, *coefficients(strength, mode), positions)
+    # "last" leaves the prompt before its last token unedited: its keys and values are reused
+    past = prefix.reusable(model, ids) if positions == "last" else None
+    if past is not None:
+        gen_kwargs = {**gen_kwargs, prefix.cache_keyword(model.hf): past}
 
     class Streamer:  # transformers' streamer protocol: put(prompt ids) first, then each new token
         started = False

@@ -14,6 +14,7 @@ from ...errors import InputError
 from ...model import Model
 from .._checks import choice, real
 from .._trace import float32, residual
+from . import prefix
 from .edit import MODES, POSITIONS, _edit_vector, _layers, coefficients, steer
 
 
@@ -27,30 +28,6 @@ class KLResult:
     entropy_steered: np.ndarray  # [n] nats
 
 
-def _kl_trace(model: Model, ids: torch.Tensor, n_prompt: int, vec, layers: list[int], strength: float,
-              positions: str, mode: str):
-    """One forward of two identical rows over prompt + continuation; row 1 is edited.
-
-    Returns per-position KL(row0 || row1), entropies of both, at the positions that
-    predict the continuation tokens (n_prompt - 1 .. T - 2).
-    """
-    start = n_prompt - 1 if positions == "last" else 0
-    T = ids.shape[1]
-    blocks, lm = [model.blocks[layer] for layer in layers], model.lm
-    shift, project = coefficients(strength, mode)
-    with model.trace(ids.repeat(2, 1).to(model.device)):
-        for block in blocks:  # in execution order
-            o = residual(block.output)
-            o[1, start:, :] = steer(o[1, start:, :], vec, shift, project)
-        logp = torch.log_softmax(lm.output.logits[:, n_prompt - 1:T - 1].double(), dim=-1)  # KL subtracts near-equal log-probs
-        p0, p1 = logp[0].exp(), logp[1].exp()
-        kl = (p0 * (logp[0] - logp[1])).sum(dim=-1).clamp(min=0)
-        ent0 = -(p0 * logp[0]).sum(dim=-1)
-        ent1 = -(p1 * logp[1]).sum(dim=-1)
-        saved = nnsight.save([kl, ent0, ent1])
-    return [x.double().cpu().numpy() for x in saved]
-
-
 def _continuation(model: Model, continuation_ids) -> torch.Tensor:
     cont = torch.as_tensor(continuation_ids if not torch.is_tensor(continuation_ids) else continuation_ids.cpu(),
                            dtype=torch.long).flatten()
@@ -61,20 +38,12 @@ def _continuation(model: Model, continuation_ids) -> torch.Tensor:
     return cont
 
 
-def measure_kl(model: Model, prompt: str, continuation_ids, vector, layer: int | list[int], strength: float, *,
-               positions: str = "last", mode: str = "add") -> KLResult:
-    """Measured effect of steering, teacher-forced on the UNSTEERED continuation.
-
-    One forward over prompt + continuation without the edit and one with it (batched as
-    two rows of one trace), the edit on the output of block `layer` (or of each listed
-    block) at the same positions generation would edit (``"last"``: the last prompt position and every continuation
-    position; ``"all"``: every position). At each position that predicts a continuation
-    token: ``KL(p_unsteered || p_steered)`` in nats; `mean_kl` is their mean.
-    """
+def _kl_inputs(model: Model, prompt: str, continuation_ids, vector, layer, positions: str, mode: str):
+    """The checks `measure_kl` and `measure_kl_strengths` share: (prompt ids [1, n],
+    prompt + continuation [1, T], blocks, float32 vector)."""
     ids = model.encode(prompt)
     cont = _continuation(model, continuation_ids)
     layers = _layers(model, layer)
-    strength = real(strength, "strength")
     choice(positions, POSITIONS, "positions")
     choice(mode, MODES, "mode")
     vec = _edit_vector(model, vector, mode, torch.float32)
@@ -82,6 +51,57 @@ def measure_kl(model: Model, prompt: str, continuation_ids, vector, layer: int |
     limit = model.max_tokens
     if limit and full.shape[1] > limit:
         raise InputError(f"Prompt plus continuation is {full.shape[1]:,} tokens; {model.name} reads at most {limit:,}.")
+    return ids, full, layers, vec
+
+
+def _kl_rows(model: Model, full: torch.Tensor, n_prompt: int, vec, layers: list[int], strengths: list[float],
+             positions: str, mode: str):
+    """One forward of k + 1 identical rows over prompt + continuation: row 0 unsteered, row
+    i + 1 edited at ``strengths[i]``. Returns KL(row 0 || row i + 1) [k, n], the unsteered
+    entropy [n] and the steered ones [k, n], at the positions that predict the continuation
+    (n_prompt - 1 .. T - 2). Hold ``model.lock``, in `float32`.
+
+    With ``positions="last"`` every row shares the unedited prompt before its last token:
+    a local model reads its keys and values from `prefix` and runs only the rest."""
+    rows = len(strengths) + 1
+    past = prefix.reusable(model, full[:, :n_prompt], rows) if positions == "last" else None
+    skip = 0 if past is None else n_prompt - 1  # positions already in the cache
+    kwargs = {} if past is None else {prefix.cache_keyword(model.hf): past,
+                                      "attention_mask": torch.ones(rows, full.shape[1], dtype=torch.long,
+                                                                   device=model.device)}
+    start = n_prompt - 1 - skip if positions == "last" else 0
+    coeffs = torch.tensor([coefficients(g, mode) for g in strengths], dtype=torch.float32, device=model.device)
+    shift, project = coeffs[:, 0, None, None], coeffs[:, 1, None, None]  # [k, 1, 1]: one strength per edited row
+    blocks, lm = [model.blocks[one] for one in layers], model.lm  # trace bodies must not name `model`
+    with model.trace(full[:, skip:].repeat(rows, 1).to(model.device), **kwargs):
+        for block in blocks:  # in execution order
+            o = residual(block.output)
+            o[1:, start:, :] = steer(o[1:, start:, :], vec, shift, project)
+        logits = lm.output.logits[:, n_prompt - 1 - skip:-1]
+        logp0 = torch.log_softmax(logits[0].double(), dim=-1)  # KL subtracts near-equal log-probs
+        p0 = logp0.exp()
+        kls, ents = [], []
+        for row in range(1, rows):  # one [n, vocab] float64 row at a time: memory, not speed
+            logp = torch.log_softmax(logits[row].double(), dim=-1)
+            kls.append((p0 * (logp0 - logp)).sum(dim=-1).clamp(min=0))
+            ents.append(-(logp.exp() * logp).sum(dim=-1))
+        saved = nnsight.save([torch.stack(kls), -(p0 * logp0).sum(dim=-1), torch.stack(ents)])
+    return [x.double().cpu().numpy() for x in saved]
+
+
+def measure_kl(model: Model, prompt: str, continuation_ids, vector, layer: int | list[int], strength: float, *,
+               positions: str = "last", mode: str = "add") -> KLResult:
+    """Measured effect of steering, teacher-forced on the UNSTEERED continuation.
+
+    One forward over prompt + continuation without the edit and one with it (batched as
+    two rows of one trace; with ``positions="last"`` a local model reuses the prompt's
+    keys and values up to its last token, see `prefix.py`), the edit on the output of block `layer` (or of each listed
+    block) at the same positions generation would edit (``"last"``: the last prompt position and every continuation
+    position; ``"all"``: every position). At each position that predicts a continuation
+    token: ``KL(p_unsteered || p_steered)`` in nats; `mean_kl` is their mean.
+    """
+    ids, full, layers, vec = _kl_inputs(model, prompt, continuation_ids, vector, layer, positions, mode)
+    strength = real(strength, "strength")
     with model.lock, torch.no_grad(), float32(model):
-        kl, ent0, ent1 = _kl_trace(model, full, ids.shape[1], vec, layers, strength, positions, mode)
-    return KLResult(kl_per_token=kl, mean_kl=float(kl.mean()), entropy_unsteered=ent0, entropy_steered=ent1)
+        kl, ent0, ent1 = _kl_rows(model, full, ids.shape[1], vec, layers, [strength], positions, mode)
+    return KLResult(kl_per_token=kl[0], mean_kl=float(kl[0].mean()), entropy_unsteered=ent0, entropy_steered=ent1[0])
