@@ -43,6 +43,10 @@ from ._trace import row_labels
 OVERVIEW_SIZE = 32  # thumbnails of at most 32 x 32 pooled cells per head
 FULL_MAX = 512  # the selected head cell by cell up to 512 tokens, pooled to at most 512 bins above
 KEEP_ALL_BYTES = 64 * 2**20  # every head's pattern is kept (head changes need no trace) up to this
+# Eager attention makes a layer's [H, T, T] scores and weights (float32, with a temporary or two):
+# ~3 x 4 bytes per cell. Beyond this the prompt is refused before the trace, in a sentence, rather
+# than taking the kernel past Binder's 2 GB (the default model: up to ~2,600 tokens).
+EAGER_BYTES = 2**30
 
 
 @dataclass
@@ -96,6 +100,16 @@ def check_query(query, n_tokens: int) -> int:
     if query is None:
         return n_tokens - 1
     return whole(query, "query", -n_tokens, n_tokens - 1) % n_tokens
+
+
+def _check_size(model: Model, n_tokens: int) -> None:
+    need = 3 * 4 * model.n_heads * n_tokens ** 2
+    if need > EAGER_BYTES:
+        most = int((EAGER_BYTES / (3 * 4 * model.n_heads)) ** 0.5)
+        raise InputError(
+            f"Attention patterns of a {n_tokens:,}-token prompt need {need / 2**30:.1f} GB per layer (every head's "
+            f"[tokens x tokens] weights, made by eager attention); this view reads at most {most:,} tokens of "
+            f"{model.name}: shorten the prompt (the Heatmap and LogitLens take up to the model's context).")
 
 
 def _check_model(model: Model) -> None:
@@ -189,6 +203,7 @@ def attention_patterns(model: Model, prompt: str, *, layers=None, head=None, que
     chosen = model.check_layers(layers)
     selected = check_head(model, head, chosen)
     n_tokens = ids.shape[1]
+    _check_size(model, n_tokens)
     q = check_query(query, n_tokens)
     over_width, pat_width = bin_width(n_tokens, overview_size), bin_width(n_tokens, full_max)
     pat_side = len(bins(n_tokens, full_max))
@@ -227,6 +242,7 @@ def head_pattern(model: Model, prompt: str, head, *, full_max: int = FULL_MAX) -
     ids = model.encode(prompt)
     layer, index = check_head(model, head, model.check_layers(None))
     n_tokens = ids.shape[1]
+    _check_size(model, n_tokens)
     width = bin_width(n_tokens, full_max)
     attn = model.part(model.blocks[layer], "attn")
 

@@ -199,3 +199,21 @@ def test_one_layer_of_weights_alive_at_a_time(tokenizer):
         for h in handles:
             h.remove()
     assert len(alive) >= 5 and max(alive) <= 1, alive  # the trace stops inside the last layer it reads
+
+
+def test_a_prompt_too_long_for_eager_attention_is_a_sentence_before_any_trace(tiny_llama, monkeypatch):
+    """Above EAGER_BYTES of [heads, T, T] weights the view refuses, naming the most it reads,
+    and runs nothing (a trace would take the kernel past its memory); below it, it runs."""
+    import actwidgets.methods.attention as attention
+
+    prompt = "When Mary and John went to the store, John gave a drink to"
+    n_tokens, heads = tiny_llama.encode(prompt).shape[1], tiny_llama.n_heads
+    monkeypatch.setattr(attention, "EAGER_BYTES", 12 * heads * (n_tokens - 1) ** 2)
+    monkeypatch.setattr(type(tiny_llama), "trace", lambda *a, **k: pytest.fail("traced"))
+    for run in (lambda: attention.attention_patterns(tiny_llama, prompt),
+                lambda: attention.head_pattern(tiny_llama, prompt, (0, 0))):
+        with pytest.raises(InputError, match=f"{n_tokens}-token prompt need .* at most {n_tokens - 1} tokens"):
+            run()
+    monkeypatch.undo()
+    monkeypatch.setattr(attention, "EAGER_BYTES", 12 * heads * n_tokens ** 2)
+    assert attention.attention_patterns(tiny_llama, prompt).overview.shape[1] == heads
