@@ -26,17 +26,20 @@ def _last_states(model: Model, prompts: list[str], layer: int, action_ids: list[
     """
     block, lm = model.blocks[layer], model.lm  # trace bodies must not name `model` (it holds a lock)
     states, action_logits = [], []
-    wanted = list(action_ids) if action_ids is not None else [0]  # no branches inside trace bodies (remote)
+    wanted = list(action_ids or [])
     with model.lock, torch.no_grad():
         for prompt in prompts:
             ids = model.encode(prompt).to(model.device)
-            with model.trace(ids):
-                o = residual(block.output)
-                z = o[0, -1].float()
-                logits = lm.output.logits[0, -1, wanted].float()
-                saved = nnsight.save([z, logits])
+            if action_ids is None:  # only the block's output: stop there (half the blocks, no unembedding)
+                with model.trace(ids) as tracer:
+                    saved = nnsight.save([residual(block.output)[0, -1].float()])
+                    tracer.stop()
+            else:
+                with model.trace(ids):
+                    z = residual(block.output)[0, -1].float()
+                    saved = nnsight.save([z, lm.output.logits[0, -1, wanted].float()])
             states.append(saved[0].cpu())
-            action_logits.append(saved[1].cpu())
+            action_logits.append(saved[-1].cpu())
     states = torch.stack(states)
     return states, (torch.stack(action_logits) if action_ids is not None else None)
 
