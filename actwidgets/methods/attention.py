@@ -43,10 +43,11 @@ from ._trace import row_labels
 OVERVIEW_SIZE = 32  # thumbnails of at most 32 x 32 pooled cells per head
 FULL_MAX = 512  # the selected head cell by cell up to 512 tokens, pooled to at most 512 bins above
 KEEP_ALL_BYTES = 64 * 2**20  # every head's pattern is kept (head changes need no trace) up to this
-# Eager attention makes a layer's [H, T, T] scores and weights (float32, with a temporary or two):
-# ~3 x 4 bytes per cell. Beyond this the prompt is refused before the trace, in a sentence, rather
-# than taking the kernel past Binder's 2 GB (the default model: up to ~2,600 tokens).
-EAGER_BYTES = 2**30
+# Eager attention makes a layer's [H, T, T] float32 scores, then its weights: 8 bytes per cell at
+# once (bench/views.py: +0.17 GB of peak over SDPA for 0.15 GB of weights at 2,048 tokens). Beyond
+# EAGER_BYTES the prompt is refused before the trace, in a sentence, rather than taking the kernel
+# past Binder's 2 GB (the default model reads up to 3,861 tokens).
+CELL_BYTES, EAGER_BYTES = 8, 2**30
 
 
 @dataclass
@@ -103,9 +104,9 @@ def check_query(query, n_tokens: int) -> int:
 
 
 def _check_size(model: Model, n_tokens: int) -> None:
-    need = 3 * 4 * model.n_heads * n_tokens ** 2
+    need = CELL_BYTES * model.n_heads * n_tokens ** 2
     if need > EAGER_BYTES:
-        most = int((EAGER_BYTES / (3 * 4 * model.n_heads)) ** 0.5)
+        most = int((EAGER_BYTES / (CELL_BYTES * model.n_heads)) ** 0.5)
         raise InputError(
             f"Attention patterns of a {n_tokens:,}-token prompt need {need / 2**30:.1f} GB per layer (every head's "
             f"[tokens x tokens] weights, made by eager attention); this view reads at most {most:,} tokens of "

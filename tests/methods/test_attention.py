@@ -208,12 +208,12 @@ def test_a_prompt_too_long_for_eager_attention_is_a_sentence_before_any_trace(ti
 
     prompt = "When Mary and John went to the store, John gave a drink to"
     n_tokens, heads = tiny_llama.encode(prompt).shape[1], tiny_llama.n_heads
-    monkeypatch.setattr(attention, "EAGER_BYTES", 12 * heads * (n_tokens - 1) ** 2)
+    monkeypatch.setattr(attention, "EAGER_BYTES", attention.CELL_BYTES * heads * (n_tokens - 1) ** 2)
     monkeypatch.setattr(type(tiny_llama), "trace", lambda *a, **k: pytest.fail("traced"))
     for run in (lambda: attention.attention_patterns(tiny_llama, prompt),
                 lambda: attention.head_pattern(tiny_llama, prompt, (0, 0))):
         with pytest.raises(InputError, match=f"{n_tokens}-token prompt need .* at most {n_tokens - 1} tokens"):
             run()
     monkeypatch.undo()
-    monkeypatch.setattr(attention, "EAGER_BYTES", 12 * heads * n_tokens ** 2)
+    monkeypatch.setattr(attention, "EAGER_BYTES", attention.CELL_BYTES * heads * n_tokens ** 2)
     assert attention.attention_patterns(tiny_llama, prompt).overview.shape[1] == heads
