@@ -126,6 +126,22 @@ def test_mean_difference_matches_hidden_states(tiny_model):
         np.testing.assert_allclose(v.numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
 
 
+
+def test_states_are_the_same_one_prompt_per_trace_or_right_padded_together(tiny_llama, monkeypatch):
+    """_last_states pads prompts of different lengths on the right and reads each at its last
+    real token: equal to a trace per prompt (BATCH_TOKENS=1 forces that), in one trace."""
+    from actwidgets.methods.steering import vectors
+
+    prompts, ids = ["The cat sat on the mat", "One two", "A dog ran far away from home today"], [3, 7, 11]
+    together, logits = vectors._last_states(tiny_llama, prompts, 1, ids)
+    assert len(vectors._batches([tiny_llama.encode(p)[0] for p in prompts])) == 1
+    monkeypatch.setattr(vectors, "BATCH_TOKENS", 1)
+    alone, logits_alone = vectors._last_states(tiny_llama, prompts, 1, ids)
+    np.testing.assert_allclose(together.numpy(), alone.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(logits.numpy(), logits_alone.numpy(), rtol=1e-5, atol=1e-6)
+    for p, z in zip(prompts, together):
+        np.testing.assert_allclose(z.numpy(), _hidden_last(tiny_llama, p, 1).numpy(), rtol=1e-5, atol=1e-5)
+
 def test_east_vector_matches_numpy(tiny_llama):
     m, layer = tiny_llama, 1
     episodes = [ep[:3] for ep in ex.EAST_EPISODES[:2]]

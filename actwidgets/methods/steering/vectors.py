@@ -18,30 +18,49 @@ from .._trace import residual
 from .edit import _edit_vector, _layer, _prompts, steer
 
 
+BATCH_TOKENS = 4096  # prompts share a trace up to this many (padded) tokens
+
+
 def _last_states(model: Model, prompts: list[str], layer: int, action_ids: list[int] | None = None):
     """Output of block `layer` at each prompt's last token [n, d] (float32, cpu), and, when
     `action_ids` is given, the next-token log-probabilities over those ids [n, A].
 
-    One unpadded trace per prompt, so "last token" is always the last real token.
+    Prompts run in batches, padded on the RIGHT: in a causal model no position reads a later
+    one, so every real token's states are those of the prompt alone (no mask, no shifted
+    positions), and each row is read at its own last real token.
     """
     block, lm = model.blocks[layer], model.lm  # trace bodies must not name `model` (it holds a lock)
-    states, action_logits = [], []
     wanted = list(action_ids or [])
+    encoded = [model.encode(prompt)[0] for prompt in prompts]
+    states, action_logits = [], []
     with model.lock, torch.no_grad():
-        for prompt in prompts:
-            ids = model.encode(prompt).to(model.device)
-            if action_ids is None:  # only the block's output: stop there (half the blocks, no unembedding)
-                with model.trace(ids) as tracer:
-                    saved = nnsight.save([residual(block.output)[0, -1].float()])
+        for batch in _batches(encoded):
+            width = max(len(ids) for ids in batch)
+            ids = torch.stack([torch.cat([x, x.new_full((width - len(x),), int(x[-1]))]) for x in batch])
+            rows, last = torch.arange(len(batch)), torch.tensor([len(x) - 1 for x in batch])
+            if action_ids is None:  # only the block's output: stop there (fewer blocks, no unembedding)
+                with model.trace(ids.to(model.device)) as tracer:
+                    saved = nnsight.save([residual(block.output)[rows, last].float()])
                     tracer.stop()
             else:
-                with model.trace(ids):
-                    z = residual(block.output)[0, -1].float()
-                    saved = nnsight.save([z, lm.output.logits[0, -1, wanted].float()])
+                with model.trace(ids.to(model.device)):
+                    z = residual(block.output)[rows, last].float()
+                    saved = nnsight.save([z, lm.output.logits[rows, last][:, wanted].float()])
             states.append(saved[0].cpu())
             action_logits.append(saved[-1].cpu())
-    states = torch.stack(states)
-    return states, (torch.stack(action_logits) if action_ids is not None else None)
+    return torch.cat(states), (torch.cat(action_logits) if action_ids is not None else None)
+
+
+def _batches(encoded: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    """Consecutive prompts, as many per batch as fit BATCH_TOKENS once padded."""
+    batches, width = [[]], 0
+    for ids in encoded:
+        width = max(width, len(ids))
+        if batches[-1] and width * (len(batches[-1]) + 1) > BATCH_TOKENS:
+            batches.append([])
+            width = len(ids)
+        batches[-1].append(ids)
+    return batches
 
 
 def mean_difference(model: Model, positive: Sequence[str], negative: Sequence[str], layer: int,
