@@ -1,5 +1,5 @@
-"""Remote (NDIF) runs whose failures read as one sentence a notebook user can act on, and the
-weightless local copy of an NDIF model.
+"""Remote (NDIF) runs whose failures read as one sentence a notebook user can act on, whose
+wait a widget can watch and give up on, and the weightless local copy of an NDIF model.
 
 nnsight's `RemoteBackend` raises whatever its transport raised: a `RemoteError` carrying
 the server's text, a socket or websocket exception, an httpx error from the download. A
@@ -9,16 +9,62 @@ the connection went away, or this kernel's nnsight differs from NDIF's (and the 
 command that fixes it) -- so `backend()` hands `Model.where` a `RemoteBackend` that says
 so with a `RemoteRunError`. The message never carries the API key: it is built from the
 host, the server's reply and version numbers only.
+
+The same backend keeps a widget informed while it waits. nnsight's blocking client reads the
+job's statuses off a websocket until COMPLETED and cannot be told to stop; a widget whose
+input changed must not sit out a queued job nobody wants any more. So the wait is ours: it
+wakes every 0.1 s (nnsight's own refresh period), asks the job's `should_stop` and raises
+`Cancelled` when it says so, and passes each stage ("queued (position N)", "running",
+"downloading") to `on_status`. Both come from `watching()`, which the widget runner opens
+around `compute()`; outside it (a plain function call) nothing stops and nothing is said.
 """
 from __future__ import annotations
 
+import contextlib
+import json
+import re
+import threading
 from importlib.metadata import PackageNotFoundError, version
+from typing import Callable
 
-from nnsight.intervention.backends.remote import RemoteBackend, RemoteError
+from nnsight.intervention.backends.remote import _REFRESH, RemoteBackend, RemoteError
+from nnsight.schema.response import Status
 
-from .errors import RemoteRunError
+from .errors import Cancelled, RemoteRunError
 
 _SEND_FAILED = "Failed to send request: "  # nnsight's prefix for a refused or unsent POST
+_watch = threading.local()  # the job's (should_stop, on_status) on the thread that runs it
+_POSITION = re.compile(r"position\D*(\d+)", re.I)  # NDIF says "Queue position: 3."
+
+
+@contextlib.contextmanager
+def watching(should_stop: Callable[[], bool], on_status: Callable[[str], None]):
+    """For the length of the block, remote runs on this thread stop (raise `Cancelled`) within
+    0.1 s of `should_stop()` turning true and report their stage to `on_status`; "" at the end."""
+    previous = getattr(_watch, "job", None)
+    _watch.job = (should_stop, on_status)
+    try:
+        yield
+    finally:
+        _watch.job = previous
+        on_status("")
+
+
+def _job() -> tuple[Callable[[], bool], Callable[[str], None]]:
+    return getattr(_watch, "job", None) or (lambda: False, lambda _text: None)
+
+
+_STAGES = {Status.RECEIVED: "sent", Status.PROVISIONING: "starting", Status.DEPLOYING: "starting",
+           Status.DISPATCHED: "starting", Status.RUNNING: "running", Status.COMPLETED: "downloading"}
+
+
+def stage(response) -> str | None:
+    """The words for a job's status; None for one that says nothing new (a log line, an error,
+    which the widget shows as its error)."""
+    if response.status == Status.QUEUED:
+        found = _POSITION.search(response.description or "")
+        return f"queued (position {found[1]})" if found else "queued"
+    return _STAGES.get(response.status)
 
 
 def weightless(name: str):
@@ -50,6 +96,41 @@ def _line(text: str, last: bool = False) -> str:
 
 
 class _ExplainedBackend(RemoteBackend):
+    def handle(self, response):
+        said = stage(response)
+        if said is not None:
+            _job()[1](said)
+        return super().handle(response)
+
+    def request(self, request, tracer):
+        """nnsight's blocking wait (subscribe, POST, read statuses until COMPLETED), woken every
+        0.1 s to ask whether the job is still wanted. A job given up on runs on at NDIF (the
+        protocol has no cancel); only its result is never fetched."""
+        import websocket
+
+        should_stop = _job()[0]
+        blob = self._serialize(tracer)
+        connection = websocket.create_connection(
+            f"{self.ws_host}/subscribe", header={"ndif-api-key": self.api_key} if self.api_key else None)
+        try:
+            request.session_id = json.loads(connection.recv())["session_id"]
+            self.send(request, blob)
+            connection.settimeout(_REFRESH)
+            while True:
+                if should_stop():
+                    raise Cancelled
+                try:
+                    message = connection.recv()
+                except websocket.WebSocketTimeoutException:
+                    self.display.refresh()
+                    continue
+                response = self.parse(message)
+                result = self.handle(response)
+                if response.status == Status.COMPLETED:
+                    return result
+        finally:
+            connection.close()
+
     def __call__(self, tracer=None):
         import httpx
         import websocket

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import nnsight
 import numpy as np
 import torch
 
@@ -69,16 +70,51 @@ def residual_stats(model: Model, prompt: str, *, layers=None, direction=None,
 
     with model.lock, torch.no_grad():
         with model.trace(ids.to(model.device)) as tracer:
-            rows = []
-            if with_embeddings:
-                rows.append(_summarize(blocks[0].input[0].float(), None, unit))
-            for layer in chosen:
-                before = blocks[layer].input[0].float()
-                after = residual(blocks[layer].output)[0].float()
-                rows.append(_summarize(after, before, unit))
-            summary = torch.stack(rows, dim=1).save()  # [stat, R, T]
+            summary = _rows(blocks, chosen, with_embeddings, unit).save()
             tracer.stop()  # nothing after the last row is read: no [T, vocab] logits
+    return _stats(model, ids, chosen, with_embeddings, unit, summary)
 
+
+def residual_stats_pair(model: Model, prompt: str, compare: str, *, layers=None, direction=None,
+                        ) -> tuple[ResidualStats, ResidualStats]:
+    """Both prompts' statistics, each from its own forward pass (the numbers of two calls), in
+    one nnsight session: a comparison is one NDIF job, not two. Lengths are checked first."""
+    ids, other = model.encode(prompt), model.encode(compare, "compare")
+    same_length(ids.shape[1], other.shape[1])
+    chosen = model.check_layers(layers)
+    with_embeddings = layers is None
+    unit = check_direction(model, direction)
+    lm, blocks = model.lm, model.blocks
+    a, b = ids.to(model.device), other.to(model.device)
+
+    # The session body runs where the model runs, so its traces are written out here (not in a
+    # helper: NDIF reads a nested trace's source from the session's) and never name the Model.
+    with model.lock, torch.no_grad():
+        with lm.session(**model.where()):
+            with lm.trace(a) as tracer:
+                first = _rows(blocks, chosen, with_embeddings, unit)
+                tracer.stop()
+            with lm.trace(b) as tracer:
+                second = _rows(blocks, chosen, with_embeddings, unit)
+                tracer.stop()
+            summaries = nnsight.save([first, second])
+    return (_stats(model, ids, chosen, with_embeddings, unit, summaries[0]),
+            _stats(model, other, chosen, with_embeddings, unit, summaries[1]))
+
+
+def _rows(blocks, chosen: list[int], with_embeddings: bool, unit) -> torch.Tensor:
+    """[stat, R, T] inside a trace: one `_summarize` per row."""
+    rows = []
+    if with_embeddings:
+        rows.append(_summarize(blocks[0].input[0].float(), None, unit))
+    for layer in chosen:
+        before = blocks[layer].input[0].float()
+        after = residual(blocks[layer].output)[0].float()
+        rows.append(_summarize(after, before, unit))
+    return torch.stack(rows, dim=1)
+
+
+def _stats(model: Model, ids, chosen, with_embeddings: bool, unit, summary: torch.Tensor) -> ResidualStats:
     out = summary.cpu().numpy()
     return ResidualStats(
         tokens=model.token_texts(ids[0]),
@@ -97,10 +133,7 @@ def difference(a: ResidualStats, b: ResidualStats) -> ResidualStats:
     Columns are positions: where the two prompts' tokens differ the label names both
     ("' John' vs ' Mary'"). `channel` is a's (a difference of channel indices means nothing).
     """
-    if len(a.tokens) != len(b.tokens):
-        raise InputError(
-            f"compare must have as many tokens as prompt, to be compared token by token: prompt is "
-            f"{len(a.tokens)} tokens, compare is {len(b.tokens)}. Edit one of them to the same length.")
+    same_length(len(a.tokens), len(b.tokens))
     if a.rows != b.rows:  # the same model and layers give the same rows; say so rather than misalign
         raise InputError(f"The two runs have different layers ({a.rows} and {b.rows}); compare needs the same.")
     tokens = [x if x == y else f"{x!r} vs {y!r}" for x, y in zip(a.tokens, b.tokens)]
@@ -108,6 +141,13 @@ def difference(a: ResidualStats, b: ResidualStats) -> ResidualStats:
     return ResidualStats(tokens=tokens, rows=list(a.rows), norm=a.norm - b.norm, max_abs=a.max_abs - b.max_abs,
                          channel=a.channel, delta=a.delta - b.delta,
                          direction=a.direction - b.direction if both else None)
+
+
+def same_length(prompt_tokens: int, compare_tokens: int) -> None:
+    if prompt_tokens != compare_tokens:
+        raise InputError(
+            f"compare must have as many tokens as prompt, to be compared token by token: prompt is "
+            f"{prompt_tokens} tokens, compare is {compare_tokens}. Edit one of them to the same length.")
 
 
 def _summarize(h: torch.Tensor, before: torch.Tensor | None, unit: torch.Tensor | None) -> torch.Tensor:

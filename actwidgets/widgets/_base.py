@@ -20,6 +20,7 @@ import anywidget
 import numpy as np
 import traitlets as t
 
+from .._remote import watching
 from ..errors import ActWidgetsError, Cancelled
 from ..methods import _checks
 from . import _cells, _snapshot
@@ -102,6 +103,9 @@ class JobWidget(anywidget.AnyWidget):
     status = t.Unicode("idle").tag(sync=True)  # idle | running | done | error | cancelled
     progress = t.Float(0.0).tag(sync=True)
     error = t.Unicode("").tag(sync=True)
+    # Where a remote (NDIF) job is while status is "running": "queued (position 2)", "running",
+    # "downloading"; "" otherwise. Python-side for now: the front-end has no field for it yet.
+    remote_status = t.Unicode("")
 
     def __init__(self, model, **kwargs) -> None:
         _checks.keywords(type(self).__name__, kwargs, _parameters(type(self)), self.class_trait_names())
@@ -213,7 +217,9 @@ class JobWidget(anywidget.AnyWidget):
         with self.hold_sync():
             self.status, self.progress, self.error = "running", 0.0, ""
         try:
-            result = self.compute()
+            # A remote wait gives up within 0.1 s of this job being superseded or cancelled.
+            with watching(lambda: not self._current(), lambda text: self.set_trait("remote_status", text)):
+                result = self.compute()
             self.check()
             with self.hold_sync():
                 self.apply(result)

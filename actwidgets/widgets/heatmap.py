@@ -5,7 +5,8 @@ import numpy as np
 import torch
 import traitlets as t
 
-from ..methods.activations import STAT_LABELS, STATS, ResidualStats, difference, residual_stats
+from ..methods.activations import (STAT_LABELS, STATS, ResidualStats, difference, residual_stats,
+                                  residual_stats_pair)
 from ._base import bundle, quoted
 from ._grid import GridWidget
 
@@ -79,6 +80,11 @@ class Heatmap(GridWidget):
             return self.memo.get(key) or self.memo.put(
                 key, residual_stats(self.model, text, layers=layers, direction=direction))
 
+        if compare and self.memo.get(self._key(prompt)) is None and self.memo.get(self._key(compare)) is None:
+            # Both at once: one session, so a remote comparison is one NDIF job.
+            pair = residual_stats_pair(self.model, prompt, compare, layers=layers, direction=direction)
+            for text, stats in zip((prompt, compare), pair):
+                self.memo.put(self._key(text), stats)
         stats = stats_of(prompt)
         stats.stat(stat)  # validates the statistic before anything is drawn
         if compare:

@@ -42,11 +42,10 @@ def api_key() -> str:
     return API_KEY
 
 
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory) -> str:
+def save_tiny_llama(folder) -> str:
+    """Write the tiny random Llama and its tokenizer to `folder` (also what bench/remote.py serves)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    folder = tmp_path_factory.mktemp("tiny-llama")
     tok = _tokenizer()
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=3,
@@ -55,6 +54,11 @@ def tiny_dir(tmp_path_factory) -> str:
     LlamaForCausalLM(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> str:
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="session")

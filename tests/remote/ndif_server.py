@@ -18,7 +18,8 @@ The protocol of nnsight 0.8.x, as its client speaks it:
   GET  /response/{id}    the latest status of a job (the client's non-blocking mode)
   GET  /env, /ping       the server's python and package versions; liveness
 Test controls (not NDIF's): GET /_test/stats (request count, headers and URIs seen, whether
-the key was in a request's body, statuses sent per job, blocked modules ever imported),
+the key was in a request's body, statuses sent per job, bytes up (request bodies) and down
+(results, downloaded or inline), blocked modules ever imported),
 POST /_test/config with any of {"queue_seconds", "fail" ("status" | "http"), "drop",
 "version" (the nnsight version reported at /env and required at /request unless "gate" is
 false), "inline" (results on the websocket)}, POST /_test/reset.
@@ -160,7 +161,8 @@ def serve(model_dir: str) -> None:
     defaults = {"queue_seconds": 0.0, "fail": None, "drop": False, "version": version("nnsight"), "gate": True,
                 "inline": False}
     state = {"config": dict(defaults), "requests": 0, "request_headers": [], "key_in_body": [],
-             "subscribe_headers": [], "uris": [], "statuses": {}, "jobs_waiting": 0}
+             "subscribe_headers": [], "uris": [], "statuses": {}, "jobs_waiting": 0, "bytes_up": 0,
+             "bytes_down": 0}
     sessions: dict[str, tornado.websocket.WebSocketHandler] = {}
     results: dict[str, bytes] = {}
     latest: dict[str, str] = {}  # job id -> its latest status as JSON, for GET /response
@@ -223,7 +225,9 @@ def serve(model_dir: str) -> None:
                 data = execute(blob, compress)
                 if config["inline"]:
                     done = say(Status.COMPLETED, "Your job has been completed.", data)
-                    publish(session_id, done, inline=done.pickle())
+                    inline = done.pickle()
+                    state["bytes_down"] += len(inline)
+                    publish(session_id, done, inline=inline)
                 else:
                     results[job_id] = data
                     publish(session_id, say(Status.COMPLETED, "Your job has been completed.",
@@ -249,6 +253,7 @@ def serve(model_dir: str) -> None:
 
         async def post(self) -> None:
             state["requests"] += 1
+            state["bytes_up"] += len(self.request.body)
             state["request_headers"].append(dict(self.request.headers))
             state["uris"].append(self.request.uri)
             fields: dict = {}
@@ -289,7 +294,9 @@ def serve(model_dir: str) -> None:
             if job_id not in results:
                 raise tornado.web.HTTPError(404)
             self.set_header("Content-Type", "application/octet-stream")
-            self.finish(results.pop(job_id))  # a presigned url is good for one download here
+            data = results.pop(job_id)
+            state["bytes_down"] += len(data)
+            self.finish(data)  # a presigned url is good for one download here
 
     class Response(tornado.web.RequestHandler):
         def get(self, job_id: str) -> None:
@@ -308,7 +315,8 @@ def serve(model_dir: str) -> None:
 
     class Stats(tornado.web.RequestHandler):
         def get(self) -> None:
-            names = ("requests", "request_headers", "key_in_body", "subscribe_headers", "uris", "statuses")
+            names = ("requests", "request_headers", "key_in_body", "subscribe_headers", "uris", "statuses",
+                     "bytes_up", "bytes_down")
             # Proof that requests ran without the blocked packages: none of them was ever imported here.
             loaded = sorted(name for name in sys.modules if name.split(".")[0] in BLOCKED)
             self.finish({**{k: state[k] for k in names}, "blocked_modules_loaded": loaded})
@@ -325,7 +333,7 @@ def serve(model_dir: str) -> None:
     class Reset(tornado.web.RequestHandler):
         def post(self) -> None:
             state.update(config=dict(defaults), requests=0, request_headers=[], key_in_body=[],
-                         subscribe_headers=[], uris=[], statuses={})
+                         subscribe_headers=[], uris=[], statuses={}, bytes_up=0, bytes_down=0)
             self.finish({"config": state["config"]})
 
     app = tornado.web.Application([

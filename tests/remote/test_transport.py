@@ -29,6 +29,7 @@ from actwidgets.widgets import _snapshot
 
 PROMPT = "The Eiffel Tower is located in the city of"
 OTHER = "When Mary and John went to the store, John gave a drink to"
+SAME_LENGTH = "The Mont Blanc is located in the city of"  # 9 tokens, as PROMPT
 
 
 def one_sentence(message: str) -> bool:
@@ -60,8 +61,16 @@ def test_heatmap_through_the_server_equals_the_local_run(remote_model, local_mod
     heatmap.wait()
     assert ndif.stats()["requests"] == 1
 
-    aw.Heatmap(remote_model, PROMPT, compare=OTHER).wait()
-    assert ndif.stats()["requests"] == 3  # a comparison runs both prompts: one request each
+    mismatched = aw.Heatmap(remote_model, PROMPT, compare=OTHER).wait()
+    assert "prompt is 9 tokens, compare is 14" in mismatched.error
+    assert ndif.stats()["requests"] == 1  # refused here, before either prompt was sent
+
+    compared = aw.Heatmap(remote_model, PROMPT, compare=SAME_LENGTH).wait()
+    assert compared.status == "done", compared.error
+    assert ndif.stats()["requests"] == 2  # a comparison: both prompts' traces in one session, one job
+    local = aw.Heatmap(local_model, PROMPT, compare=SAME_LENGTH).wait().data
+    np.testing.assert_allclose(compared.data.norm, local.norm, rtol=1e-5, atol=1e-5)
+    assert compared.data.tokens == local.tokens
 
 
 def test_logit_lens_through_the_server_equals_the_local_run(remote_model, local_model, ndif):

@@ -1,0 +1,94 @@
+"""A widget's remote job, watched and given up on, through nnsight's real client and the
+NDIF test server: the stages it reports while the job waits in the queue, runs and comes
+back (`remote_status`), and how fast a cancel or a superseding edit frees the widget when
+the job it no longer wants is still queued on the server (the wait wakes every 0.1 s).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import actwidgets as aw
+
+PROMPT = "The Eiffel Tower is located in the city of"
+OTHER = "When Mary and John went to the store, John gave a drink to"
+
+
+def stages(widget) -> list[str]:
+    seen: list[str] = []
+    widget.observe(lambda change: seen.append(change["new"]), "remote_status")
+    return seen
+
+
+def until(condition, timeout: float = 30.0) -> float:
+    """Seconds until `condition()` holds (fails the test after `timeout`)."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout, "timed out"
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+def settled(ndif) -> list[list[str]]:
+    """Every job's statuses once each has finished on the server: an abandoned job still runs
+    there (the protocol has no cancel), and must not report into the next test."""
+    until(lambda: all(job[-1] in ("COMPLETED", "ERROR") for job in ndif.stats()["statuses"].values()))
+    return list(ndif.stats()["statuses"].values())
+
+
+def test_a_queued_job_says_queued_then_running_then_downloading(remote_model, ndif):
+    ndif.configure(queue_seconds=0.5)
+    heatmap = aw.Heatmap(remote_model, "", layers=[1])  # an empty prompt runs nothing: observe first
+    seen = stages(heatmap)
+    heatmap.prompt = PROMPT
+    heatmap.wait()
+    assert heatmap.status == "done", heatmap.error
+    assert seen == ["sent", "queued (position 1)", "running", "downloading", ""]
+    assert heatmap.remote_status == ""
+
+
+def test_a_job_with_another_ahead_says_position_2(remote_model, local_model, ndif):
+    import nnsight
+
+    ndif.configure(queue_seconds=1.0)
+    blocks = remote_model.blocks
+    with remote_model.lm.trace(remote_model.encode(OTHER), remote=True, blocking=False) as ahead:
+        _norm = nnsight.save(blocks[1].output[0].norm(dim=-1))  # someone else's job, first in the queue
+    heatmap = aw.Heatmap(remote_model, "", layers=[1])
+    seen = stages(heatmap)
+    heatmap.prompt = PROMPT
+    assert heatmap.wait().status == "done", heatmap.error
+    assert seen[:2] == ["sent", "queued (position 2)"]
+    assert ahead.backend() is not None  # the other job completed too
+    assert aw.LogitLens(local_model, PROMPT).wait().remote_status == ""  # a local run has no remote stage
+
+
+def test_cancel_while_queued_returns_at_once_and_the_next_run_works(remote_model, local_model, ndif):
+    ndif.configure(queue_seconds=2.0)
+    heatmap = aw.Heatmap(remote_model, PROMPT)
+    until(lambda: heatmap.remote_status.startswith("queued"))
+    heatmap.cancel()
+    freed = until(lambda: heatmap.idle)
+    assert freed < 0.5  # not the 2 s the job stays queued (measured: about 0.01 s)
+    assert heatmap.status == "cancelled" and heatmap.data is None and heatmap.remote_status == ""
+
+    ndif.configure(queue_seconds=0.0)
+    heatmap.schedule()
+    assert heatmap.wait().status == "done", heatmap.error
+    np.testing.assert_allclose(heatmap.data.norm, aw.Heatmap(local_model, PROMPT).wait().data.norm, rtol=1e-6)
+    assert settled(ndif) == [["QUEUED", "RUNNING", "COMPLETED"]] * 2  # the cancelled job ran all the same
+
+
+def test_an_edit_supersedes_a_queued_job_without_waiting_for_it(remote_model, local_model, ndif):
+    ndif.configure(queue_seconds=2.0)
+    heatmap = aw.Heatmap(remote_model, PROMPT)
+    until(lambda: heatmap.remote_status.startswith("queued"))
+    ndif.configure(queue_seconds=0.0)
+    start = time.monotonic()
+    heatmap.prompt = OTHER
+    heatmap.wait()
+    assert time.monotonic() - start < 1.5  # was 5.2 s: the superseded job's queue time and run first
+    assert heatmap.status == "done" and heatmap.data.tokens == local_model.token_texts(local_model.encode(OTHER)[0])
+    assert ndif.stats()["requests"] == 2  # the superseded job was sent; its result is never fetched
+    assert len(settled(ndif)) == 2
