@@ -104,8 +104,8 @@ class JobWidget(anywidget.AnyWidget):
     progress = t.Float(0.0).tag(sync=True)
     error = t.Unicode("").tag(sync=True)
     # Where a remote (NDIF) job is while status is "running": "queued (position 2)", "running",
-    # "downloading"; "" otherwise. Python-side for now: the front-end has no field for it yet.
-    remote_status = t.Unicode("")
+    # "downloading"; "" otherwise. The status line shows it in place of "running".
+    remote_status = t.Unicode("").tag(sync=True)
 
     def __init__(self, model, **kwargs) -> None:
         _checks.keywords(type(self).__name__, kwargs, _parameters(type(self)), self.class_trait_names())

@@ -25,6 +25,7 @@ function attentionState(over: Partial<AttentionModel> = {}): AttentionModel {
     status: "done",
     progress: 1,
     error: "",
+    remote_status: "",
     tokens: TOKENS,
     row_labels: ["head 0", "head 1"],
     shape: [HEADS, T],

@@ -15,6 +15,7 @@ function dlaState(over: Partial<LogitAttributionModel> = {}): LogitAttributionMo
     status: "done",
     progress: 1,
     error: "",
+    remote_status: "",
     tokens: ["Tom", " met", "<b>x</b>"],
     row_labels: ["0", "1"],
     shape: [LAYERS, HEADS],

@@ -14,6 +14,7 @@ function heatmapState(over: Partial<HeatmapModel> = {}): HeatmapModel {
     status: "done",
     progress: 1,
     error: "",
+    remote_status: "",
     tokens: ["The", " cat", " sat", "\n", XSS],
     row_labels: ["emb", "0", "1"],
     shape: [rows, cols],
@@ -196,6 +197,20 @@ describe("heatmap render", () => {
     expect(bar.hidden).toBe(false);
     expect(bar.value).toBe(0.25);
     expect(q("span.aw-status").textContent).toContain("running");
+  });
+
+  it("says where a remote job is while it runs, and forgets it when done", () => {
+    const { model, q } = setup();
+    const status = q("span.aw-status");
+    model.pySet("status", "running");
+    model.pySet("progress", 0);
+    model.pySet("remote_status", "queued (position 2)");
+    expect(status.textContent).toBe("queued (position 2)");
+    model.pySet("remote_status", "downloading");
+    expect(status.textContent).toBe("downloading");
+    model.pySet("remote_status", "");
+    model.pySet("status", "done");
+    expect(status.textContent).toBe("done");
   });
 
   it("binds the stat select both ways", () => {

@@ -14,6 +14,7 @@ function lensState(over: Partial<LensModel> = {}): LensModel {
     status: "done",
     progress: 1,
     error: "",
+    remote_status: "",
     tokens: ["Paris", " is", " the"],
     row_labels: ["0", "1"],
     shape: [ROWS, COLS],

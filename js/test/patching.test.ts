@@ -13,6 +13,7 @@ function patchingState(over: Partial<PatchingModel> = {}): PatchingModel {
     status: "done",
     progress: 1,
     error: "",
+    remote_status: "",
     prompt: "",
     tokens: ["When", " Mary", " and", XSS],
     row_labels: ["0", "1", "2"],

@@ -15,6 +15,7 @@ const GRID = {
   status: "done",
   progress: 1,
   error: "",
+  remote_status: "",
   tokens: ["The", " cat", " sat"],
   row_labels: ["emb", "0"],
   shape: [2, 3],

@@ -14,6 +14,7 @@ export function steeringState(over: Partial<SteeringModel> = {}): SteeringModel 
     status: "done",
     progress: 1,
     error: "",
+    remote_status: "",
     strength: 0.5,
     strength_min: -2,
     strength_max: 2,

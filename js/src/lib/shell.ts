@@ -165,7 +165,9 @@ export function createShell<T extends StatusModel>(model: AnyModel<T>, host: HTM
     root.dataset.status = s;
     const p = Number(model.get("progress") ?? 0);
     const running = s === "running";
-    status.textContent = running && p > 0 ? `${s} ${Math.round(p * 100)}%` : s;
+    // A remote job says where it is (queued, its position, running, downloading).
+    const shown = (running && String(model.get("remote_status") ?? "")) || s;
+    status.textContent = running && p > 0 ? `${shown} ${Math.round(p * 100)}%` : shown;
     progress.value = Number.isFinite(p) ? Math.min(1, Math.max(0, p)) : 0;
     progress.hidden = !running;
   };
@@ -182,6 +184,7 @@ export function createShell<T extends StatusModel>(model: AnyModel<T>, host: HTM
   };
   d.onModel(model, "change:status", syncStatus);
   d.onModel(model, "change:progress", syncStatus);
+  d.onModel(model, "change:remote_status", syncStatus);
   d.onModel(model, "change:error", syncError);
   for (const t of ["status", ...opts.figure.traits]) d.onModel(model, `change:${t}`, syncStale);
   syncStatus();

@@ -27,6 +27,8 @@ export interface StatusModel {
   status: Status;
   progress: number;
   error: string;
+  /** Where a remote (NDIF) job is while running ("queued (position 2)", ...); "" when local. */
+  remote_status: string;
 }
 
 /** Traits common to every widget (`actwidgets/widgets/_base.py`). */
