@@ -2,14 +2,21 @@
 against baselines measured in the same run:
 
 - naive: one nnsight trace per cell (under no_grad, last logits only) -> `speedup_vs_naive`
-  (target >= 10x);
-- batched torch: one plain-torch forward over all 420 cells with hooks, no layer
-  skipping -> `ratio_vs_batched_torch` (target <= 0.6);
+  (target >= 20x);
+- batched torch: one plain-torch forward over all 420 cells with hooks, no layer or
+  position skipping -> `ratio_vs_batched_torch` (target <= 0.15);
 - peak RSS of the process while the exact grid runs -> `peak_rss_gb` (target <= 2);
-- attribution and RelP time in plain-forward equivalents (target <= 3).
+- attribution and RelP time in plain-forward equivalents (target <= 3);
+- the exact grid on the IOI pair lengthened to 28 and 56 tokens (`lengthened`) ->
+  `grid_s_by_tokens`, and `grid_growth_exponent`, the slope of log time over log tokens
+  from 14 to 56 (target <= 2: the work is cells x remaining positions).
+
+Usage: python bench/patching.py [--threads N]   (--threads 1 is steadier on shared cores)
 """
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import threading
 
@@ -27,6 +34,28 @@ from _util import median_time, report  # noqa: E402
 CLEAN = "When Mary and John went to the store, John gave a drink to"
 CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
 ANSWER = (" Mary", " John")
+PREAMBLE = ("It was a quiet morning in the small town by the river and most of the people who lived there were still "
+            "asleep in their warm beds when the sun came up over the hills").split()
+FILLER = ("who had walked all the way there in the cold rain that fell on the town all morning and made the streets "
+          "wet and grey while the shops opened one by one and the bells of the old church rang out over the square"
+          ).split()
+
+
+def lengthened(model, n_tokens: int) -> tuple[str, str]:
+    """The IOI pair grown to `n_tokens` by a sentence before it and a clause after the
+    differing name, placed so that the prompts differ from the same fraction on (5 of 14
+    tokens): the grid's work, cells x remaining positions, then grows as tokens squared."""
+    differ_at = n_tokens - round(n_tokens * 5 / 14)
+    for a in range(len(PREAMBLE) + 1):
+        for k in range(len(FILLER) + 1):
+            preamble = " ".join(PREAMBLE[:a]) + ". " if a else ""
+            clause = ", " + " ".join(FILLER[:k]) + "," if k else ""
+            clean = preamble + CLEAN.replace("store, John", f"store, John{clause}")
+            corrupted = clean.replace("store, John", "store, Mary")
+            ids, other = model.encode(clean)[0], model.encode(corrupted)[0]
+            if len(ids) == len(other) == n_tokens and int(torch.nonzero(ids != other)[0]) == differ_at:
+                return clean, corrupted
+    raise ValueError(f"no preamble and clause give {n_tokens} tokens")
 
 
 def naive_grid(model, problem) -> np.ndarray:
@@ -105,6 +134,10 @@ def figures(dtype=None) -> dict:
         forward_s = median_time(lambda: model.hf(problem.corrupted_ids), repeat=7)
     attribution_s = median_time(lambda: P.attribution_patching(model, CLEAN, CORRUPTED, ANSWER, "resid"), repeat=3)
     relp_s = median_time(lambda: P.attribution_patching(model, CLEAN, CORRUPTED, ANSWER, "resid", relp=True), repeat=3)
+    by_tokens = {14: exact_s}
+    for n in (28, 56):
+        clean, corrupted = lengthened(model, n)
+        by_tokens[n] = median_time(lambda: P.exact_patching(model, clean, corrupted, ANSWER, "resid"), repeat=1)
     out = {
         "dtype": str(next(model.hf.parameters()).dtype).split(".")[-1],
         "exact_s": exact_s, "naive_s": naive_s, "batched_torch_s": batched_s, "forward_s": forward_s,
@@ -115,15 +148,24 @@ def figures(dtype=None) -> dict:
         "relp_forward_equivalents": relp_s / forward_s,
         "max_abs_diff_vs_naive": float(np.abs(grid - naive).max()),
         "max_abs_diff_vs_batched_torch": float(np.abs(grid - batched).max()),
+        "grid_s_by_tokens": {n: round(s, 3) for n, s in by_tokens.items()},
+        "grid_growth_exponent": math.log(by_tokens[56] / by_tokens[14]) / math.log(4),
+        "torch_threads": torch.get_num_threads(),
     }
     print(f"exact grid {exact_s:.2f} s | naive per-cell traces {naive_s:.1f} s ({naive_s / exact_s:.1f}x) | "
           f"batched torch, no skipping {batched_s:.2f} s (ratio {exact_s / batched_s:.2f}) | peak RSS {peak:.2f} GB")
+    print("exact grid by prompt length: " + ", ".join(f"{n} tokens {s:.2f} s" for n, s in by_tokens.items()))
     print(f"attribution {attribution_s / forward_s:.1f} and RelP {relp_s / forward_s:.1f} forward equivalents "
           f"(forward {forward_s * 1e3:.0f} ms)")
     return out
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     report(figures())
 
 

@@ -10,9 +10,11 @@ Sites: `resid` (block output), `attn` and `mlp` (their outputs) x layer x positi
 and `heads` (one head's slice of the attention output projection's input, at every
 position) x layer x head.
 
-Exact patching batches the cells of one layer along the batch dimension and starts
-them from the cached target activations: blocks below the patched one are skipped
-(nnsight's `skip`), so a cell at layer l costs L - l blocks, not L. Attribution
+Exact patching batches cells along the batch dimension and starts them from the cached
+target run: blocks below the patched one are skipped (nnsight's `skip`), and positions
+before the patched one are not recomputed (their keys and values are the target run's,
+see _prefix.py), so a cell at (layer l, position p) costs about L - l blocks over T - p
+positions, not L over T. Attribution
 patching approximates every cell at once, `(a_src - a_tgt) . dLD/da` at the target
 run: two forwards and one backward. RelP is the same with the backward pass changed
 by LRP rules (Rezaei Jafari et al. 2025; see relp.py). Scores are summed in float32.
@@ -30,6 +32,7 @@ from ..errors import Cancelled, InputError
 from ..model import Model
 from .._adapter import get_path
 from ._checks import choice, whole
+from ._prefix import plan, prefix_inputs, prefix_keys
 from ._trace import residual
 from .relp import apply_rules, ln_rule, lrp_rules
 
@@ -168,9 +171,10 @@ def _grid_axes(model: Model, problem: Problem, site: str) -> tuple[list[str], li
 
 
 def _cache_runs(model: Model, problem: Problem, site: str, denoise: bool, metric):
-    """One trace each over source and target: site activations, block outputs, metric."""
+    """One trace each over source and target: site activations, block outputs, metric, and
+    the key/value cache (kept here only: a remote run's cache stays on the server)."""
     cached = []
-    refs, block_list, lm = _site_refs(model, site), list(model.blocks), model.lm
+    refs, block_list, lm, keep_cache = _site_refs(model, site), list(model.blocks), model.lm, not model.remote
     for ids in problem.source_target(denoise):
         with model.trace(ids.to(model.device)):
             sites, blocks = [], []
@@ -179,7 +183,9 @@ def _cache_runs(model: Model, problem: Problem, site: str, denoise: bool, metric
                 blocks.append(residual(block.output)[0])
             sites, blocks = nnsight.save(sites), nnsight.save(blocks)
             value = nnsight.save(metric(lm.output.logits[:, -1]))
-        cached.append((sites, blocks, float(value[0])))
+            if keep_cache:
+                kv = nnsight.save(lm.output.cache)
+        cached.append((sites, blocks, float(value[0]), kv if keep_cache else None))
     return cached
 
 
@@ -198,25 +204,27 @@ def iter_exact(model: Model, problem: Problem, site: str = "resid", *, denoise: 
     metric = metric or logit_diff(problem)
     rows, cols, col_label = _grid_axes(model, problem, site)
     with model.lock, torch.no_grad():
-        (src_sites, _, src_ld), (tgt_sites, tgt_blocks, tgt_ld) = _cache_runs(model, problem, site, denoise, metric)
+        (src_sites, _, src_ld, _), (tgt_sites, tgt_blocks, tgt_ld, tgt_cache) = _cache_runs(
+            model, problem, site, denoise, metric)
         ld_clean, ld_corr = (src_ld, tgt_ld) if denoise else (tgt_ld, src_ld)
         grid = np.full((len(rows), len(cols)), np.nan, dtype=np.float32)
         result = PatchingResult(site, "exact", rows, cols, col_label, grid, ld_clean, ld_corr, denoise,
                                 done=np.zeros(grid.shape, bool))
         target_ids = problem.source_target(denoise)[1].to(model.device)
+        keys = prefix_keys(model, site, tgt_cache, target_ids.shape[1])
         # A patch that copies an identical activation changes nothing: with a shared prefix
         # (minimal pairs), every cell before the first differing token is the target run.
         same = _same_cells(src_sites, tgt_sites, site, model.n_heads)
         grid[same], result.done[same] = tgt_ld, True
         moved = [(int(layer), int(col)) for layer, col in zip(*np.nonzero(~same))]
-        chunks = _chunks(moved, chunk_size)  # layer-major, so a chunk spans few layers
+        chunks = plan(moved, chunk_size, model.n_layers, target_ids.shape[1], keys is not None)
         if not chunks:
             yield result, 1.0
         for n, chunk in enumerate(chunks, 1):
             if should_stop and should_stop():
                 raise Cancelled
             layers, columns = (list(axis) for axis in zip(*chunk))
-            grid[layers, columns] = _patched_batch(model, target_ids, chunk, site, src_sites, tgt_blocks, metric)
+            grid[layers, columns] = _patched_batch(model, target_ids, chunk, site, src_sites, tgt_blocks, keys, metric)
             result.done[layers, columns] = True
             yield result, n / len(chunks)
 
@@ -241,23 +249,21 @@ def exact_patching(model: Model, clean: str, corrupted: str, answer, site: str =
     return result
 
 
-def _chunks(indices, size: int) -> list[list[int]]:
-    indices = list(indices)
-    return [indices[i:i + size] for i in range(0, len(indices), size)]
-
-
-def _patched_batch(model, target_ids, chunk, site, src_sites, tgt_blocks, metric) -> np.ndarray:
+def _patched_batch(model, target_ids, chunk, site, src_sites, tgt_blocks, keys, metric) -> np.ndarray:
     """The metric for a batch of cells [(layer, position or head)], one cell per batch row.
 
-    Blocks below the chunk's lowest layer are skipped and replaced by the cached target
-    run; each row then gets its patch at its own layer, in execution order.
+    With the target run's keys and values (`keys`), only positions from the chunk's
+    smallest one on are run. Blocks below the chunk's lowest layer are skipped and replaced
+    by the cached target run; each row then gets its patch at its own layer, in execution order.
     """
     refs, blocks, lm = _site_refs(model, site), list(model.blocks), model.lm
     head_dim, as_tuple = model.head_dim, model.adapter.block_tuple
-    k, first = len(chunk), chunk[0][0]
-    with model.trace(target_ids.expand(k, -1), logits_to_keep=1):
+    k, first = len(chunk), min(layer for layer, _ in chunk)
+    start = min(col for _, col in chunk) if keys else 0
+    reuse = prefix_inputs(model, keys, start, k) if start else {}
+    with model.trace(target_ids[:, start:].expand(k, -1), logits_to_keep=1, **reuse):
         for below in range(first):  # these blocks would only recompute the cached target run
-            cached = tgt_blocks[below].expand(k, -1, -1)
+            cached = tgt_blocks[below][start:].expand(k, -1, -1)
             blocks[below].skip((cached, None) if as_tuple else cached)  # callers read [0] of a tuple
         for layer in sorted({layer for layer, _ in chunk}):
             value = _read(refs[layer], k)
@@ -268,7 +274,7 @@ def _patched_batch(model, target_ids, chunk, site, src_sites, tgt_blocks, metric
                     span = slice(cell * head_dim, (cell + 1) * head_dim)
                     value[row, :, span] = src_sites[layer][:, span]
                 else:
-                    value[row, cell] = src_sites[layer][cell]
+                    value[row, cell - start] = src_sites[layer][cell]
         out = nnsight.save(metric(lm.output.logits[:, -1]))
     return out.float().cpu().numpy()
 

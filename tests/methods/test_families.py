@@ -80,11 +80,22 @@ def naive_cell(model, problem, site, layer, col):
 
 @pytest.mark.parametrize("site", P.SITES)
 def test_exact_patching_equals_a_naive_loop(model, site):
+    """Chunks of 3 start at different positions and layers (position skipping reuses the
+    target run's keys and values on every family here: none falls back to whole prompts)."""
     problem = P.prepare(model, CLEAN, CORRUPTED, ANSWER)
-    result = P.exact_patching(model, CLEAN, CORRUPTED, ANSWER, site, chunk_size=7)
+    lengths = []
+    hook = model.hf.register_forward_pre_hook(lambda m, args, kwargs: lengths.append(
+        (args[0] if args else kwargs["input_ids"]).shape[1]), with_kwargs=True)
+    try:
+        result = P.exact_patching(model, CLEAN, CORRUPTED, ANSWER, site, chunk_size=3)
+    finally:
+        hook.remove()
     assert result.done.all() and result.patched_ld.shape[0] == model.n_layers
+    tails = lengths[2:]  # after the two runs that cache source and target
+    assert set(tails) == {14} if site == "heads" else (max(tails) == 14 - 9 and min(tails) < 14 - 9), lengths
     n_cols = result.patched_ld.shape[1]
-    cells = [(0, 9 % n_cols), (1, 9 % n_cols), (1, n_cols - 1), (0, n_cols - 1)]
+    cells = ([(0, 9 % n_cols), (1, 9 % n_cols), (1, n_cols - 1), (0, n_cols - 1)] if site == "heads" else
+             [(layer, col) for layer in range(2) for col in range(9, n_cols)] + [(1, 3)])
     naive = [naive_cell(model, problem, site, layer, col) for layer, col in cells]
     got = [result.patched_ld[layer, col] for layer, col in cells]
     np.testing.assert_allclose(got, naive, atol=1e-4 * max(1.0, np.abs(naive).max()))
@@ -144,6 +155,15 @@ def test_bf16_patching_agrees_with_fp32(pair, method, site):
     b = P.run(bf16, CLEAN, CORRUPTED, ANSWER, site, method)
     span = abs(a.ld_clean - a.ld_corrupted)
     np.testing.assert_allclose(b.patched_ld, a.patched_ld, atol=0.05 * span + 0.02)
+
+
+def test_bf16_position_skipping_gives_the_whole_prompt_numbers(pair, monkeypatch):
+    for model in pair:
+        fast = P.exact_patching(model, CLEAN, CORRUPTED, ANSWER, "resid", chunk_size=3).patched_ld
+        monkeypatch.setattr(P, "prefix_keys", lambda *args: None)
+        whole = P.exact_patching(model, CLEAN, CORRUPTED, ANSWER, "resid", chunk_size=3).patched_ld
+        monkeypatch.undo()
+        np.testing.assert_allclose(fast, whole, atol=1e-4)
 
 
 def test_bf16_kl_and_curvature_are_not_rounding_noise(pair):

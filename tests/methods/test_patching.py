@@ -1,5 +1,5 @@
-"""Patching: the batched, layer-skipping grid equals a naive one-forward-per-cell loop
-written in plain torch hooks; approximations correlate with it; bad input is explained."""
+"""Patching: the batched, layer- and position-skipping grid equals a naive one-forward-per-cell
+loop written in plain torch hooks; approximations correlate with it; bad input is explained."""
 import threading
 
 import numpy as np
@@ -142,13 +142,13 @@ def test_cancel_stops_within_one_chunk(default_model):
     assert len(seen) == 2
 
 
-def test_remote_local_runs_exact_and_attribution(default_model):
+def test_remote_local_runs_exact_and_attribution(default_model, exact_default):
     remote = aw.Model(default_model.lm, default_model.tokenizer, default_model.adapter, "remote-local", remote="local")
     problem = P.prepare(remote, CLEAN, CORRUPTED, ANSWER)
-    here = P.prepare(default_model, CLEAN, CORRUPTED, ANSWER)
     partial_remote = next(P.iter_exact(remote, problem, "resid"))[0]
-    partial_here = next(P.iter_exact(default_model, here, "resid"))[0]
-    np.testing.assert_allclose(partial_remote.patched_ld[0], partial_here.patched_ld[0], atol=1e-5)
+    done = partial_remote.done & ~np.isclose(partial_remote.patched_ld, partial_remote.ld_corrupted)
+    assert done.any()  # cells the remote path computed (its cache stays there: whole prompts)
+    np.testing.assert_allclose(partial_remote.patched_ld[done], exact_default("resid").patched_ld[done], atol=1e-4)
     attr_remote = P.attribution_patching(remote, CLEAN, CORRUPTED, ANSWER, "resid")
     attr_here = P.attribution_patching(default_model, CLEAN, CORRUPTED, ANSWER, "resid")
     np.testing.assert_allclose(attr_remote.patched_ld, attr_here.patched_ld, atol=1e-4)
@@ -248,3 +248,53 @@ def test_relp_through_the_remote_path_equals_local(tiny_llama):
     here = P.attribution_patching(tiny_llama, CLEAN, CORRUPTED, ANSWER, "mlp", relp=True)
     there = P.attribution_patching(remote, CLEAN, CORRUPTED, ANSWER, "mlp", relp=True)
     np.testing.assert_allclose(there.patched_ld, here.patched_ld, atol=1e-5)
+
+
+def input_lengths(model, fn):
+    """fn()'s result and the token count of every forward the model ran meanwhile."""
+    lengths = []
+    hook = model.hf.register_forward_pre_hook(
+        lambda m, args, kwargs: lengths.append((args[0] if args else kwargs["input_ids"]).shape[1]), with_kwargs=True)
+    try:
+        return fn(), lengths
+    finally:
+        hook.remove()
+
+
+def full_prompt_grid(model, site, monkeypatch, **kwargs):
+    """The grid on the path without position skipping (every chunk runs the whole prompt)."""
+    with monkeypatch.context() as m:
+        m.setattr(P, "prefix_keys", lambda *args: None)
+        return P.exact_patching(model, CLEAN, CORRUPTED, ANSWER, site, **kwargs)
+
+
+@pytest.mark.parametrize("site", ["resid", "attn", "mlp"])
+def test_position_skipping_runs_only_the_tail_and_changes_nothing(tiny_llama, site, monkeypatch):
+    """Chunks run the corrupted tokens from their first patched position on (two runs cache
+    the whole prompt), and the grid is the one the whole-prompt path and the naive loop give."""
+    result, lengths = input_lengths(tiny_llama, lambda: P.exact_patching(tiny_llama, CLEAN, CORRUPTED, ANSWER, site,
+                                                                        chunk_size=4))
+    assert lengths[:2] == [14, 14] and max(lengths[2:]) <= 14 - 9 and min(lengths[2:]) == 1, lengths
+    np.testing.assert_allclose(result.patched_ld, full_prompt_grid(tiny_llama, site, monkeypatch, chunk_size=4).patched_ld,
+                               atol=1e-5)
+    problem = P.prepare(tiny_llama, CLEAN, CORRUPTED, ANSWER)
+    for layer, col in [(0, 9), (1, 11), (2, 13), (2, 10)]:
+        assert result.patched_ld[layer, col] == pytest.approx(naive_cell(tiny_llama, problem, layer, col, site), abs=1e-4)
+
+
+def test_heads_and_short_sliding_windows_run_the_whole_prompt(tokenizer):
+    """A head is patched at every position, and a sliding window shorter than the prompt has
+    dropped keys the prefix would need: both run whole prompts, and still equal the naive loop."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    config = MistralConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, sliding_window=8)
+    windowed = aw.wrap(MistralForCausalLM(config), tokenizer, name="tiny-mistral-window-8")
+    problem = P.prepare(windowed, CLEAN, CORRUPTED, ANSWER)
+    for site in ("resid", "heads"):
+        result, lengths = input_lengths(windowed, lambda: P.exact_patching(windowed, CLEAN, CORRUPTED, ANSWER, site,
+                                                                          chunk_size=4))
+        assert set(lengths) == {14}, (site, lengths)
+        naive = [[naive_cell(windowed, problem, layer, col, site) for col in range(len(result.cols))] for layer in range(2)]
+        np.testing.assert_allclose(result.patched_ld, naive, atol=1e-4)

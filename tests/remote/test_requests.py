@@ -30,7 +30,9 @@ ANSWER = (" Mary", " John")
 
 def chunks_of(model, chunk_size: int) -> int:
     """How many chunk jobs iter_exact runs for the IOI pair (cells before the first differing
-    token need none: there the patch copies what is already there)."""
+    token need none: there the patch copies what is already there). A remote model cuts its
+    chunks its own way (no prefix reuse there: methods/_prefix.py), so count on the model the
+    grid will run on; the caller resets the server's count afterwards."""
     return sum(1 for _ in iter_exact(model, prepare(model, CLEAN, CORRUPTED, ANSWER), chunk_size=chunk_size))
 
 
@@ -57,8 +59,9 @@ def test_a_compare_heatmap_is_one_request(remote_model, local_model, ndif):
 
 @pytest.mark.parametrize("chunk_size", [64, 8])
 def test_an_exact_grid_is_two_requests_plus_one_per_chunk(remote_model, local_model, ndif, chunk_size):
-    chunks = chunks_of(local_model, chunk_size)
-    assert chunks == (1 if chunk_size == 64 else math.ceil(chunks_of(local_model, 1) / chunk_size))
+    chunks = chunks_of(remote_model, chunk_size)
+    assert chunks >= math.ceil(chunks_of(local_model, 1) / chunk_size)
+    ndif.reset()
     grid = aw.PatchingGrid(remote_model, CLEAN, CORRUPTED, ANSWER, chunk_size=chunk_size).wait()
     assert grid.status == "done", grid.error
     assert ndif.stats()["requests"] == 2 + chunks
@@ -67,9 +70,11 @@ def test_an_exact_grid_is_two_requests_plus_one_per_chunk(remote_model, local_mo
 
 
 def test_an_attribution_grid_sends_one_request_before_the_exact_grid(remote_model, ndif):
+    chunks = chunks_of(remote_model, 64)
+    ndif.reset()
     grid = aw.PatchingGrid(remote_model, CLEAN, CORRUPTED, ANSWER, method="attribution").wait()
     assert grid.status == "done", grid.error
-    assert ndif.stats()["requests"] == 1 + 2 + 1
+    assert ndif.stats()["requests"] == 1 + 2 + chunks
 
 
 def test_the_rehearsal_sends_the_pair_as_one_session(local_model):
