@@ -127,7 +127,9 @@ test-js: $(NPM_STAMP)
 	cd js && npm test
 
 test-py:
-	AW_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q tests
+# Two workers, one test file each at a time (module fixtures stay in one process), one torch
+# thread each: on 2 cores, one file's browser or subprocess waits overlap another's compute.
+	AW_CHROMIUM=$(CHROMIUM) OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile tests
 
 chromium:
 	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \

@@ -19,13 +19,14 @@ A remote model does it all in one trace (one request), reduced on the server.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import nnsight
 import numpy as np
 import torch
 
 from .._adapter import apply_head
+from ..errors import Cancelled
 from ..model import Model
 from ._checks import whole
 from ._trace import residual, row_labels
@@ -57,10 +58,12 @@ def logit_lens(model: Model, prompt: str, *, target: str | int | None = None, k:
 
 
 def iter_lens(model: Model, prompt: str, *, target: str | int | None = None, k: int = 5, layers=None,
-              with_embeddings: bool | None = None, first: int = 0) -> Iterator[tuple[LensResult, float]]:
+              with_embeddings: bool | None = None, first: int = 0,
+              should_stop: Callable[[], bool] | None = None) -> Iterator[tuple[LensResult, float]]:
     """`logit_lens`, yielding (result so far, fraction done) after the first `first` positions
     and after each chunk of positions; the last yield is complete. Holds the model's lock
-    until exhausted or closed."""
+    until exhausted or closed; `should_stop()` is checked before each layer's chunk (a long
+    lens answers a cancel, or the kernel's exit, within one chunk, not at its end)."""
     k = whole(k, "k", 1, 50)
     ids = model.encode(prompt)
     chosen = model.check_layers(layers)
@@ -89,7 +92,11 @@ def iter_lens(model: Model, prompt: str, *, target: str | int | None = None, k: 
         spans += [(s, min(s + step, n_tokens)) for s in range(first, n_tokens, step)]
         for start, end in spans:
             for start_, end_ in ((s, min(s + step, end)) for s in range(start, end, step)):
-                parts = [_reduce(h[start_:end_], head, k, target_id) for h in states]
+                parts = []
+                for h in states:
+                    if should_stop is not None and should_stop():
+                        raise Cancelled
+                    parts.append(_reduce(h[start_:end_], head, k, target_id))
                 out.fill(slice(start_, end_), [torch.stack(x) for x in zip(*parts)])
             yield result(), end / n_tokens
 

@@ -75,7 +75,8 @@ class LogitLens(GridWidget):
         lens = self.memo.get(key)
         if lens is None:
             prompt, k, layers = self.prompt, self.k, self.layers
-            steps = iter_lens(self.model, prompt, target=target or None, k=k, layers=layers, first=FIRST_SCREEN)
+            steps = iter_lens(self.model, prompt, target=target or None, k=k, layers=layers, first=FIRST_SCREEN,
+                              should_stop=lambda: not self._current())
             shown = -float("inf")
             with closing(steps):  # a cancel closes the generator now, releasing the model's lock
                 for lens, fraction in steps:

@@ -86,6 +86,12 @@ class JupyterServer(JupyterProcess):
         return errors
 
 
+def worker_prefixed(name: str) -> str:
+    """`name`, prefixed with the pytest-xdist worker's id when tests run in several processes."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return f"{worker}-{name}" if worker else name
+
+
 def start_jupyter_server(home: Path, server_class: type[JupyterProcess] = JupyterServer) -> JupyterProcess:
     """A private `jupyter lab`, or a server_class app (light.LightServer: the light widget page)."""
     home.mkdir(parents=True, exist_ok=True)
@@ -94,7 +100,7 @@ def start_jupyter_server(home: Path, server_class: type[JupyterProcess] = Jupyte
         token=secrets.token_hex(16),
         root_dir=home / "root",
         home=home,
-        log_path=ARTIFACTS / server_class.LOG_NAME,
+        log_path=ARTIFACTS / worker_prefixed(server_class.LOG_NAME),
     )
     return server.start()
 

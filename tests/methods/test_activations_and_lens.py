@@ -171,3 +171,15 @@ def test_the_first_positions_come_first_then_the_rest(default_model, monkeypatch
     last = steps[-1][0]
     np.testing.assert_array_equal(last.topk_ids, whole.topk_ids)
     np.testing.assert_allclose(last.target_prob, whole.target_prob, rtol=2e-4, atol=1e-6)
+
+
+def test_a_lens_stops_between_layers_when_asked_and_lets_go_of_the_model(default_model):
+    import actwidgets.methods.lens as lens_module
+    from actwidgets.errors import Cancelled
+
+    asked = []
+    with pytest.raises(Cancelled):
+        list(lens_module.iter_lens(default_model, IOI, should_stop=lambda: asked.append(1) or len(asked) > 3))
+    assert len(asked) == 4  # three layers reduced, stopped before the fourth
+    assert default_model.lock.acquire(blocking=False)
+    default_model.lock.release()

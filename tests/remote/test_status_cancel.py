@@ -64,13 +64,23 @@ def test_a_job_with_another_ahead_says_position_2(remote_model, local_model, ndi
     assert aw.LogitLens(local_model, PROMPT).wait().remote_status == ""  # a local run has no remote stage
 
 
+def still_queued(ndif) -> bool:
+    """The server holds every job so far in its queue: none has started running."""
+    return all(job[-1] == "QUEUED" for job in ndif.stats()["statuses"].values())
+
+
+# No wall-clock bound (the machine may be busy): the widget must be free while the job it gave
+# up on is still in the server's queue, which holds it QUEUE_S (measured: freed in ~0.01 s).
+QUEUE_S = 6.0
+
+
 def test_cancel_while_queued_returns_at_once_and_the_next_run_works(remote_model, local_model, ndif):
-    ndif.configure(queue_seconds=2.0)
+    ndif.configure(queue_seconds=QUEUE_S)
     heatmap = aw.Heatmap(remote_model, PROMPT)
     until(lambda: heatmap.remote_status.startswith("queued"))
     heatmap.cancel()
-    freed = until(lambda: heatmap.idle)
-    assert freed < 0.5  # not the 2 s the job stays queued (measured: about 0.01 s)
+    until(lambda: heatmap.idle)
+    assert still_queued(ndif)  # not waited for: the widget let go before the job left the queue
     assert heatmap.status == "cancelled" and heatmap.data is None and heatmap.remote_status == ""
 
     ndif.configure(queue_seconds=0.0)
@@ -81,14 +91,15 @@ def test_cancel_while_queued_returns_at_once_and_the_next_run_works(remote_model
 
 
 def test_an_edit_supersedes_a_queued_job_without_waiting_for_it(remote_model, local_model, ndif):
-    ndif.configure(queue_seconds=2.0)
+    ndif.configure(queue_seconds=QUEUE_S)
     heatmap = aw.Heatmap(remote_model, PROMPT)
     until(lambda: heatmap.remote_status.startswith("queued"))
+    first = next(iter(ndif.stats()["statuses"]))
     ndif.configure(queue_seconds=0.0)
-    start = time.monotonic()
     heatmap.prompt = OTHER
     heatmap.wait()
-    assert time.monotonic() - start < 1.5  # was 5.2 s: the superseded job's queue time and run first
+    # Before: the superseded job's queue time and run came first (5.2 s with a 2 s queue).
+    assert ndif.stats()["statuses"][first][-1] == "QUEUED"
     assert heatmap.status == "done" and heatmap.data.tokens == local_model.token_texts(local_model.encode(OTHER)[0])
     assert ndif.stats()["requests"] == 2  # the superseded job was sent; its result is never fetched
     assert len(settled(ndif)) == 2
