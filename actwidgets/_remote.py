@@ -4,11 +4,13 @@ wait a widget can watch and give up on, and the weightless local copy of an NDIF
 nnsight's `RemoteBackend` raises whatever its transport raised: a `RemoteError` carrying
 the server's text, a socket or websocket exception, an httpx error from the download. A
 widget would show those as a type name and a fragment. What the user needs to know is
-which of four things happened -- NDIF refused the request, NDIF failed while running it,
-the connection went away, or this kernel's nnsight differs from NDIF's (and the pip
-command that fixes it) -- so `backend()` hands `Model.where` a `RemoteBackend` that says
-so with a `RemoteRunError`. The message never carries the API key: it is built from the
-host, the server's reply and version numbers only.
+what happened and what to do about it -- no key set (refused here, before anything is sent),
+a key NDIF turned down, a model NDIF does not host, a job NDIF stopped for running too long,
+any other refusal or failure over there, the connection going away, or this kernel's nnsight
+differing from NDIF's (and the pip command that fixes it) -- so `backend()` hands
+`Model.where` a `RemoteBackend` that says so with a `RemoteRunError`. The message never
+carries the API key: it is built from the host, the server's reply and version numbers, and
+the key is blanked out of the server's words too, should a server ever echo it.
 
 The same backend keeps a widget informed while it waits. nnsight's blocking client reads the
 job's statuses off a websocket until COMPLETED and cannot be told to stop; a widget whose
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import threading
 from importlib.metadata import PackageNotFoundError, version
@@ -35,6 +38,13 @@ from .errors import Cancelled, RemoteRunError
 _SEND_FAILED = "Failed to send request: "  # nnsight's prefix for a refused or unsent POST
 _watch = threading.local()  # the job's (should_stop, on_status) on the thread that runs it
 _POSITION = re.compile(r"position\D*(\d+)", re.I)  # NDIF says "Queue position: 3."
+# NDIF's own words: its queue's answer for a model it will not deploy for this key, and its model
+# deployment's for a job past the execution timeout ("Job took longer than timeout: 60 seconds").
+_NOT_HOSTED = re.compile(r"hotswapping is not supported|list of scheduled models", re.I)
+_TOO_LONG = re.compile(r"took longer than (?:the )?timeout:?\s*([\d.]+)?", re.I)
+
+NO_KEY = ("No NDIF API key is set: set the NDIF_API_KEY environment variable or call "
+          "nnsight.CONFIG.set_default_api_key(key) with a key from https://login.ndif.us, then run again.")
 
 
 @contextlib.contextmanager
@@ -78,8 +88,12 @@ def weightless(name: str):
 
 
 def backend(lm, verbose: bool = False) -> RemoteBackend:
-    """The backend nnsight would build for ``remote=True``, with readable failures."""
-    return _ExplainedBackend(lm.to_model_key(), env=lm._remoteable_get_env(), verbose=verbose)
+    """The backend nnsight would build for ``remote=True``, with readable failures. The key is
+    nnsight's CONFIG.API.APIKEY, else NDIF_API_KEY, read now: one set after `aw.load` counts."""
+    made = _ExplainedBackend(lm.to_model_key(), env=lm._remoteable_get_env(), verbose=verbose)
+    made.api_key = made.api_key or os.environ.get("NDIF_API_KEY", "")
+    made.model_name = str(getattr(lm, "repo_id", None) or "this model")
+    return made
 
 
 def _local_nnsight() -> str:
@@ -96,6 +110,8 @@ def _line(text: str, last: bool = False) -> str:
 
 
 class _ExplainedBackend(RemoteBackend):
+    model_name = "this model"
+
     def handle(self, response):
         said = stage(response)
         if said is not None:
@@ -135,10 +151,13 @@ class _ExplainedBackend(RemoteBackend):
         import httpx
         import websocket
 
+        if not self.api_key:  # nnsight would send it keyless, for NDIF to refuse after the upload
+            raise RemoteRunError(NO_KEY)
         try:
             return super().__call__(tracer)
         except RemoteError as exc:
-            raise RemoteRunError(self._explain(str(exc))) from exc
+            status = getattr(getattr(exc.__cause__, "response", None), "status_code", None)
+            raise RemoteRunError(self._explain(str(exc), status)) from exc
         except (ConnectionRefusedError, websocket.WebSocketBadStatusException) as exc:
             # A server of another nnsight generation answers, but not on this client's websocket path.
             raise RemoteRunError(self._mismatch() or f"Could not reach NDIF at {self.host} ({type(exc).__name__}); "
@@ -147,14 +166,27 @@ class _ExplainedBackend(RemoteBackend):
             raise RemoteRunError(f"The connection to NDIF at {self.host} was lost before the result came back "
                                  f"({type(exc).__name__}); run again.") from exc
 
-    def _explain(self, text: str) -> str:
-        # Whether NDIF refused the request or failed running it, a different nnsight over there is
-        # the likeliest cause and the one with a fix (nnsight#570: a mismatch read as a pickle error).
+    def _explain(self, text: str, status: int | None = None) -> str:
+        text = text.replace(self.api_key, "(the key)") if self.api_key else text
+        refused = text.startswith(_SEND_FAILED)
+        said = _line(text[len(_SEND_FAILED):]) if refused else _line(text, last=True)
+        if refused and status in (401, 403):  # NDIF checks the key before anything else, the version too
+            return (f"NDIF did not accept the API key ({said.split('. ')[0]}): set a valid one in NDIF_API_KEY "
+                    "or with nnsight.CONFIG.set_default_api_key(key), from https://login.ndif.us, then run again.")
+        # Past the key, a different nnsight over there is the likeliest cause of any failure and the
+        # one with a fix (nnsight#570: a mismatch read as a pickle error).
         if mismatch := self._mismatch():
             return mismatch
-        if not text.startswith(_SEND_FAILED):  # an ERROR status: the job itself failed on NDIF
-            return f"NDIF reported an error while running this request ({_line(text, last=True)})."
-        return f"NDIF refused the request ({_line(text[len(_SEND_FAILED):])})."
+        if _NOT_HOSTED.search(text):
+            return (f"NDIF does not host {self.model_name} for this API key: pick a model listed at "
+                    f"https://nnsight.net/status/ or run it locally with aw.load({self.model_name!r}).")
+        if not refused and (too_long := _TOO_LONG.search(text)):
+            limit = f" ({too_long[1].rstrip('.')} seconds)" if too_long[1] else ""
+            return (f"NDIF stopped this request for running longer than its time limit{limit}: ask for "
+                    "fewer tokens, fewer cells or a smaller chunk_size, then run again.")
+        if not refused:  # an ERROR status: the job itself failed on NDIF
+            return f"NDIF reported an error while running this request ({said})."
+        return f"NDIF refused the request ({said})."
 
     def _mismatch(self) -> str:
         """The sentence for NDIF running another nnsight than this kernel, or "" when it does not (or

@@ -342,14 +342,11 @@ def _load_pretrained(name: str, dtype):
 def _remote(name: str):
     import nnsight
 
+    from ._remote import NO_KEY, weightless
     if not (os.environ.get("NDIF_API_KEY") or getattr(nnsight.CONFIG.API, "APIKEY", None)):
-        raise ModelLoadError(
-            "NDIF needs an API key: set the NDIF_API_KEY environment variable or call "
-            "nnsight.CONFIG.set_default_api_key(...) once (get a key at the NDIF website)."
-        )
+        raise ModelLoadError(NO_KEY)
     if os.environ.get("NDIF_API_KEY"):
         nnsight.CONFIG.API.APIKEY = os.environ["NDIF_API_KEY"]
-    from ._remote import weightless
     return weightless(name)
 
 

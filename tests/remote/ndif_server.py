@@ -22,7 +22,14 @@ the key was in a request's body, statuses sent per job, bytes up (request bodies
 (results, downloaded or inline), blocked modules ever imported),
 POST /_test/config with any of {"queue_seconds", "fail" ("status" | "http"), "drop",
 "version" (the nnsight version reported at /env and required at /request unless "gate" is
-false), "inline" (results on the websocket)}, POST /_test/reset.
+false), "inline" (results on the websocket), "keys" (the API keys accepted; null: any),
+"hosted" (false: the model is not deployed for this key), "timeout" (NDIF's execution
+timeout in seconds; null: none)}, POST /_test/reset.
+NDIF's answers copied here, from its API and queue: a key it does not know gets 401 {"detail":
+"Missing or invalid API key. ..."} before any other check; a model it will not deploy for the
+key is received and queued, then ERROR "Model is not dedicated and hotswapping is not supported
+for this API key. ..." (also what a request for another model than the one served gets); a job
+past the timeout gets ERROR, the traceback then "Job took longer than timeout: N seconds".
 
 Run: `python tests/remote/ndif_server.py MODEL_DIR`; it prints `LISTENING <url>` once the model is
 loaded. `NDIFServer` below starts it on a free port and stops it (the pytest fixture's job).
@@ -99,6 +106,8 @@ class NDIFServer:
 
 # --- the server side ------------------------------------------------------------------------
 
+NOT_HOSTED = ("Model is not dedicated and hotswapping is not supported for this API key. See "
+              "https://nnsight.net/status/ for a list of scheduled models.")
 BLOCKED = {"actwidgets"}  # packages NDIF does not have: they must travel with the request
 
 
@@ -159,7 +168,7 @@ def serve(model_dir: str) -> None:
     loop = tornado.ioloop.IOLoop.current()
 
     defaults = {"queue_seconds": 0.0, "fail": None, "drop": False, "version": version("nnsight"), "gate": True,
-                "inline": False}
+                "inline": False, "keys": None, "hosted": True, "timeout": None}
     state = {"config": dict(defaults), "requests": 0, "request_headers": [], "key_in_body": [],
              "subscribe_headers": [], "uris": [], "statuses": {}, "jobs_waiting": 0, "bytes_up": 0,
              "bytes_down": 0}
@@ -221,8 +230,21 @@ def serve(model_dir: str) -> None:
                 if config["fail"] == "status":
                     publish(session_id, say(Status.ERROR, "Internal server error: the model worker crashed."))
                     continue
+                if not config["hosted"]:
+                    publish(session_id, say(Status.ERROR, NOT_HOSTED))
+                    continue
                 publish(session_id, say(Status.RUNNING, "Your job has started running."))
+                started = time.monotonic()
                 data = execute(blob, compress)
+                # NDIF abandons the job at the deadline; a job here is too short to stop midway, and the
+                # client sees the same thing either way: an ERROR instead of the result.
+                if config["timeout"] is not None and time.monotonic() - started > config["timeout"]:
+                    try:
+                        raise TimeoutError
+                    except TimeoutError:
+                        said = f"Job took longer than timeout: {config['timeout']} seconds"
+                        publish(session_id, say(Status.ERROR, f"{traceback.format_exc()}\n{said}"))
+                    continue
                 if config["inline"]:
                     done = say(Status.COMPLETED, "Your job has been completed.", data)
                     inline = done.pickle()
@@ -271,14 +293,16 @@ def serve(model_dir: str) -> None:
             state["key_in_body"].append(bool(key) and (key in self.request.body or key in payload))
 
             config = dict(state["config"])
+            if config["keys"] is not None and self.request.headers.get("ndif-api-key", "") not in config["keys"]:
+                return self.refuse(401, "Missing or invalid API key. Please visit https://login.ndif.us/ to create "
+                                        "a new one.")
             client = self.request.headers.get("nnsight-version", "")
             if config["gate"] and client != config["version"]:
                 return self.refuse(400, f"Client nnsight version {client or '(none)'} does not match the server's "
                                         f"{config['version']}. Please `pip install nnsight=={config['version']}`.")
             if config["fail"] == "http":
                 return self.refuse(500, "Internal server error.")
-            if request.model_key != model_key:
-                return self.refuse(400, f"This server runs {model_key}, not {request.model_key}.")
+            config["hosted"] = config["hosted"] and request.model_key == model_key
             job_id = uuid.uuid4().hex
             self.finish(ResponseModel(id=job_id, status=Status.RECEIVED,
                                       description="Your job has been received.").model_dump_json())

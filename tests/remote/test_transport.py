@@ -6,7 +6,8 @@ What is checked: the numbers equal a local run's; how many requests a figure cos
 counted at the server; that a bad input sends none; that the API key goes to the server
 in a header and nowhere else (not the payload, a widget's state, its snapshot, its HTML
 export, the output or the logs); and that a server error, a dropped connection, an
-unreachable host and an nnsight version mismatch each read as one sentence.
+unreachable host, an nnsight version mismatch, a missing or rejected key, a model NDIF does
+not host and a job past NDIF's time limit each read as one sentence, and the widget recovers.
 """
 from __future__ import annotations
 
@@ -248,3 +249,83 @@ def test_a_version_mismatch_names_both_versions_and_the_pip_command(remote_model
     assert one_sentence(heatmap.error)
     assert ndif.stats()["requests"] == 1
     assert job_statuses(ndif) == ([] if server.get("gate", True) else [["QUEUED", "ERROR"]])
+
+
+# --- the key, the model, the time limit: one sentence that says what to do -------------------
+
+def settled(widget, status: str = "error"):
+    """The widget after its run, checked to be in `status` with a one-sentence, traceback-free error."""
+    widget.wait(timeout=60)
+    assert widget.status == status, widget.error
+    if status == "error":
+        assert one_sentence(widget.error) and "Traceback" not in widget.error and "Error:" not in widget.error
+    return widget
+
+
+def test_no_api_key_is_refused_before_anything_is_sent(remote_model, ndif, api_key, monkeypatch):
+    import nnsight
+
+    monkeypatch.delenv("NDIF_API_KEY", raising=False)
+    monkeypatch.setattr(nnsight.CONFIG.API, "APIKEY", None)
+    heatmap = settled(aw.Heatmap(remote_model, PROMPT))
+    assert heatmap.error == ("No NDIF API key is set: set the NDIF_API_KEY environment variable or call "
+                             "nnsight.CONFIG.set_default_api_key(key) with a key from https://login.ndif.us, "
+                             "then run again.")
+    assert ndif.stats()["requests"] == 0 and ndif.stats()["subscribe_headers"] == []  # not even the websocket
+
+    monkeypatch.setenv("NDIF_API_KEY", api_key)  # set after aw.load, and only in the environment: it counts
+    heatmap.schedule()
+    settled(heatmap, "done")
+    assert [h.get("Ndif-Api-Key") for h in ndif.stats()["request_headers"]] == [api_key]
+
+
+def test_a_rejected_api_key_is_one_sentence_without_the_key(remote_model, ndif, api_key, monkeypatch):
+    import nnsight
+
+    wrong = "aw-revoked-key-0d1e2f3a"
+    monkeypatch.setattr(nnsight.CONFIG.API, "APIKEY", wrong)
+    ndif.configure(keys=[api_key], version="0.9.0")  # NDIF checks the key first: no version sentence
+    heatmap = settled(aw.Heatmap(remote_model, PROMPT))
+    assert heatmap.error == ("NDIF did not accept the API key (Missing or invalid API key): set a valid one in "
+                             "NDIF_API_KEY or with nnsight.CONFIG.set_default_api_key(key), from "
+                             "https://login.ndif.us, then run again.")
+    assert wrong not in heatmap.error and wrong not in str(heatmap.get_state())
+    assert ndif.stats()["requests"] == 1 and job_statuses(ndif) == []
+
+    ndif.configure(version=version("nnsight"))
+    monkeypatch.setattr(nnsight.CONFIG.API, "APIKEY", api_key)
+    heatmap.schedule()
+    assert settled(heatmap, "done").data is not None
+
+
+def test_a_key_a_server_echoes_back_is_blanked_out(remote_model, api_key):
+    from actwidgets._remote import backend
+
+    explained = backend(remote_model.lm)
+    said = explained._explain(f"Failed to send request: Unknown key {api_key}.", 400)
+    assert said == "NDIF refused the request (Unknown key (the key))."
+
+
+def test_a_model_not_hosted_by_ndif_names_the_model_and_what_to_do(remote_model, ndif):
+    ndif.configure(hosted=False)
+    lens = settled(aw.LogitLens(remote_model, PROMPT, target=" Paris"))
+    name = remote_model.name
+    assert lens.error == (f"NDIF does not host {name} for this API key: pick a model listed at "
+                          f"https://nnsight.net/status/ or run it locally with aw.load({name!r}).")
+    assert job_statuses(ndif) == [["QUEUED", "ERROR"]]  # received, then turned down, as NDIF's queue does
+
+    ndif.configure(hosted=True)
+    lens.schedule()
+    assert settled(lens, "done").data is not None
+
+
+def test_a_job_past_ndifs_timeout_says_what_to_make_smaller(remote_model, ndif):
+    ndif.configure(timeout=0.001)
+    heatmap = settled(aw.Heatmap(remote_model, PROMPT))
+    assert heatmap.error == ("NDIF stopped this request for running longer than its time limit (0.001 seconds): "
+                             "ask for fewer tokens, fewer cells or a smaller chunk_size, then run again.")
+    assert job_statuses(ndif) == [["QUEUED", "RUNNING", "ERROR"]]
+
+    ndif.configure(timeout=None)
+    heatmap.schedule()
+    assert settled(heatmap, "done").data is not None
