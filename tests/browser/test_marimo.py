@@ -23,7 +23,7 @@ from playwright.sync_api import expect
 
 from .harness import ARTIFACTS, REPO, assert_only_local_requests, screenshot
 from .server import free_port
-from .test_quickstart import CANVAS_PIXELS, hover_cell, wait_done, widget
+from .test_quickstart import CANVAS_PIXELS, edit_prompt, hover_cell, wait_done, widget
 
 NOTEBOOK = REPO / "notebooks" / "quickstart_marimo.py"
 LOG = ARTIFACTS / "marimo-server.log"
@@ -125,11 +125,7 @@ def test_marimo_quickstart_is_live(marimo_server, page):
     expect(selection).to_contain_text("John")
 
     # Editing the prompt in the page re-runs the model on the worker thread and redraws.
-    box = heat.locator("textarea.aw-prompt")
-    box.fill("The quick brown fox jumps over the lazy dog")
-    box.press("Enter")
-    expect(heat.locator("span.aw-token[data-col='1']")).to_contain_text("quick", timeout=60_000)
-    wait_done(heat)
+    edit_prompt(heat, "The quick brown fox jumps over the lazy dog", 1, "quick")
     after = heat_canvas.evaluate(CANVAS_PIXELS)
     assert after["painted"] > 0.5 and after["hash"] != before["hash"], (before, after)
     screenshot(page, "marimo_quickstart_after_edit")

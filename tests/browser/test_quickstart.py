@@ -34,6 +34,16 @@ def wait_done(root, timeout: float = 120_000):
     expect(root).to_have_attribute("data-status", "done", timeout=timeout)
 
 
+def edit_prompt(root, text: str, col: int, token: str) -> None:
+    """Type a new prompt into a widget as a person does (Enter commits) and wait until the
+    model has re-run: token `col` reads `token` and the widget is done."""
+    box = root.locator("textarea.aw-prompt")
+    box.fill(text)
+    box.press("Enter")
+    expect(root.locator(f"span.aw-token[data-col='{col}']")).to_contain_text(token, timeout=60_000)
+    wait_done(root)
+
+
 def hover_cell(page, root, col: int, row_fraction: float = 0.5):
     """Move the mouse over column `col` (found from its token label) at a height of the grid."""
     label = root.locator(f"span.aw-token[data-col='{col}']")
@@ -82,16 +92,13 @@ def test_quickstart_heatmap_is_live(quickstart):
     assert out.strip() == "John 3", out
 
     # edit the prompt inside the widget: the model re-runs and the figure changes
-    box = heat.locator("textarea.aw-prompt")
-    box.fill("The quick brown fox jumps over the lazy dog")
-    box.press("Enter")
-    expect(heat.locator("span.aw-token[data-col='1']")).to_contain_text("quick", timeout=60_000)
-    wait_done(heat)
+    edit_prompt(heat, "The quick brown fox jumps over the lazy dog", 1, "quick")
     after = canvas.evaluate(CANVAS_PIXELS)
     assert after["hash"] != before["hash"]
     assert kernel_exec(page, "print(heatmap.tokens[-1])").strip() == "dog"
 
     # a bad input is a message in the widget, and the widget still works afterwards
+    box = heat.locator("textarea.aw-prompt")
     box.fill("")
     box.press("Enter")
     expect(heat.locator(".aw-error")).to_contain_text("prompt is empty", timeout=30_000)
