@@ -129,7 +129,8 @@ test-js: $(NPM_STAMP)
 test-py:
 # Two workers, one test file each at a time (module fixtures stay in one process), one torch
 # thread each: on 2 cores, one file's browser or subprocess waits overlap another's compute.
-	AW_CHROMIUM=$(CHROMIUM) OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile tests
+# Files go out in collection order, the longest first (tests/conftest.py).
+	AW_CHROMIUM=$(CHROMIUM) OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder tests
 
 chromium:
 	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \

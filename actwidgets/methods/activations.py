@@ -91,10 +91,10 @@ def residual_stats_pair(model: Model, prompt: str, compare: str, *, layers=None,
     # helper: NDIF reads a nested trace's source from the session's) and never name the Model.
     with model.lock, torch.no_grad():
         with lm.session(**model.where()):
-            with lm.trace(a) as tracer:
+            with lm.trace(a, use_cache=False) as tracer:
                 first = _rows(blocks, chosen, with_embeddings, unit)
                 tracer.stop()
-            with lm.trace(b) as tracer:
+            with lm.trace(b, use_cache=False) as tracer:
                 second = _rows(blocks, chosen, with_embeddings, unit)
                 tracer.stop()
             summaries = nnsight.save([first, second])

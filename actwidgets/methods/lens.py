@@ -106,10 +106,11 @@ def _reduce(h: torch.Tensor, head: tuple, k: int, target_id: int | None) -> list
     The one reduction, in a remote trace body (plain torch, see `_trace.py`) or here."""
     logp = torch.log_softmax(apply_head(h, head).float(), dim=-1)  # [n, V]
     p, i = logp.topk(k, dim=-1)
-    parts = [p.exp(), i, -(logp.exp() * logp).sum(dim=-1)]
+    parts = [p.exp(), i, None]
     if target_id is not None:
         tgt = logp[:, target_id]
         parts += [tgt.exp(), (logp > tgt[:, None]).sum(dim=-1)]
+    parts[2] = -logp.exp().mul_(logp).sum(dim=-1)  # in place: two [n, V] tensors at a time, not three
     return parts
 
 

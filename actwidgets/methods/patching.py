@@ -176,7 +176,7 @@ def _cache_runs(model: Model, problem: Problem, site: str, denoise: bool, metric
     cached = []
     refs, block_list, lm, keep_cache = _site_refs(model, site), list(model.blocks), model.lm, not model.remote
     for ids in problem.source_target(denoise):
-        with model.trace(ids.to(model.device)):
+        with model.trace(ids.to(model.device), use_cache=keep_cache):
             sites, blocks = [], []
             for ref, block in zip(refs, block_list):  # execution order: a site comes before its block's output
                 sites.append(_read(ref, 1)[0].clone())  # Falcon adds into its MLP output in place
