@@ -206,6 +206,22 @@ def test_relp_runs_on_both_families(tiny_model, site):
     assert relp.ld_corrupted == pytest.approx(plain.ld_corrupted, abs=1e-5)
 
 
+def test_relp_rules_are_made_once_per_model_and_site_and_give_the_same_scores(tiny_llama):
+    """The rules (norm probes) are kept per model and site: a second run reuses them, and
+    rules made afresh give the same scores."""
+    from actwidgets.methods.relp import _RULES, lrp_rules
+
+    _RULES.pop(tiny_llama.lm, None)
+    first = P.attribution_patching(tiny_llama, CLEAN, CORRUPTED, ANSWER, "mlp", relp=True).patched_ld
+    rules = lrp_rules(tiny_llama, "mlp")
+    assert lrp_rules(tiny_llama, "mlp") is rules and lrp_rules(tiny_llama, "resid") is not rules
+    np.testing.assert_array_equal(P.attribution_patching(tiny_llama, CLEAN, CORRUPTED, ANSWER, "mlp",
+                                                         relp=True).patched_ld, first)
+    _RULES.pop(tiny_llama.lm)  # made afresh: the same scores
+    np.testing.assert_array_equal(P.attribution_patching(tiny_llama, CLEAN, CORRUPTED, ANSWER, "mlp",
+                                                         relp=True).patched_ld, first)
+
+
 def test_relp_keeps_gemma_norms_forward_values(tokenizer):
     """Gemma's RMSNorm multiplies by (1 + w), not w: the LN-rule reads the gain off the norm
     itself, so the rewritten forward pass still gives the model's own logit differences."""

@@ -224,3 +224,38 @@ def test_the_store_stays_within_its_bound_and_follows_its_models(tokenizer, monk
     del m
     gc.collect()
     assert prefix.cached_bytes() == 0  # the model went, and its entries with it
+
+
+# --- action entropy (EAST's curves) ---------------------------------------------------------
+
+@pytest.mark.parametrize("which", ["default", "llama", "gemma2-bf16"])
+def test_action_entropy_reuses_the_prefix_and_equals_plain_torch(which, default_model, tokenizer):
+    """Every strength and temperature of EAST's curves edits the last prompt position only: after
+    the first, each runs that one position over the cached prefix, and gives plain torch's entropy."""
+    if which == "default":
+        m, layer = default_model, ex.EAST_LAYER
+    else:
+        m, layer = tiny(which.split("-")[0], tokenizer, torch.bfloat16 if "bf16" in which else torch.float32), 1
+    v = torch.randn(m.d_model, generator=torch.Generator().manual_seed(11))
+    prompt, actions = ex.EAST_EPISODES[1][3], ex.EAST_ACTIONS
+    ids = m.encode(prompt)
+    action_ids = [m.single_token(a) for a in actions]
+    st.action_entropy(m, prompt, actions)  # fills the cache
+    for strength, temperature in ((0.0, 1.0), (4.0, 1.0), (0.0, 3.0), (-2.0, 0.5)):
+        with widths(m) as seen:
+            got = st.action_entropy(m, prompt, actions, v, layer, strength, temperature)
+        assert seen == [1]
+
+        def hook(module, args, output):
+            h = first(output).clone()
+            h[:, -1] += strength * v.to(h.dtype)
+            return h if torch.is_tensor(output) else (h,) + tuple(output[1:])
+
+        handle = block(m, layer).register_forward_hook(hook)
+        with torch.no_grad():
+            logits = m.hf(ids).logits[0, -1, action_ids].float() / temperature
+        handle.remove()
+        logp = torch.log_softmax(logits, -1)
+        want = float(-(logp.exp() * logp).sum())
+        # bf16: the prefix in its own forward rounds differently from the whole prompt's
+        assert got == pytest.approx(want, abs=2e-2 if "bf16" in which else 1e-5)

@@ -64,11 +64,7 @@ def _kl_rows(model: Model, full: torch.Tensor, n_prompt: int, vec, layers: list[
     With ``positions="last"`` every row shares the unedited prompt before its last token:
     a local model reads its keys and values from `prefix` and runs only the rest."""
     rows = len(strengths) + 1
-    past = prefix.reusable(model, full[:, :n_prompt], rows) if positions == "last" else None
-    skip = 0 if past is None else n_prompt - 1  # positions already in the cache
-    kwargs = {} if past is None else {prefix.cache_keyword(model.hf): past,
-                                      "attention_mask": torch.ones(rows, full.shape[1], dtype=torch.long,
-                                                                   device=model.device)}
+    skip, kwargs = prefix.resume(model, full[:, :n_prompt], rows, full.shape[1]) if positions == "last" else (0, {})
     start = n_prompt - 1 - skip if positions == "last" else 0
     coeffs = torch.tensor([coefficients(g, mode) for g in strengths], dtype=torch.float32, device=model.device)
     shift, project = coeffs[:, 0, None, None], coeffs[:, 1, None, None]  # [k, 1, 1]: one strength per edited row

@@ -65,6 +65,19 @@ def reusable(model, ids: torch.Tensor, rows: int = 1):
     return _fork(entry[1], rows)
 
 
+def resume(model, ids: torch.Tensor, rows: int = 1, width: int | None = None) -> tuple[int, dict]:
+    """(positions to skip, trace keyword arguments) for a forward over `ids` (and `width` -
+    ``ids.shape[1]`` positions after them) that edits nothing before ``ids``'s last position:
+    the cached prefix and an attention mask over all `width` positions, or (0, {}) where
+    `reusable` has nothing."""
+    past = reusable(model, ids, rows)
+    if past is None:
+        return 0, {}
+    width = ids.shape[1] if width is None else width
+    mask = torch.ones(rows, width, dtype=torch.long, device=model.device)
+    return ids.shape[1] - 1, {cache_keyword(model.hf): past, "attention_mask": mask}
+
+
 def clear(model=None) -> None:
     """Forget the cached prefixes of one model (of all models without an argument)."""
     with _guard:

@@ -15,6 +15,7 @@ from ...errors import InputError
 from ...model import Model
 from .._checks import choice, real
 from .._trace import residual
+from . import prefix
 from .edit import _edit_vector, _layer, _prompts, steer
 
 
@@ -162,7 +163,8 @@ def action_entropy(model: Model, prompt: str, actions, vector=None, layer: int |
         layer, vec, strength = 0, torch.zeros(model.d_model, dtype=model.hf.dtype, device=model.device), 0.0
     block, lm = model.blocks[layer], model.lm
     with model.lock, torch.no_grad():
-        with model.trace(ids):
+        skip, kwargs = prefix.resume(model, ids)  # every strength and temperature edits the last position only
+        with model.trace(ids[:, skip:], logits_to_keep=1, **kwargs):
             o = residual(block.output)
             o[:, -1, :] = steer(o[:, -1, :], vec, strength, 0.0)
             logits = nnsight.save(lm.output.logits[0, -1, action_ids].float())
