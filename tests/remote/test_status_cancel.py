@@ -39,7 +39,9 @@ def settled(ndif) -> list[list[str]]:
 
 def test_a_queued_job_says_queued_then_running_then_downloading(remote_model, ndif):
     ndif.configure(queue_seconds=0.5)
-    heatmap = aw.Heatmap(remote_model, "", layers=[1])  # an empty prompt runs nothing: observe first
+    # An empty prompt runs nothing; wait for that first run (under load it can start late, read the
+    # prompt set below, send a job and be superseded), then observe
+    heatmap = aw.Heatmap(remote_model, "", layers=[1]).wait()
     seen = stages(heatmap)
     heatmap.prompt = PROMPT
     heatmap.wait()
@@ -55,7 +57,7 @@ def test_a_job_with_another_ahead_says_position_2(remote_model, local_model, ndi
     blocks = remote_model.blocks
     with remote_model.lm.trace(remote_model.encode(OTHER), remote=True, blocking=False) as ahead:
         _norm = nnsight.save(blocks[1].output[0].norm(dim=-1))  # someone else's job, first in the queue
-    heatmap = aw.Heatmap(remote_model, "", layers=[1])
+    heatmap = aw.Heatmap(remote_model, "", layers=[1]).wait()  # its first run over before observing
     seen = stages(heatmap)
     heatmap.prompt = PROMPT
     assert heatmap.wait().status == "done", heatmap.error
