@@ -10,10 +10,18 @@ reused this way; where it says no, every batch runs the whole prompt (the path b
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
 
 KeysValues = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [1, heads, T, head_dim]
+
+
+def cache_keyword(hf: torch.nn.Module) -> str:
+    """What this transformers version calls the cache argument (``cache`` from 5.2x, before
+    that ``past_key_values``): the same name for the forward and for ``generate``."""
+    return "cache" if "cache" in inspect.signature(type(hf).forward).parameters else "past_key_values"
 
 
 def prefix_keys(model, site: str, cache, n_tokens: int) -> KeysValues | None:
@@ -47,7 +55,7 @@ def prefix_inputs(model, keys: KeysValues, start: int, batch: int) -> dict:
     data = [(k[:, :, :start].expand(batch, -1, -1, -1), v[:, :, :start].expand(batch, -1, -1, -1))
             for k, v in keys]
     mask = torch.ones(batch, keys[0][0].shape[-2], dtype=torch.long, device=keys[0][0].device)
-    return {"cache": DynamicCache(ddp_cache_data=data, config=model.hf.config), "attention_mask": mask}
+    return {cache_keyword(model.hf): DynamicCache(ddp_cache_data=data, config=model.hf.config), "attention_mask": mask}
 
 
 # A chunk's fixed cost per block it runs, in units of one row over one position (running

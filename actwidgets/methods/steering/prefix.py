@@ -23,12 +23,13 @@ version counter: call `clear(model)` after those. Callers hold ``model.lock``.
 from __future__ import annotations
 
 import copy
-import inspect
 import threading
 import weakref
 from collections import OrderedDict
 
 import torch
+
+from .._prefix import cache_keyword
 
 MAX_BYTES = 256 * 2**20  # all models together; 0 turns the cache off (the benchmark's "from scratch")
 
@@ -36,12 +37,6 @@ MAX_BYTES = 256 * 2**20  # all models together; 0 turns the cache off (the bench
 _entries: OrderedDict = OrderedDict()
 _watched: set[int] = set()  # models whose entries go when they do
 _guard = threading.Lock()  # the store is shared by every model, and each model has its own lock
-
-
-def cache_keyword(hf: torch.nn.Module) -> str:
-    """What this transformers version calls the cache argument (``cache`` from 5.2x, before
-    that ``past_key_values``): the same name for the forward and for ``generate``."""
-    return "cache" if "cache" in inspect.signature(type(hf).forward).parameters else "past_key_values"
 
 
 def reusable(model, ids: torch.Tensor, rows: int = 1):
