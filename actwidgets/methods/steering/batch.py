@@ -35,26 +35,28 @@ from .kl import KLResult, _kl_inputs, _kl_rows
 
 
 def steer_generate_batch(model: Model, prompts: Sequence[str], vector, layer: int | list[int],
-                         strength: float | Sequence[float], *, max_new_tokens: int = 32, mode: str = "add",
-                         positions: str = "last", batch_size: int = 32) -> list[GenerationResult]:
+                         strength: float | Sequence[float], *, max_new_tokens: int = 32, min_new_tokens: int = 0,
+                         mode: str = "add", positions: str = "last", batch_size: int = 32) -> list[GenerationResult]:
     """`steer_generate` (greedy) for each prompt, in padded batches of `batch_size` rows.
 
     `strength` is one number for every prompt, or one per prompt (so several strengths of
     one experiment share a batch: repeat the prompts). `vector`, `layer` (one block or a
-    list), `mode` and `positions` are as in `steer_generate`. Returns one
+    list), `min_new_tokens`, `mode` and `positions` are as in `steer_generate`. Returns one
     `GenerationResult` per prompt, in order. A remote model runs the prompts one by one
     (one nnsight generation each): batching is a local speed-up.
     """
     prompts = _prompts(prompts)
     strengths = _strengths(strength, len(prompts))
     max_new_tokens = whole(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS)
+    min_new_tokens = whole(min_new_tokens, "min_new_tokens", 0, max_new_tokens)
     batch_size = whole(batch_size, "batch_size", 1)
     layers = _layers(model, layer)
     choice(positions, POSITIONS, "positions")
     choice(mode, MODES, "mode")
     if model.remote:
-        return [steer_generate(model, p, vector, layers, g, max_new_tokens=max_new_tokens, mode=mode,
-                               positions=positions) for p, g in zip(prompts, strengths)]
+        return [steer_generate(model, p, vector, layers, g, max_new_tokens=max_new_tokens,
+                               min_new_tokens=min_new_tokens, mode=mode, positions=positions)
+                for p, g in zip(prompts, strengths)]
     encoded = [model.encode(p)[0] for p in prompts]
     limit = model.max_tokens
     longest = max(len(ids) for ids in encoded)
@@ -67,7 +69,7 @@ def steer_generate_batch(model: Model, prompts: Sequence[str], vector, layer: in
         for start in range(0, len(prompts), batch_size):
             rows = slice(start, start + batch_size)
             results += _generate_rows(model, encoded[rows], vec, layers, strengths[rows], positions, mode,
-                                      max_new_tokens)
+                                      max_new_tokens, min_new_tokens)
     return results
 
 
@@ -89,7 +91,7 @@ def _stop_ids(model: Model) -> set[int]:
 
 
 def _generate_rows(model: Model, encoded: list[torch.Tensor], vec, layers: list[int], strengths: list[float],
-                   positions: str, mode: str, max_new_tokens: int) -> list[GenerationResult]:
+                   positions: str, mode: str, max_new_tokens: int, min_new_tokens: int) -> list[GenerationResult]:
     tok = model.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     pad = 0 if pad is None else pad  # masked out, so any id will do
@@ -105,7 +107,7 @@ def _generate_rows(model: Model, encoded: list[torch.Tensor], vec, layers: list[
     handles = [_block_module(model, layer).register_forward_hook(hook) for layer in layers]
     try:
         out = model.hf.generate(ids.to(model.device), attention_mask=mask.to(model.device), do_sample=False,
-                                max_new_tokens=max_new_tokens, pad_token_id=pad)
+                                max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, pad_token_id=pad)
     finally:
         for handle in handles:
             handle.remove()

@@ -1,5 +1,6 @@
 """The strength whose measured KL meets a budget: a search on log strength, each step
-one teacher-forced two-row forward per calibration prompt.
+one teacher-forced forward per calibration prompt (the unsteered row is measured once, in
+the first step, and kept; the prompts' unsteered continuations are generated as one batch).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ...model import Model
 from .._checks import choice, real
 from .._trace import check_vector, float32
 from .edit import MODES, POSITIONS, _edit_vector, _layer, _prompts
-from .generation import steer_generate
+from .batch import steer_generate_batch
 from .kl import _kl_rows
 
 
@@ -25,7 +26,7 @@ class Calibration:
 
     strength: float
     measured_kl: float
-    evaluations: int  # KL evaluations (each: one two-row forward per prompt)
+    evaluations: int  # KL evaluations (each: one forward per prompt, the first two rows)
     kl_budget: float
     converged: bool
     history: list[tuple[float, float]]  # (strength, measured KL) in the order tried
@@ -57,19 +58,18 @@ def calibrate_strength(model: Model, vector, layer: int, prompts: Sequence[str],
     if not 0 < tolerance < 1:
         raise InputError(f"tolerance must be between 0 and 1, not {tolerance!r}.")
 
-    rows = []  # (full ids, prompt length)
-    gen_forwards = 0
-    for prompt in prompts:
-        cont = steer_generate(model, prompt, vec, layer, 0.0, max_new_tokens=n_tokens, min_new_tokens=1,
-                              mode=mode).token_ids
-        ids = model.encode(prompt)
-        rows.append((torch.cat([ids[0], torch.tensor(cont)])[None], ids.shape[1]))
-        gen_forwards += len(cont)
+    continuations = steer_generate_batch(model, prompts, vec, layer, 0.0, max_new_tokens=n_tokens,
+                                         min_new_tokens=1, mode=mode)
+    rows = []  # (full ids, prompt length, row 0's log-probabilities once measured)
+    for cont in continuations:
+        ids = torch.tensor(cont.prompt_ids)
+        rows.append((torch.cat([ids, torch.tensor(cont.token_ids)])[None], len(ids), {} if not model.remote else None))
 
     kl_vec = _edit_vector(model, vector, mode, torch.float32)
 
     def kl_at(g: float) -> float:
-        kls = [_kl_rows(model, full, n, kl_vec, [layer], [g], positions, mode)[0][0] for full, n in rows]
+        kls = [_kl_rows(model, full, n, kl_vec, [layer], [g], positions, mode, reference)[0][0]
+               for full, n, reference in rows]
         return float(np.concatenate(kls).mean())
 
     target = math.log(kl_budget)
@@ -113,7 +113,8 @@ def calibrate_strength(model: Model, vector, layer: int, prompts: Sequence[str],
                     default=history[-1])
     else:
         g, kl = history[-1]
-    # each evaluation: two rows x one forward per prompt; each continuation: ~one forward
+    # rows x forwards: the unsteered row once and one edited row per evaluation, per prompt;
+    # each continuation: ~one forward
     return Calibration(strength=g, measured_kl=kl, evaluations=len(history), kl_budget=kl_budget,
                        converged=converged, history=history,
-                       forward_equivalents=2 * len(prompts) * len(history) + len(prompts))
+                       forward_equivalents=len(prompts) * (len(history) + 2))

@@ -55,15 +55,20 @@ def _kl_inputs(model: Model, prompt: str, continuation_ids, vector, layer, posit
 
 
 def _kl_rows(model: Model, full: torch.Tensor, n_prompt: int, vec, layers: list[int], strengths: list[float],
-             positions: str, mode: str):
+             positions: str, mode: str, reference: dict | None = None):
     """One forward of k + 1 identical rows over prompt + continuation: row 0 unsteered, row
     i + 1 edited at ``strengths[i]``. Returns KL(row 0 || row i + 1) [k, n], the unsteered
     entropy [n] and the steered ones [k, n], at the positions that predict the continuation
     (n_prompt - 1 .. T - 2). Hold ``model.lock``, in `float32`.
 
     With ``positions="last"`` every row shares the unedited prompt before its last token:
-    a local model reads its keys and values from `prefix` and runs only the rest."""
-    rows = len(strengths) + 1
+    a local model reads its keys and values from `prefix` and runs only the rest.
+    `reference`, a dict the caller keeps across calls on the same ids (a search over
+    strengths), holds row 0's log-probabilities after the first call, so later calls run
+    only the edited rows."""
+    logp0 = None if reference is None else reference.get("logp0")
+    first = 1 if logp0 is None else 0  # the first edited row
+    rows = len(strengths) + first
     skip, kwargs = prefix.resume(model, full[:, :n_prompt], rows, full.shape[1]) if positions == "last" else (0, {})
     start = n_prompt - 1 - skip if positions == "last" else 0
     coeffs = torch.tensor([coefficients(g, mode) for g in strengths], dtype=torch.float32, device=model.device)
@@ -72,16 +77,20 @@ def _kl_rows(model: Model, full: torch.Tensor, n_prompt: int, vec, layers: list[
     with model.trace(full[:, skip:].repeat(rows, 1).to(model.device), **kwargs):
         for block in blocks:  # in execution order
             o = residual(block.output)
-            o[1:, start:, :] = steer(o[1:, start:, :], vec, shift, project)
+            o[first:, start:, :] = steer(o[first:, start:, :], vec, shift, project)
         logits = lm.output.logits[:, n_prompt - 1 - skip:-1]
-        logp0 = torch.log_softmax(logits[0].double(), dim=-1)  # KL subtracts near-equal log-probs
+        if first:
+            logp0 = torch.log_softmax(logits[0].double(), dim=-1)  # KL subtracts near-equal log-probs
         p0 = logp0.exp()
         kls, ents = [], []
-        for row in range(1, rows):  # one [n, vocab] float64 row at a time: memory, not speed
+        for row in range(first, rows):  # one [n, vocab] float64 row at a time: memory, not speed
             logp = torch.log_softmax(logits[row].double(), dim=-1)
             kls.append((p0 * (logp0 - logp)).sum(dim=-1).clamp(min=0))
             ents.append(-(logp.exp() * logp).sum(dim=-1))
-        saved = nnsight.save([torch.stack(kls), -(p0 * logp0).sum(dim=-1), torch.stack(ents)])
+        saved = nnsight.save([torch.stack(kls), -(p0 * logp0).sum(dim=-1), torch.stack(ents)]
+                             + ([logp0] if first and reference is not None else []))
+    if len(saved) == 4:
+        reference["logp0"] = saved.pop()
     return [x.double().cpu().numpy() for x in saved]
 
 
