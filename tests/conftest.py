@@ -14,14 +14,15 @@ import torch
 import actwidgets as aw
 
 
-# The longest files first (seconds of one worker on the 2-core build machine: 410, 310, 130,
-# 100, 100, 85, 80, 70), then the rest as collected. pytest-xdist hands whole files to its
-# workers in collection order (`make test` turns off its own order, by test count, which ran
-# the 5 install tests last), and a long file started late leaves the other worker idle.
+# The longest files first (seconds of one worker in a `make test` run on the 2-core build machine:
+# 219, 163, 75, 57, 50, 46, 44, 38, 37, 36), then the rest as collected. pytest-xdist hands whole
+# files to its workers in collection order (`make test` turns off its own order, by test count,
+# which ran the 5 install tests last), and a long file started late leaves the other worker idle.
 LONGEST_FIRST = ("tests/test_install.py", "tests/test_notebooks.py", "tests/methods/test_families.py",
-                 "tests/methods/test_steering_prefix.py", "tests/browser/test_labextension.py",
-                 "tests/browser/test_quickstart.py", "tests/widgets/test_snapshot.py",
-                 "tests/methods/test_patching.py")
+                 "tests/browser/test_labextension.py", "tests/widgets/test_snapshot.py",
+                 "tests/browser/test_quickstart.py", "tests/methods/test_patching.py",
+                 "tests/widgets/test_steering_widget.py", "tests/methods/test_steering_prefix.py",
+                 "tests/browser/test_saved_notebook.py")
 
 
 def pytest_collection_modifyitems(config, items):
