@@ -16,6 +16,19 @@ CELLS = [
 ]
 
 
+def _run_with_shift_enter(page, cell):
+    prompt = cell.locator(".jp-InputArea-prompt")
+    for _ in range(5):
+        cell.locator(".cm-content").click()
+        page.keyboard.press("Shift+Enter")
+        try:
+            expect(prompt).not_to_have_text("[ ]:", timeout=20_000)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"five Shift+Enter presses left the cell unrun: {prompt.inner_text()!r}")
+
+
 def test_notebook7_live_heatmap_reruns_on_a_new_prompt(jupyter_server, page):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
@@ -24,18 +37,12 @@ def test_notebook7_live_heatmap_reruns_on_a_new_prompt(jupyter_server, page):
     cells = page.locator(".jp-Notebook .jp-CodeCell")
     expect(cells).to_have_count(2, timeout=120_000)
     # Shift+Enter before Notebook 7 has wired its kernel to the page runs nothing (the prompt
-    # stays "[ ]"): wait for the toolbar to say idle, and press again until the first cell ran.
+    # stays "[ ]"): wait for the toolbar to say idle, then run each cell on its own and press
+    # again until its prompt leaves "[ ]" (queued "[*]" or run "[1]"), so no press lands on a
+    # cell the previous one moved past.
     expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status=idle]").first).to_be_attached(timeout=120_000)
-    first_prompt = cells.first.locator(".jp-InputArea-prompt")
-    for _ in range(5):
-        cells.first.locator(".cm-content").click()
-        page.keyboard.press("Shift+Enter")
-        page.keyboard.press("Shift+Enter")
-        try:
-            expect(first_prompt).not_to_have_text("[ ]:", timeout=20_000)
-            break
-        except AssertionError:
-            continue
+    for i in range(len(CELLS)):
+        _run_with_shift_enter(page, cells.nth(i))
 
     out = page.locator(".jp-OutputArea-output.aw-output")
     expect(out).to_have_attribute("data-aw-showing", "live", timeout=180_000)
