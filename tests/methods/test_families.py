@@ -128,6 +128,40 @@ def test_steering_add_and_ablate_run(model):
         assert np.isfinite(kl.kl_per_token).all() and kl.mean_kl > 0
 
 
+def _search_then_fresh(model, positions: str):
+    """A search's second KL evaluation (the unsteered row and the blocks below the edited
+    one reused from the first) next to a fresh measurement, and the calls block 0 got."""
+    from actwidgets.methods._trace import float32
+    from actwidgets.methods.steering.kl import _kl_rows
+
+    v = torch.tensor(np.random.default_rng(2).normal(size=model.d_model), dtype=torch.float32)
+    cont = S.steer_generate(model, PROMPT, v, 1, 0.0, max_new_tokens=4, min_new_tokens=4).token_ids
+    ids = model.encode(PROMPT)
+    full, reference, calls = torch.cat([ids[0], torch.tensor(cont)])[None], {}, []
+    with model.lock, torch.no_grad(), float32(model):
+        _kl_rows(model, full, ids.shape[1], v, [1], [0.5], positions, "add", reference)
+        # a skipped block is still called (nnsight hands back the given output): watch its parts
+        inner = [m for m in model.blocks._module[0].modules() if not list(m.children())]
+        handles = [m.register_forward_hook(lambda *args: calls.append(1)) for m in inner]
+        try:
+            reused = _kl_rows(model, full, ids.shape[1], v, [1], [2.0], positions, "add", reference)
+        finally:
+            for handle in handles:
+                handle.remove()
+    fresh = S.measure_kl(model, PROMPT, cont, v, 1, 2.0, positions=positions)
+    return reused, fresh, calls
+
+
+@pytest.mark.parametrize("positions", ["last", "all"])
+def test_a_kl_search_reuses_the_unsteered_row_and_the_blocks_below(model, positions):
+    (kl, ent0, ent), fresh, calls = _search_then_fresh(model, positions)
+    assert not calls, "block 0's modules ran again: its output is the unsteered row's"
+    np.testing.assert_allclose(kl[0], fresh.kl_per_token, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(ent[0], fresh.entropy_steered, rtol=1e-5)
+    np.testing.assert_allclose(ent0, fresh.entropy_unsteered, rtol=1e-5)
+    assert fresh.mean_kl > 0
+
+
 # --- bf16 --------------------------------------------------------------------------
 # Tolerances (measured on these tiny models, with margin): statistics 2% relative; lens
 # log-probabilities 0.05 nats; patching and attribution scores 5% of the clean-corrupted
@@ -179,6 +213,9 @@ def test_bf16_kl_and_curvature_are_not_rounding_noise(pair):
     assert c16.a == pytest.approx(c32.a, rel=0.05)
     assert c16.lipschitz == pytest.approx(c32.lipschitz, rel=0.05)
     assert bf16.hf.dtype == torch.bfloat16  # the float32 computation gave the weights back as they were
+    (kl, _, _), fresh, calls = _search_then_fresh(bf16, "last")
+    assert not calls
+    np.testing.assert_allclose(kl[0], fresh.kl_per_token, rtol=1e-5, atol=1e-9)
 
 
 def test_bf16_default_model_calibrates_within_2x_of_fp32_and_runs_relp(default_model):

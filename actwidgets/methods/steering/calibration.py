@@ -1,6 +1,8 @@
 """The strength whose measured KL meets a budget: a search on log strength, each step
-one teacher-forced forward per calibration prompt (the unsteered row is measured once, in
-the first step, and kept; the prompts' unsteered continuations are generated as one batch).
+one teacher-forced forward per calibration prompt (the unsteered row, and every row's
+blocks below the edited one, are computed once, in the first step, and kept: later steps
+run the edited row from the edited block on; the prompts' unsteered continuations are
+generated as one batch).
 """
 from __future__ import annotations
 
@@ -113,8 +115,8 @@ def calibrate_strength(model: Model, vector, layer: int, prompts: Sequence[str],
                     default=history[-1])
     else:
         g, kl = history[-1]
-    # rows x forwards: the unsteered row once and one edited row per evaluation, per prompt;
-    # each continuation: ~one forward
+    # rows x forwards: the unsteered row once and one edited row per evaluation, per prompt
+    # (counted whole, though later ones start at the edited block); each continuation: ~one forward
     return Calibration(strength=g, measured_kl=kl, evaluations=len(history), kl_budget=kl_budget,
                        converged=converged, history=history,
                        forward_equivalents=len(prompts) * (len(history) + 2))

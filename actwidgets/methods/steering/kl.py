@@ -54,6 +54,9 @@ def _kl_inputs(model: Model, prompt: str, continuation_ids, vector, layer, posit
     return ids, full, layers, vec
 
 
+REFERENCE_BYTES = 64 * 2**20  # row 0's block outputs kept for a search: beyond this, only its log-probabilities
+
+
 def _kl_rows(model: Model, full: torch.Tensor, n_prompt: int, vec, layers: list[int], strengths: list[float],
              positions: str, mode: str, reference: dict | None = None):
     """One forward of k + 1 identical rows over prompt + continuation: row 0 unsteered, row
@@ -64,19 +67,27 @@ def _kl_rows(model: Model, full: torch.Tensor, n_prompt: int, vec, layers: list[
     With ``positions="last"`` every row shares the unedited prompt before its last token:
     a local model reads its keys and values from `prefix` and runs only the rest.
     `reference`, a dict the caller keeps across calls on the same ids (a search over
-    strengths), holds row 0's log-probabilities after the first call, so later calls run
-    only the edited rows."""
-    logp0 = None if reference is None else reference.get("logp0")
+    strengths), holds row 0's log-probabilities and the outputs of the blocks below the
+    first edited one after the first call (every row computes the same there), so later
+    calls run only the edited rows, from the first edited block on."""
+    logp0, below = (reference or {}).get("logp0"), (reference or {}).get("below")
     first = 1 if logp0 is None else 0  # the first edited row
     rows = len(strengths) + first
     skip, kwargs = prefix.resume(model, full[:, :n_prompt], rows, full.shape[1]) if positions == "last" else (0, {})
     start = n_prompt - 1 - skip if positions == "last" else 0
+    lowest = min(layers)
+    keep = reference is not None and first and lowest * (full.shape[1] - skip) * model.d_model * 4 <= REFERENCE_BYTES
     coeffs = torch.tensor([coefficients(g, mode) for g in strengths], dtype=torch.float32, device=model.device)
     shift, project = coeffs[:, 0, None, None], coeffs[:, 1, None, None]  # [k, 1, 1]: one strength per edited row
-    blocks, lm = [model.blocks[one] for one in layers], model.lm  # trace bodies must not name `model`
+    stack, lm, as_tuple = list(model.blocks), model.lm, model.adapter.block_tuple  # trace bodies must not name `model`
     with model.trace(full[:, skip:].repeat(rows, 1).to(model.device), **kwargs):
-        for block in blocks:  # in execution order
-            o = residual(block.output)
+        for index, out in enumerate(below or []):  # what these blocks would compute again
+            out = out.expand(rows, -1, -1)
+            stack[index].skip((out, None) if as_tuple else out)  # callers read [0] of a tuple
+        if keep:
+            kept = nnsight.save([residual(stack[index].output)[0].clone() for index in range(lowest)])
+        for layer in layers:  # in execution order, after the blocks read above
+            o = residual(stack[layer].output)
             o[first:, start:, :] = steer(o[first:, start:, :], vec, shift, project)
         logits = lm.output.logits[:, n_prompt - 1 - skip:-1]
         if first:
@@ -91,6 +102,7 @@ def _kl_rows(model: Model, full: torch.Tensor, n_prompt: int, vec, layers: list[
                              + ([logp0] if first and reference is not None else []))
     if len(saved) == 4:
         reference["logp0"] = saved.pop()
+        reference["below"] = list(kept) if keep else None
     return [x.double().cpu().numpy() for x in saved]
 
 
