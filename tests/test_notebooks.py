@@ -39,7 +39,7 @@ class PeakRSS:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # generous: the longest, steering (24 answers of up to 100 tokens), takes ~100 s
+@pytest.mark.timeout(900)  # generous: the longest, steering (24 answers of up to 100 tokens), takes ~85 s
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_within_binder_memory(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
