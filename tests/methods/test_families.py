@@ -128,6 +128,44 @@ def test_steering_add_and_ablate_run(model):
         assert np.isfinite(kl.kl_per_token).all() and kl.mean_kl > 0
 
 
+def test_steering_vectors_run_a_shared_start_once_and_equal_plain_torch(model):
+    """ASC's and EAST's vectors on prompts that begin alike (as a chat template's do) equal
+    each prompt's own plain forward; where the family's cache can be reused the shared start
+    runs once for every batch, and only the rows' last tokens are unembedded."""
+    from actwidgets.methods.steering import prefix
+
+    start = PROMPT + " Paris. It is a tall iron tower, built for a world fair, and"
+    ends = [" tourists", " it is", " many people come to see it", " at night", " the lights shine", " it was"]
+    positive, negative = [start + e for e in ends], [start + e + " every single year" for e in ends]
+    actions = [" left", " right"]
+    encoded = [model.encode(p)[0] for p in positive + negative]
+    common = next(i for i in range(len(encoded[0])) if len({int(x[i]) for x in encoded}) > 1)
+    inputs, unembedded = [], []
+    prefix.clear(model)
+    hooks = [(model.hf.get_input_embeddings(), "post", lambda m, args, out: inputs.append(tuple(args[0].shape))),
+             (model.hf.get_output_embeddings(), "pre", lambda m, args: unembedded.append(args[0].shape[:2]))]
+    v, u = run_with_hooks(hooks, lambda: (S.mean_difference(model, positive, negative, 0),
+                                          S.entropy_weighted(model, [positive, negative], 0, actions)))
+
+    wp, wn = (max(len(x) for x in xs) for xs in (encoded[:6], encoded[6:]))
+    if prefix._dynamic(model.hf):
+        assert inputs == [(1, common), (6, wp - common), (6, wn - common), (12, wn - common)]
+    else:
+        assert inputs == [(6, wp), (6, wn), (12, wn)]
+    assert unembedded[-1] == (12, len({len(x) for x in encoded}))
+    ids = [model.tokenizer.convert_tokens_to_ids(model.tokenizer.tokenize(a))[0] for a in actions]
+    states, entropy = [], []
+    for x in encoded:
+        states.append(block_outputs(model.hf, model.blocks._module, x[None])[1, -1].double())
+        with torch.no_grad():
+            logp = torch.log_softmax(model.hf(x[None]).logits[0, -1, ids].double(), -1)
+        entropy.append(-(logp.exp() * logp).sum())
+    z, h = torch.stack(states), torch.stack(entropy)
+    np.testing.assert_allclose(v.numpy(), (z[:6] - z[6:]).mean(0).numpy(), rtol=1e-4, atol=1e-5)
+    centred = torch.cat([z[:6] - z[:6].mean(0), z[6:] - z[6:].mean(0)])
+    np.testing.assert_allclose(u.numpy(), ((h[:, None] * centred).sum(0) / h.sum()).numpy(), rtol=1e-4, atol=1e-5)
+
+
 def _search_then_fresh(model, positions: str):
     """A search's second KL evaluation (the unsteered row and the blocks below the edited
     one reused from the first) next to a fresh measurement, and the calls block 0 got."""
