@@ -46,16 +46,22 @@ def prefix_keys(model, site: str, cache, n_tokens: int) -> KeysValues | None:
     return keys
 
 
+def resume_inputs(model, cache, rows: int, width: int) -> dict:
+    """Keyword arguments for a forward that goes on from `cache`: the cache, and an
+    attention mask over all `width` positions, the cached ones included (nnsight would
+    otherwise pass one over the new tokens only, which the model reads as a shorter sequence)."""
+    mask = torch.ones(rows, width, dtype=torch.long, device=model.device)
+    return {cache_keyword(model.hf): cache, "attention_mask": mask}
+
+
 def prefix_inputs(model, keys: KeysValues, start: int, batch: int) -> dict:
-    """Keyword arguments for a forward over positions >= `start`: a new cache holding
-    positions [0, start) of every layer for `batch` rows, built from the model's config so
-    that each layer has the model's own cache type, and an attention mask over the whole
-    prompt (nnsight would otherwise pass one over the new tokens only, which the model
-    reads as a shorter sequence)."""
+    """`resume_inputs` for a forward over positions >= `start` of the cached prompt: a new
+    cache holding positions [0, start) of every layer for `batch` rows, built from the
+    model's config so that each layer has the model's own cache type."""
     data = [(k[:, :, :start].expand(batch, -1, -1, -1), v[:, :, :start].expand(batch, -1, -1, -1))
             for k, v in keys]
-    mask = torch.ones(batch, keys[0][0].shape[-2], dtype=torch.long, device=keys[0][0].device)
-    return {cache_keyword(model.hf): DynamicCache(ddp_cache_data=data, config=model.hf.config), "attention_mask": mask}
+    cache = DynamicCache(ddp_cache_data=data, config=model.hf.config)
+    return resume_inputs(model, cache, batch, keys[0][0].shape[-2])
 
 
 # A forward's fixed cost per block it runs, in units of one row over one position (running

@@ -29,7 +29,7 @@ from collections import OrderedDict
 
 import torch
 
-from .._prefix import cache_keyword
+from .._prefix import cache_keyword, resume_inputs
 
 MAX_BYTES = 256 * 2**20  # all models together; 0 turns the cache off (the benchmark's "from scratch")
 
@@ -68,9 +68,7 @@ def resume(model, ids: torch.Tensor, rows: int = 1, width: int | None = None) ->
     past = reusable(model, ids, rows)
     if past is None:
         return 0, {}
-    width = ids.shape[1] if width is None else width
-    mask = torch.ones(rows, width, dtype=torch.long, device=model.device)
-    return ids.shape[1] - 1, {cache_keyword(model.hf): past, "attention_mask": mask}
+    return ids.shape[1] - 1, resume_inputs(model, past, rows, ids.shape[1] if width is None else width)
 
 
 def clear(model=None) -> None:
