@@ -1,6 +1,7 @@
 // Logit-lens widget: what each layer would predict at each position. Cells are
 // coloured by top-1 probability, entropy or a target token's probability, and
 // wide cells show the top-1 token inside them.
+import { createCancelButton } from "./lib/cancel";
 import { contrastText } from "./lib/colormap";
 import { Colorbar } from "./lib/colorbar";
 import { formatNumber, formatPercent } from "./lib/format";
@@ -85,7 +86,9 @@ function render({ model, el }: RenderProps<LensModel>): () => void {
   syncTarget();
 
   const colorBy = createElement("select", "aw-color-by");
-  shell.controls.append(labelled("colour by", colorBy));
+  // A long prompt's lens takes minutes on a small CPU: Python stops before its next chunk.
+  const cancel = createCancelButton(model, d, "Stop the lens before its next chunk of positions");
+  shell.controls.append(labelled("colour by", colorBy), cancel);
   // Options come from Python; a snapshot saved before they were synced lists only its value.
   bindSelect(model, d, colorBy, "color_by", () => model.get("color_by_options") ?? [], "color_by_options");
 
@@ -123,8 +126,9 @@ function render({ model, el }: RenderProps<LensModel>): () => void {
       tooltip: ({ row, col }) => {
         const i = row * data.cols + col;
         const lines = baseTooltip(model, data, aux, { row, col });
-        // A long prompt's lens fills in: this position is not computed yet.
-        if (i < lens.entropy.length && Number.isNaN(lens.entropy[i])) return [...lines, "computing…"];
+        // A long prompt's lens fills in: this position is not computed yet (or never will be).
+        if (i < lens.entropy.length && Number.isNaN(lens.entropy[i]))
+          return [...lines, model.get("status") === "running" ? "computing…" : "not computed: the run was stopped"];
         for (let r = 0; r < lens.k; r++) {
           const j = lens.index[i * lens.k + r];
           if (j === undefined || j < 0) break;

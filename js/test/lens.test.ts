@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import lens from "../src/lens";
 import type { LensModel } from "../src/lib/types";
 import { contexts, EMPTY, f32, i32, mockModel } from "./helpers";
@@ -90,6 +90,30 @@ describe("lens render", () => {
     expect(text).toContain("entropy: 1.5 nats");
     expect(text).toContain("target “␣France”: 1.00% (rank 5)");
     expect(q("div.aw-tooltip script")).toBeNull();
+  });
+
+  it("a filling-in lens says which cells are still computing, and which a cancel left out", () => {
+    // the last column is not computed yet: NaN entropy, id -1
+    const entropy = f32(Array.from({ length: ROWS * COLS }, (_, i) => (i % COLS === COLS - 1 ? NaN : 1.5)));
+    const index = i32(Array.from({ length: ROWS * COLS * K }, (_, j) => (Math.floor(j / K) % COLS === COLS - 1 ? -1 : 0)));
+    const { model, q } = setup({ status: "running", progress: 0.4, entropy, topk_index: index });
+    model.send = vi.fn();
+    const canvas = q<HTMLCanvasElement>("canvas.aw-grid");
+    canvas.dispatchEvent(new MouseEvent("mousemove", at(1, 0)));
+    expect(q("div.aw-tooltip").textContent).toContain("1. “␣France”");
+    canvas.dispatchEvent(new MouseEvent("mousemove", at(1, 2)));
+    expect(q("div.aw-tooltip").textContent).toContain("computing…");
+    const cancel = q<HTMLButtonElement>("button.aw-cancel");
+    expect(cancel.disabled).toBe(false);
+    cancel.click();
+    expect(model.send).toHaveBeenCalledWith({ type: "cancel" });
+    model.pySet("status", "cancelled");
+    expect(cancel.disabled).toBe(true);
+    canvas.dispatchEvent(new MouseEvent("mousemove", at(1, 1)));
+    canvas.dispatchEvent(new MouseEvent("mousemove", at(1, 2)));
+    const text = q("div.aw-tooltip").textContent!;
+    expect(text).toContain("not computed: the run was stopped");
+    expect(text).not.toContain("computing…");
   });
 
   it("commits target on Enter only when changed", () => {

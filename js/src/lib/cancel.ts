@@ -1,4 +1,4 @@
-// The cancel button of widgets whose Python job runs in chunks (patching, steering):
+// The cancel button of widgets whose Python job runs in chunks (patching, steering, lens):
 // enabled only while a run is in flight, it sends the custom message {type: "cancel"}
 // and Python stops within one chunk.
 import type { Disposer } from "./dispose";
