@@ -73,3 +73,28 @@ def float32(model):
     finally:
         for t, dtype in zip(tensors, dtypes):
             t.data = t.data.to(dtype)
+
+
+@contextlib.contextmanager
+def after_each_block(model, progress, passes: int = 1):
+    """Call ``progress(fraction)`` after each block of the local forwards run inside (`passes`
+    of them): one long prompt's forward then moves a progress bar, block by block, and
+    `progress` may raise (`Cancelled`) to stop that forward where it is rather than at its
+    end. Enter it holding ``model.lock``, so no other trace sees the hooks. Nothing on a
+    remote model (its forward runs on the server) or without `progress`."""
+    if progress is None or model.remote:
+        yield
+        return
+    modules = list(model.blocks._module)
+    total, done = len(modules) * passes, [0]
+
+    def hook(*_):
+        done[0] += 1
+        progress(min(done[0] / total, 1.0))
+
+    handles = [module.register_forward_hook(hook) for module in modules]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -16,7 +16,7 @@ import torch
 from ..errors import InputError
 from ..model import Model
 from ._checks import choice
-from ._trace import check_vector, residual, row_labels
+from ._trace import after_each_block, check_vector, residual, row_labels
 
 STATS = ("norm", "max_abs", "delta", "direction")
 STAT_LABELS = {
@@ -56,11 +56,12 @@ def check_direction(model: Model, direction) -> torch.Tensor | None:
 
 
 def residual_stats(model: Model, prompt: str, *, layers=None, direction=None,
-                   with_embeddings: bool | None = None) -> ResidualStats:
+                   with_embeddings: bool | None = None, progress=None) -> ResidualStats:
     """Residual-stream statistics for every chosen layer and token, in one batched trace.
 
     `layers` are block indices (default: all, plus the embedding row); `direction`
-    adds the projection h . u/||u||.
+    adds the projection h . u/||u||. `progress(fraction)`, if given, is called after each
+    block and may raise to stop (`_trace.after_each_block`).
     """
     ids = model.encode(prompt)
     chosen = model.check_layers(layers)
@@ -68,7 +69,7 @@ def residual_stats(model: Model, prompt: str, *, layers=None, direction=None,
     unit = check_direction(model, direction)
     blocks = model.blocks
 
-    with model.lock, torch.no_grad():
+    with model.lock, torch.no_grad(), after_each_block(model, progress):
         with model.trace(ids.to(model.device)) as tracer:
             summary = _rows(blocks, chosen, with_embeddings, unit).save()
             tracer.stop()  # nothing after the last row is read: no [T, vocab] logits
@@ -76,9 +77,10 @@ def residual_stats(model: Model, prompt: str, *, layers=None, direction=None,
 
 
 def residual_stats_pair(model: Model, prompt: str, compare: str, *, layers=None, direction=None,
-                        ) -> tuple[ResidualStats, ResidualStats]:
+                        progress=None) -> tuple[ResidualStats, ResidualStats]:
     """Both prompts' statistics, each from its own forward pass (the numbers of two calls), in
-    one nnsight session: a comparison is one NDIF job, not two. Lengths are checked first."""
+    one nnsight session: a comparison is one NDIF job, not two. Lengths are checked first;
+    `progress` is as in `residual_stats`, over both passes."""
     ids, other = model.encode(prompt), model.encode(compare, "compare")
     same_length(ids.shape[1], other.shape[1])
     chosen = model.check_layers(layers)
@@ -89,7 +91,7 @@ def residual_stats_pair(model: Model, prompt: str, compare: str, *, layers=None,
 
     # The session body runs where the model runs, so its traces are written out here (not in a
     # helper: NDIF reads a nested trace's source from the session's) and never name the Model.
-    with model.lock, torch.no_grad():
+    with model.lock, torch.no_grad(), after_each_block(model, progress, passes=2):
         with lm.session(**model.where()):
             with lm.trace(a, use_cache=False) as tracer:
                 first = _rows(blocks, chosen, with_embeddings, unit)

@@ -29,7 +29,7 @@ from .._adapter import apply_head
 from ..errors import Cancelled
 from ..model import Model
 from ._checks import whole
-from ._trace import residual, row_labels
+from ._trace import after_each_block, residual, row_labels
 
 CHUNK_LOGITS = 2**24  # the most logits (positions x vocab) that exist at once
 
@@ -62,8 +62,9 @@ def iter_lens(model: Model, prompt: str, *, target: str | int | None = None, k: 
               should_stop: Callable[[], bool] | None = None) -> Iterator[tuple[LensResult, float]]:
     """`logit_lens`, yielding (result so far, fraction done) after the first `first` positions
     and after each chunk of positions; the last yield is complete. Holds the model's lock
-    until exhausted or closed; `should_stop()` is checked before each layer's chunk (a long
-    lens answers a cancel, or the kernel's exit, within one chunk, not at its end)."""
+    until exhausted or closed; `should_stop()` is checked after each block of the forward and
+    before each layer's chunk (a long lens answers a cancel, or the kernel's exit, within one
+    block or chunk, not at its end)."""
     k = whole(k, "k", 1, 50)
     ids = model.encode(prompt)
     chosen = model.check_layers(layers)
@@ -72,6 +73,10 @@ def iter_lens(model: Model, prompt: str, *, target: str | int | None = None, k: 
     n_rows, n_tokens = int(with_embeddings) + len(chosen), ids.shape[1]
     out = _Arrays(n_rows, n_tokens, k, target_id is not None)
     head, step = model.head, max(1, CHUNK_LOGITS // len(model.tokenizer))
+
+    def stop_if_asked(_fraction: float) -> None:  # a progress callback too: between the forward's blocks
+        if should_stop is not None and should_stop():
+            raise Cancelled
 
     def result() -> LensResult:
         return LensResult(tokens=model.token_texts(ids[0]), rows=row_labels(chosen, with_embeddings),
@@ -82,7 +87,7 @@ def iter_lens(model: Model, prompt: str, *, target: str | int | None = None, k: 
             out.fill(slice(None), _remote(model, ids, chosen, with_embeddings, head, step, k, target_id))
             yield result(), 1.0
             return
-        with model.trace(ids.to(model.device)) as tracer:
+        with after_each_block(model, stop_if_asked if should_stop else None), model.trace(ids.to(model.device)) as tracer:
             states = [model.blocks[0].input[0]] if with_embeddings else []
             states += [residual(model.blocks[layer].output)[0] for layer in chosen]
             states = nnsight.save(states)
@@ -94,8 +99,7 @@ def iter_lens(model: Model, prompt: str, *, target: str | int | None = None, k: 
             for start_, end_ in ((s, min(s + step, end)) for s in range(start, end, step)):
                 parts = []
                 for h in states:
-                    if should_stop is not None and should_stop():
-                        raise Cancelled
+                    stop_if_asked(0.0)
                     parts.append(_reduce(h[start_:end_], head, k, target_id))
                 out.fill(slice(start_, end_), [torch.stack(x) for x in zip(*parts)])
             yield result(), end / n_tokens

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 import traceback
 import uuid
 from collections import OrderedDict
@@ -208,12 +209,20 @@ class JobWidget(anywidget.AnyWidget):
         if not self._current():
             raise Cancelled
 
-    def report(self, fraction: float) -> None:
+    _reported_at = 0.0
+
+    def report(self, fraction: float, every: float = 0.0) -> None:
+        """Raise Cancelled when superseded; else show `fraction` done, at most once per `every`
+        seconds (for a caller that reports often: every block of a forward)."""
         self.check()
+        now = time.monotonic()
+        if every and now - self._reported_at < every:
+            return
+        self._reported_at = now
         self.progress = float(min(max(fraction, 0.0), 1.0))
 
     def _run(self, is_current: Callable[[], bool]) -> None:
-        self._current = is_current
+        self._current, self._reported_at = is_current, 0.0
         with self.hold_sync():
             self.status, self.progress, self.error = "running", 0.0, ""
         try:

@@ -75,21 +75,24 @@ class Heatmap(GridWidget):
         # Inputs are read once: the user may edit them while the trace runs.
         prompt, compare, layers, direction, stat = self.prompt, self.compare, self.layers, self.direction, self.stat
 
-        def stats_of(text: str) -> ResidualStats:
+        def stats_of(text: str, start: float, share: float) -> ResidualStats:
+            # block by block: a long prompt's one forward moves the bar, and a cancel stops it
             key = self._key(text)
+            progress = lambda f: self.report(start + share * f, every=0.25)  # noqa: E731
             return self.memo.get(key) or self.memo.put(
-                key, residual_stats(self.model, text, layers=layers, direction=direction))
+                key, residual_stats(self.model, text, layers=layers, direction=direction, progress=progress))
 
         if compare and self.memo.get(self._key(prompt)) is None and self.memo.get(self._key(compare)) is None:
             # Both at once: one session, so a remote comparison is one NDIF job.
-            pair = residual_stats_pair(self.model, prompt, compare, layers=layers, direction=direction)
+            pair = residual_stats_pair(self.model, prompt, compare, layers=layers, direction=direction,
+                                       progress=lambda f: self.report(f, every=0.25))
             for text, stats in zip((prompt, compare), pair):
                 self.memo.put(self._key(text), stats)
-        stats = stats_of(prompt)
+        stats = stats_of(prompt, 0.0, 0.5 if compare else 1.0)
         stats.stat(stat)  # validates the statistic before anything is drawn
         if compare:
             self.report(0.5)
-            stats = difference(stats, stats_of(compare))
+            stats = difference(stats, stats_of(compare, 0.5, 0.5))
         return stat, stats, bool(compare)
 
     def apply(self, result) -> None:

@@ -24,7 +24,9 @@ def model(request, tokenizer):
 
 
 def test_heatmap_statistics_equal_plain_torch(model):
-    stats = residual_stats(model, PROMPT)
+    progress = []  # after each block (the trace stops inside the last one, once it is read)
+    stats = residual_stats(model, PROMPT, progress=progress.append)
+    assert progress == [1 / model.n_layers]
     ref = block_outputs(model.hf, model.blocks._module, model.encode(PROMPT))
     np.testing.assert_allclose(stats.norm, ref.norm(dim=-1).numpy(), rtol=1e-5)
     np.testing.assert_allclose(stats.max_abs, ref.abs().amax(-1).numpy(), rtol=1e-5)
