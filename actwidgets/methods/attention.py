@@ -38,7 +38,7 @@ import torch
 from ..errors import InputError
 from ..model import Model
 from ._checks import shown, whole
-from ._trace import row_labels
+from ._trace import after_each_block, row_labels
 
 OVERVIEW_SIZE = 32  # thumbnails of at most 32 x 32 pooled cells per head
 FULL_MAX = 512  # the selected head cell by cell up to 512 tokens, pooled to at most 512 bins above
@@ -185,7 +185,7 @@ def _weights(attn_output) -> torch.Tensor:
 # --- the traces -------------------------------------------------------------------------
 def attention_patterns(model: Model, prompt: str, *, layers=None, head=None, query=None,
                        overview_size: int = OVERVIEW_SIZE, full_max: int = FULL_MAX,
-                       keep_bytes: int = KEEP_ALL_BYTES) -> AttentionResult:
+                       keep_bytes: int = KEEP_ALL_BYTES, progress=None) -> AttentionResult:
     """Attention per layer x head for one prompt, in one trace.
 
     - `overview`: every head's pattern pooled to at most `overview_size` bins a side;
@@ -195,7 +195,8 @@ def attention_patterns(model: Model, prompt: str, *, layers=None, head=None, que
       from the end) to each key token;
     - `patterns`: every head as `pattern`, when they take at most `keep_bytes` (0: never).
     Rows sum to 1 and keys after the query are 0 (the causal mask). `layers`: block indices
-    (default all). A remote model raises InputError (see the module docstring).
+    (default all). `progress(fraction)`, if given, is called after each block and may raise to
+    stop (`_trace.after_each_block`). A remote model raises InputError (see the module docstring).
     """
     _check_model(model)
     overview_size = whole(overview_size, "overview_size", 1, 256)
@@ -211,7 +212,7 @@ def attention_patterns(model: Model, prompt: str, *, layers=None, head=None, que
     keep_all = len(chosen) * model.n_heads * pat_side ** 2 * 4 <= keep_bytes
     attns = [model.part(model.blocks[layer], "attn") for layer in chosen]
 
-    with model.lock, torch.no_grad(), eager_attention(model):
+    with model.lock, torch.no_grad(), eager_attention(model), after_each_block(model, progress):
         with model.trace(ids.to(model.device)) as tracer:
             over, rows, pattern, every = [], [], [], []
             for layer, attn in zip(chosen, attns):

@@ -112,7 +112,8 @@ class Attention(GridWidget):
         if base is None:
             self.report(0.05)
             result = attention_patterns(self.model, prompt, layers=layers, head=selected, query=query,
-                                        keep_bytes=self.keep_bytes)
+                                        keep_bytes=self.keep_bytes,
+                                        progress=lambda f: self.report(0.05 + 0.45 * f, every=0.25))
             if result.patterns is not None:
                 self._every.put(key, result.patterns)
             base = self.memo.put(key, replace(result, patterns=None))

@@ -4,6 +4,7 @@
 // the large pattern sets `query`, on a row of the grid selects that head (Python maps the
 // grid's `selected` row to `head`). Token text is untrusted: it only ever goes through
 // textContent (tooltips, labels), never markup.
+import { createCancelButton } from "./lib/cancel";
 import { Colorbar } from "./lib/colorbar";
 import { coalesce } from "./lib/dispose";
 import { formatPercent } from "./lib/format";
@@ -66,7 +67,7 @@ function render({ model, el }: RenderProps<AttentionModel>): () => void {
   query.step = "1";
   query.placeholder = "last";
   const queryToken = createElement("span", "aw-query-token");
-  shell.controls.append(labelled("from token", query), queryToken);
+  shell.controls.append(labelled("from token", query), queryToken, createCancelButton(model, d, "Stop the forward at its next block"));
   const commitQuery = () => {
     const text = query.value.trim();
     const v = text === "" ? null : Number(text);

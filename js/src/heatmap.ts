@@ -1,6 +1,7 @@
 // Heatmap widget: one statistic of the residual stream per (layer, token), e.g. its
 // L2 norm, with a stat picker, zoomable scrolling grid and colour bar; a second prompt in
 // the compare box shows the difference (prompt minus compare) on a diverging scale.
+import { createCancelButton } from "./lib/cancel";
 import { Colorbar } from "./lib/colorbar";
 import { baseTooltip, bindGrid, gridFigure, readGridData } from "./lib/gridModel";
 import { bindSelect, bindTextTrait, createElement, createPromptBox, createShell, labelled, PROMPT_DEBOUNCE_MS } from "./lib/shell";
@@ -18,7 +19,7 @@ function render({ model, el }: RenderProps<HeatmapModel>): () => void {
   bindTextTrait(model, d, compare, "compare", PROMPT_DEBOUNCE_MS);
 
   const stat = createElement("select", "aw-stat");
-  shell.controls.append(labelled("stat", stat));
+  shell.controls.append(labelled("stat", stat), createCancelButton(model, d, "Stop the forward at its next block"));
   bindSelect(model, d, stat, "stat", () => [...(model.get("stat_options") ?? [])], "stat_options");
 
   let data = readGridData(model);

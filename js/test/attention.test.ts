@@ -1,7 +1,7 @@
 // The attention widget against a mock model: a click on a thumbnail selects that head, a
 // click on a row of the large pattern sets the query, hover shows query and key tokens as
 // TEXT (a token that looks like markup stays text), and a snapshot draws read-only.
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import attention from "../src/attention";
 import type { AttentionModel } from "../src/lib/types";
 import { renderSnapshot, type Snapshot } from "../src/snapshot";
@@ -72,6 +72,19 @@ const cell = (row: number, col: number) => ({ clientX: col * 28 + 5, clientY: ro
 afterEach(() => document.body.replaceChildren());
 
 describe("attention render", () => {
+  it("has a cancel button: enabled while the forward runs, it asks Python to stop", () => {
+    const { model, q } = setup();
+    model.send = vi.fn();
+    const cancel = q<HTMLButtonElement>("button.aw-cancel");
+    expect(cancel.disabled).toBe(true);
+    model.pySet("status", "running");
+    expect(cancel.disabled).toBe(false);
+    cancel.click();
+    expect(model.send).toHaveBeenCalledWith({ type: "cancel" });
+    model.pySet("status", "cancelled");
+    expect(cancel.disabled).toBe(true);
+  });
+
   it("draws the three views and the query box", () => {
     const { q } = setup();
     expect(q<HTMLElement>("div.aw-root").dataset.widget).toBe("attention");

@@ -79,6 +79,19 @@ describe("heatmap render", () => {
     expect(q<HTMLSelectElement>("select.aw-stat").options.length).toBe(4);
   });
 
+  it("has a cancel button: enabled while the forward runs, it asks Python to stop", () => {
+    const { model, q } = setup();
+    model.send = vi.fn();
+    const cancel = q<HTMLButtonElement>("button.aw-cancel");
+    expect(cancel.disabled).toBe(true);
+    model.pySet("status", "running");
+    expect(cancel.disabled).toBe(false);
+    cancel.click();
+    expect(model.send).toHaveBeenCalledWith({ type: "cancel" });
+    model.pySet("status", "cancelled");
+    expect(cancel.disabled).toBe(true);
+  });
+
   it("shows a malicious prompt and token literally, creating no <img>", () => {
     const { el, q } = setup({ prompt: XSS });
     expect(el.querySelector("img")).toBeNull();

@@ -149,8 +149,8 @@ def test_a_long_lens_shows_its_first_screen_before_the_rest(default_model, monke
         whole.topk_ids[:, :, 0].ravel())
     np.testing.assert_allclose(decode_f32(w.values, w.shape), whole.topk_prob[..., 0], rtol=2e-4, atol=1e-6)
 
-@pytest.mark.parametrize("kind", ["Heatmap", "LogitLens"])
-def test_a_cancel_stops_the_forward_between_blocks(default_model, kind):
+@pytest.mark.parametrize("kind, shape", [("Heatmap", [31, 10]), ("LogitLens", [31, 10]), ("Attention", [9, 10])])
+def test_a_cancel_stops_the_forward_between_blocks(default_model, kind, shape):
     """A cancel during a long prompt's one forward stops it at the next block, not at its end
     (on 2 slow cores an 8,192-token forward takes minutes); the heatmap's bar moves block by
     block meanwhile; the widget then runs the next prompt whole."""
@@ -170,7 +170,7 @@ def test_a_cancel_stops_the_forward_between_blocks(default_model, kind):
         w.prompt = "When Mary and John went to the store, John gave a drink to"
         w.wait()
         assert (pressed, w.status, len(ran)) == (["running"], "cancelled", 3)
-        if kind == "Heatmap":
+        if kind == "Heatmap":  # (the lens's bar counts positions unembedded; attention's starts at 0.05)
             assert progress == [0.0, pytest.approx(1 / len(blocks))]  # then at most one update per 0.25 s
         ran.clear()
         w.prompt = "The Eiffel Tower is located in the city of"
@@ -179,7 +179,7 @@ def test_a_cancel_stops_the_forward_between_blocks(default_model, kind):
         for handle in handles:
             handle.remove()
     # the last block is read, then the trace stops inside it, before this test's hook
-    assert (w.status, len(ran), list(w.shape)) == ("done", len(blocks) - 1, [31, 10])
+    assert (w.status, len(ran), list(w.shape)) == ("done", len(blocks) - 1, shape)
 
 
 def test_runner_latest_wins_under_a_burst():
