@@ -1,11 +1,11 @@
 // The attention widget against a mock model: a click on a thumbnail selects that head, a
 // click on a row of the large pattern sets the query, hover shows query and key tokens as
 // TEXT (a token that looks like markup stays text), and a snapshot draws read-only.
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import attention from "../src/attention";
 import type { AttentionModel } from "../src/lib/types";
 import { renderSnapshot, type Snapshot } from "../src/snapshot";
-import { contexts, EMPTY, f32, i32, mockModel } from "./helpers";
+import { contexts, EMPTY, expectCancelButton, f32, i32, mockModel } from "./helpers";
 
 const EVIL = "<img src=x onerror=alert(1)>";
 const SHOWN = "<img␣src=x␣onerror=alert(1)>"; // as quoteToken shows it: spaces made visible, still text
@@ -73,16 +73,8 @@ afterEach(() => document.body.replaceChildren());
 
 describe("attention render", () => {
   it("has a cancel button: enabled while the forward runs, it asks Python to stop", () => {
-    const { model, q } = setup();
-    model.send = vi.fn();
-    const cancel = q<HTMLButtonElement>("button.aw-cancel");
-    expect(cancel.disabled).toBe(true);
-    model.pySet("status", "running");
-    expect(cancel.disabled).toBe(false);
-    cancel.click();
-    expect(model.send).toHaveBeenCalledWith({ type: "cancel" });
-    model.pySet("status", "cancelled");
-    expect(cancel.disabled).toBe(true);
+    const { model, el } = setup();
+    expectCancelButton(model, el);
   });
 
   it("draws the three views and the query box", () => {

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import heatmap from "../src/heatmap";
 import { PROMPT_DEBOUNCE_MS } from "../src/lib/shell";
 import type { HeatmapModel } from "../src/lib/types";
-import { contexts, EMPTY, f32, flush, i32, mockModel } from "./helpers";
+import { contexts, EMPTY, expectCancelButton, f32, flush, i32, mockModel } from "./helpers";
 
 const XSS = "<img src=x onerror=alert(1)>";
 
@@ -80,16 +80,8 @@ describe("heatmap render", () => {
   });
 
   it("has a cancel button: enabled while the forward runs, it asks Python to stop", () => {
-    const { model, q } = setup();
-    model.send = vi.fn();
-    const cancel = q<HTMLButtonElement>("button.aw-cancel");
-    expect(cancel.disabled).toBe(true);
-    model.pySet("status", "running");
-    expect(cancel.disabled).toBe(false);
-    cancel.click();
-    expect(model.send).toHaveBeenCalledWith({ type: "cancel" });
-    model.pySet("status", "cancelled");
-    expect(cancel.disabled).toBe(true);
+    const { model, el } = setup();
+    expectCancelButton(model, el);
   });
 
   it("shows a malicious prompt and token literally, creating no <img>", () => {

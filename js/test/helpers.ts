@@ -1,6 +1,8 @@
 // Test doubles: a model that behaves like anywidget's (Backbone-style events,
-// counted on/off/save_changes), a fake canvas context, and byte encoders.
-import type { AnyModel, ModelState } from "../src/lib/types";
+// counted on/off/save_changes), a fake canvas context, byte encoders, and the cancel
+// button's contract every long-running widget keeps.
+import { expect, vi } from "vitest";
+import type { AnyModel, ModelState, StatusModel } from "../src/lib/types";
 
 // never[]: holds every handler shape anywidget's `on` overloads accept; fire() passes no arguments.
 type Cb = (...args: never[]) => void;
@@ -113,3 +115,16 @@ export const EMPTY = new DataView(new ArrayBuffer(0));
 
 /** Let coalesced (microtask) redraws run. */
 export const flush = () => new Promise<void>((r) => setTimeout(r, 0));
+
+/** The widget's cancel button is disabled unless a run is in flight, and a click asks Python to stop. */
+export function expectCancelButton<T extends StatusModel>(model: MockModel<T>, root: Element): void {
+  model.send = vi.fn();
+  const cancel = root.querySelector<HTMLButtonElement>("button.aw-cancel")!;
+  expect(cancel.disabled).toBe(true);
+  model.pySet("status", "running");
+  expect(cancel.disabled).toBe(false);
+  cancel.click();
+  expect(model.send).toHaveBeenCalledWith({ type: "cancel" });
+  model.pySet("status", "cancelled");
+  expect(cancel.disabled).toBe(true);
+}
