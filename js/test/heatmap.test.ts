@@ -84,19 +84,6 @@ describe("heatmap render", () => {
     expectCancelButton(model, el);
   });
 
-  it("the status line says where a remote job is, beside its progress", () => {
-    const { model, q } = setup({ status: "running", progress: 0 });
-    const status = q<HTMLElement>("span.aw-status");
-    expect(status.textContent).toBe("running");
-    model.pySet("remote_status", "queued (position 2)");
-    expect(status.textContent).toBe("queued (position 2)");
-    model.pySet("remote_status", "downloading");
-    model.pySet("progress", 0.4);
-    expect(status.textContent).toBe("downloading 40%");
-    model.pySet("status", "done");
-    expect(status.textContent).toBe("done"); // a finished job's last remote status is not news
-  });
-
   it("shows a malicious prompt and token literally, creating no <img>", () => {
     const { el, q } = setup({ prompt: XSS });
     expect(el.querySelector("img")).toBeNull();
@@ -226,6 +213,8 @@ describe("heatmap render", () => {
     expect(status.textContent).toBe("queued (position 2)");
     model.pySet("remote_status", "downloading");
     expect(status.textContent).toBe("downloading");
+    model.pySet("progress", 0.4);
+    expect(status.textContent).toBe("downloading 40%");
     model.pySet("remote_status", "");
     model.pySet("status", "done");
     expect(status.textContent).toBe("done");
