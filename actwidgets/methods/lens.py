@@ -59,12 +59,15 @@ def logit_lens(model: Model, prompt: str, *, target: str | int | None = None, k:
 
 def iter_lens(model: Model, prompt: str, *, target: str | int | None = None, k: int = 5, layers=None,
               with_embeddings: bool | None = None, first: int = 0,
-              should_stop: Callable[[], bool] | None = None) -> Iterator[tuple[LensResult, float]]:
+              should_stop: Callable[[], bool] | None = None,
+              focus: Callable[[], tuple[int, int] | None] | None = None) -> Iterator[tuple[LensResult, float]]:
     """`logit_lens`, yielding (result so far, fraction done) after the first `first` positions
     and after each chunk of positions; the last yield is complete. Holds the model's lock
     until exhausted or closed; `should_stop()` is checked after each block of the forward and
     before each layer's chunk (a long lens answers a cancel, or the kernel's exit, within one
-    block or chunk, not at its end)."""
+    block or chunk, not at its end). `focus()`, checked before each chunk after the first
+    positions, names the columns [start, end) the user is looking at: the chunks there come
+    next (a scroll to the middle of a long prompt fills in there first, not in order)."""
     k = whole(k, "k", 1, 50)
     ids = model.encode(prompt)
     chosen = model.check_layers(layers)
@@ -92,17 +95,36 @@ def iter_lens(model: Model, prompt: str, *, target: str | int | None = None, k: 
             states += [residual(model.blocks[layer].output)[0] for layer in chosen]
             states = nnsight.save(states)
             tracer.stop()  # nothing after the last block read is needed: no [T, vocab] logits
-        first = min(max(0, int(first)), n_tokens)
-        spans = [(0, first)] if first else []
-        spans += [(s, min(s + step, n_tokens)) for s in range(first, n_tokens, step)]
-        for start, end in spans:
-            for start_, end_ in ((s, min(s + step, end)) for s in range(start, end, step)):
+
+        def reduce(start: int, end: int) -> None:
+            for s in range(start, end, step):
                 parts = []
                 for h in states:
                     stop_if_asked(0.0)
-                    parts.append(_reduce(h[start_:end_], head, k, target_id))
-                out.fill(slice(start_, end_), [torch.stack(x) for x in zip(*parts)])
-            yield result(), end / n_tokens
+                    parts.append(_reduce(h[s:min(s + step, end)], head, k, target_id))
+                out.fill(slice(s, min(s + step, end)), [torch.stack(x) for x in zip(*parts)])
+
+        first = min(max(0, int(first)), n_tokens)
+        pending = [(s, min(s + step, n_tokens)) for s in range(first, n_tokens, step)]
+        if first:
+            reduce(0, first)
+            yield result(), first / n_tokens
+        done = first
+        while pending:
+            start, end = _next_span(pending, focus() if focus is not None else None)
+            pending.remove((start, end))
+            reduce(start, end)
+            done += end - start
+            yield result(), done / n_tokens
+
+
+def _next_span(pending: list[tuple[int, int]], window: tuple[int, int] | None) -> tuple[int, int]:
+    """The first pending span that overlaps `window` (the columns on screen), else the first."""
+    if window is not None:
+        for span in pending:
+            if span[0] < window[1] and span[1] > window[0]:
+                return span
+    return pending[0]
 
 
 def _reduce(h: torch.Tensor, head: tuple, k: int, target_id: int | None) -> list[torch.Tensor]:

@@ -43,6 +43,8 @@ class LogitLens(GridWidget):
     entropy = Array()
     target_prob = Array()
     target_rank = Array("<i4")
+    # js -> py: the columns [first, last) on screen while a long lens fills in (empty: unknown)
+    view_columns = t.List(t.Int(), default_value=[]).tag(sync=True)
     layers = t.Any(None)
 
     def __init__(self, model, prompt: str = "", *, target: str = "", k: int = 5, color_by: str | None = None,
@@ -76,18 +78,31 @@ class LogitLens(GridWidget):
         if lens is None:
             prompt, k, layers = self.prompt, self.k, self.layers
             steps = iter_lens(self.model, prompt, target=target or None, k=k, layers=layers, first=FIRST_SCREEN,
-                              should_stop=lambda: not self._current())
-            shown = -float("inf")
+                              should_stop=lambda: not self._current(), focus=self._view)
+            shown, known = -float("inf"), None  # when, and which columns, last published
             with closing(steps):  # a cancel closes the generator now, releasing the model's lock
                 for lens, fraction in steps:
                     self.check()
-                    if fraction < 1 and time.monotonic() - shown >= PUBLISH_S:
-                        shown = time.monotonic()
+                    if fraction < 1 and (time.monotonic() - shown >= PUBLISH_S or self._view_filled(lens, known)):
+                        shown, known = time.monotonic(), ~np.isnan(lens.entropy[0])
                         with self.hold_sync():
                             self.apply((color_by, lens))
                     self.progress = fraction
             self.memo.put(key, lens)
         return color_by, lens
+
+    def _view(self) -> tuple[int, int] | None:
+        view = list(self.view_columns)
+        return (view[0], view[1]) if len(view) == 2 and 0 <= view[0] < view[1] else None
+
+    def _view_filled(self, lens: LensResult, known) -> bool:
+        """Whether the columns on screen are all computed now but were not when last published:
+        the user scrolled there, so they are shown at once rather than at the next redraw."""
+        view = self._view()
+        if view is None or known is None:
+            return False
+        now = ~np.isnan(lens.entropy[0, view[0]:view[1]])
+        return bool(now.all()) and not bool(known[view[0]:view[1]].all())
 
     def apply(self, result) -> None:
         color_by, lens = result

@@ -9,10 +9,12 @@ import type { CellPainter } from "./lib/grid";
 import { baseTooltip, bindGrid, gridFigure, readGridData } from "./lib/gridModel";
 import { bindSelect, createElement, createShell, labelled } from "./lib/shell";
 import { toFloat32, toInt32 } from "./lib/tensor";
+import { throttle } from "./lib/throttle";
 import { displayToken, quoteToken } from "./lib/tokens";
 import type { AnyWidget, LensModel, RenderProps } from "./lib/types";
 
 const TEXT_MIN_CELL_PX = 28; // narrower cells cannot fit a readable token
+const VIEW_SEND_MS = 250; // a scroll tells Python where the user looks at most this often
 
 /** Decoded lens tables, rebuilt once per update rather than per hover. */
 interface LensData {
@@ -92,6 +94,21 @@ function render({ model, el }: RenderProps<LensModel>): () => void {
   // Options come from Python; a snapshot saved before they were synced lists only its value.
   bindSelect(model, d, colorBy, "color_by", () => model.get("color_by_options") ?? [], "color_by_options");
 
+  // While a long lens fills in, Python computes the columns on screen next: a scroll to the
+  // middle of 8,192 tokens fills in there within a chunk, not minutes later in order.
+  let view: [number, number] = [0, 0];
+  const send = throttle(() => {
+    const sent = model.get("view_columns") ?? [];
+    if (sent[0] === view[0] && sent[1] === view[1]) return;
+    model.set("view_columns", [...view]);
+    model.save_changes();
+  }, VIEW_SEND_MS);
+  const sendView = () => {
+    if (model.get("status") === "running") send(); // idle, nothing is steered by it
+  };
+  d.add(() => send.cancel());
+  d.onModel(model, "change:status", sendView);
+
   let data = readGridData(model);
   let lens = readLens(model);
   let aux: Int32Array = new Int32Array(0);
@@ -123,6 +140,10 @@ function render({ model, el }: RenderProps<LensModel>): () => void {
       cellHeight: 22,
       paintCell,
       paintCellMinWidth: TEXT_MIN_CELL_PX,
+      onView: (first, last) => {
+        view = [first, last];
+        sendView();
+      },
       tooltip: ({ row, col }) => {
         const i = row * data.cols + col;
         const lines = baseTooltip(model, data, aux, { row, col });

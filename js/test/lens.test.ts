@@ -116,6 +116,19 @@ describe("lens render", () => {
     expect(text).not.toContain("computing…");
   });
 
+  it("tells Python which columns are on screen while it runs, so those fill in next", () => {
+    const { model } = setup({ status: "running" });
+    expect(model.get("view_columns")).toEqual([0, COLS]); // the first draw's window
+    expect(model.saves).toBe(1);
+    const idle = setup({ status: "done" }).model;
+    expect(idle.get("view_columns")).toBeUndefined(); // nothing to steer: not sent
+    idle.pySet("status", "running");
+    expect(idle.get("view_columns")).toEqual([0, COLS]);
+    idle.pySet("status", "done");
+    idle.pySet("status", "running");
+    expect(idle.saves).toBe(1); // the same window is not sent again
+  });
+
   it("commits target on Enter only when changed", () => {
     const { model, q } = setup();
     const input = q<HTMLInputElement>("input.aw-target");

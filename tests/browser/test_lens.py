@@ -1,7 +1,8 @@
 """A long prompt's logit lens, live on the light widget page (a real kernel, the real
 front-end module; no JupyterLab): its first screen is drawn while the rest is still being
-computed, the cells not reached yet say so, the cancel button stops it before the end, and the
-widget then runs a new prompt as usual."""
+computed, a scroll to the end fills the end in next (not in order), the cells not reached
+yet say so, the cancel button stops the run before the end, and the widget then runs a new
+prompt as usual."""
 from __future__ import annotations
 
 import time
@@ -10,8 +11,8 @@ from playwright.sync_api import expect
 
 from .harness import kernel_exec, run_code_notebook, screenshot
 
-# ~1,600 tokens: the first screen (256 positions) in seconds, the whole lens in about a
-# minute on 2 cores, so the test acts while the rest is still being computed.
+# ~1,650 tokens: the first screen (256 positions) in seconds, the whole lens in a minute or
+# two on 2 cores, so the test acts while the rest is still being computed.
 SETUP = """import actwidgets as aw
 model = aw.load()
 prompt = " ".join(f"Line {i}: the quick brown fox jumps over the lazy dog." for i in range(110))
@@ -19,13 +20,24 @@ lens = aw.LogitLens(model, prompt)
 lens"""
 
 LIVE_LENS = ".aw-root[data-widget=lens]:not([data-snapshot])"
+# the status, then per column (layer 0): 1 if computed
 COMPUTED = ("import numpy as np; e = np.frombuffer(lens.entropy, '<f4').reshape(lens.shape) if lens.entropy else None;"
-            "print(-1 if e is None else int((~np.isnan(e[0])).sum()), lens.shape[1], lens.status)")
+            "print(lens.status, ''.join('0' if np.isnan(x) else '1' for x in (e[0] if e is not None else [])))")
 
 
-def computed_columns(page) -> tuple[int, int, str]:
-    done, total, status = kernel_exec(page, COMPUTED).split()
-    return int(done), int(total), status
+def computed(page) -> tuple[str, str]:
+    """('1' or '0' per column: computed yet, the widget's status)."""
+    status, columns = (kernel_exec(page, COMPUTED).split() + [""])[:2]
+    return columns, status
+
+
+def until(page, ready, timeout: float = 180.0) -> tuple[str, str]:
+    deadline = time.monotonic() + timeout
+    state = computed(page)
+    while not ready(*state) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        state = computed(page)
+    return state
 
 
 def painted(root) -> float:
@@ -38,14 +50,13 @@ def painted(root) -> float:
     }""")
 
 
-def hover(page, root, end: bool, height: float = 0.5) -> tuple[int, str]:
-    """Scroll the grid to its start or its end, hover the cell at that edge of the view and at
-    `height` of the layers (0 the first row, 1 the last); return the column the tooltip
-    names and the tooltip's text."""
-    root.locator("div.aw-scroll").evaluate(f"el => {{ el.scrollLeft = {'el.scrollWidth' if end else 0}; }}")
+def hover(page, root, at: float, height: float = 0.5) -> tuple[int, str]:
+    """Scroll the grid to `at` of its width (0 its start, 1 its end), hover the cell at that
+    place in the view and at `height` of the layers (0 the first row, 1 the last); return the
+    column the tooltip names and the tooltip's text."""
+    root.locator("div.aw-scroll").evaluate(f"el => {{ el.scrollLeft = (el.scrollWidth - el.clientWidth) * {at}; }}")
     canvas = root.locator("canvas.aw-grid").bounding_box()
-    x = canvas["x"] + (canvas["width"] - 4 if end else 44)
-    y = canvas["y"] + canvas["height"] * height
+    x, y = canvas["x"] + 44 + at * (canvas["width"] - 48), canvas["y"] + canvas["height"] * height
     page.mouse.move(x - 20, y)  # a move, so the hover is fresh
     page.mouse.move(x, y)
     tip = root.locator("div.aw-tooltip")
@@ -54,35 +65,41 @@ def hover(page, root, end: bool, height: float = 0.5) -> tuple[int, str]:
     return int(text.split("token ", 1)[1].split(":", 1)[0]), text
 
 
-def test_a_long_lens_shows_its_first_screen_and_stops_on_cancel(widget_server, page):
+def test_a_long_lens_fills_in_where_the_user_looks_and_stops_on_cancel(widget_server, page):
     run_code_notebook(page, widget_server, "lens.ipynb", SETUP, height=1100)
     root = page.locator(LIVE_LENS)
     expect(root).to_have_attribute("data-status", "running", timeout=60_000)
 
-    deadline = time.monotonic() + 180
-    done, total, status = computed_columns(page)
-    while done < 1 and time.monotonic() < deadline:
-        time.sleep(0.5)
-        done, total, status = computed_columns(page)
-    assert status == "running" and 256 <= done < total > 1500, (done, total, status)
+    # the first screen: drawn while the rest runs
+    columns, status = until(page, lambda c, s: "1" in c or s != "running")
+    total = len(columns)
+    assert status == "running" and columns.index("0") >= 256 and total > 1500, (columns.count("1"), total, status)
     cancel = root.locator("button.aw-cancel")
     expect(cancel).to_be_enabled()
-    col, text = hover(page, root, end=False)
+    col, text = hover(page, root, at=0)
     assert col < 256 and "1. " in text, text  # a first-screen cell lists its top tokens
-    col, text = hover(page, root, end=True)
-    assert col > done and "computing…" in text, (done, text)
-    assert painted(root) < 0.05  # the view's columns are all still to come: nothing drawn there
-    hover(page, root, end=False)
     assert painted(root) > 0.5
     screenshot(page, "lens_first_screen")
 
+    # a scroll to the end: those columns come next, before the middle
+    col, text = hover(page, root, at=1)
+    assert col == total - 1 and "computing…" in text, text
+    assert painted(root) < 0.05  # nothing there yet
+    columns, status = until(page, lambda c, s: c.endswith("1" * 20) or s != "running")
+    assert status == "running" and columns.endswith("1" * 20) and columns[total // 2] == "0", (columns, status)
+    assert painted(root) > 0.5  # drawn at once, not at the next redraw
+    col, text = hover(page, root, at=1)
+    assert "1. " in text, text
+    screenshot(page, "lens_end_first")
+
+    # cancel: the middle is never computed, and says so
     cancel.click()
     expect(root).to_have_attribute("data-status", "cancelled", timeout=30_000)
-    done, total, status = computed_columns(page)
-    assert status == "cancelled" and done < total, (done, total, status)
+    columns, status = computed(page)
+    assert status == "cancelled" and columns[total // 2] == "0", (columns, status)
     expect(cancel).to_be_disabled()
-    col, text = hover(page, root, end=True)
-    assert col > done and "not computed: the run was stopped" in text, (done, text)
+    col, text = hover(page, root, at=0.5)
+    assert columns[col] == "0" and "not computed: the run was stopped" in text, (col, text)
     screenshot(page, "lens_cancelled")
 
     # still usable: a short prompt runs to the end
@@ -90,7 +107,7 @@ def test_a_long_lens_shows_its_first_screen_and_stops_on_cancel(widget_server, p
     box.fill("The Eiffel Tower is located in the city of")
     box.press("Enter")
     expect(root).to_have_attribute("data-status", "done", timeout=60_000)
-    assert computed_columns(page) == (10, 10, "done")
-    col, text = hover(page, root, end=True, height=0.99)  # the last layer: the model's own prediction
+    assert computed(page) == ("1" * 10, "done")
+    col, text = hover(page, root, at=1, height=0.99)  # the last layer: the model's own prediction
     assert col == 9 and "Paris" in text, text
     screenshot(page, "lens_after_cancel")

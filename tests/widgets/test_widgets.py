@@ -149,6 +149,29 @@ def test_a_long_lens_shows_its_first_screen_before_the_rest(default_model, monke
         whole.topk_ids[:, :, 0].ravel())
     np.testing.assert_allclose(decode_f32(w.values, w.shape), whole.topk_prob[..., 0], rtol=2e-4, atol=1e-6)
 
+def test_a_long_lens_fills_in_the_columns_on_screen_next(default_model, monkeypatch):
+    """After the first screen, the chunk the user scrolled to (`view_columns`, sent by the
+    front-end) is computed next and published at once, not in order at the next redraw."""
+    import actwidgets.methods.lens as lens_module
+    import actwidgets.widgets.lens as lens_widget
+
+    monkeypatch.setattr(lens_widget, "FIRST_SCREEN", 2)
+    monkeypatch.setattr(lens_widget, "PUBLISH_S", 1e9)  # only the first screen and the view force a redraw
+    monkeypatch.setattr(lens_module, "CHUNK_LOGITS", 3 * len(default_model.tokenizer))  # chunks of 3 positions
+    prompt = "When Mary and John went to the store, John gave a drink to"
+    w = aw.LogitLens(default_model, "x").wait()
+    published = []
+    w.observe(lambda change: published.append("".join(
+        "1" if i >= 0 else "0" for i in np.frombuffer(change.new, "<i4").reshape(31, -1, w.k)[0, :, 0])), "topk_index")
+    w.view_columns = [11, 14]  # the user looks at the last three tokens
+    w.prompt = prompt
+    w.wait()
+    assert published[:2] == ["11000000000000", "11000000000111"], published
+    assert published[-1] == "1" * 14 and w.status == "done"
+    whole = logit_lens(default_model, prompt)
+    np.testing.assert_allclose(decode_f32(w.values, w.shape), whole.topk_prob[..., 0], rtol=2e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("kind, shape", [("Heatmap", [31, 10]), ("LogitLens", [31, 10]), ("Attention", [9, 10])])
 def test_a_cancel_stops_the_forward_between_blocks(default_model, kind, shape):
     """A cancel during a long prompt's one forward stops it at the next block, not at its end

@@ -40,6 +40,8 @@ export interface GridOptions {
   paintCell?: CellPainter;
   /** paintCell runs only when cells are at least this wide. */
   paintCellMinWidth?: number;
+  /** The columns [first, last) on screen, after each draw that changes them. */
+  onView?: (first: number, last: number) => void;
 }
 
 const ROTATE_BELOW_PX = 40; // narrower columns get vertical token labels
@@ -63,6 +65,7 @@ export class Grid {
   private hover: Cell | null = null;
   private theme: Theme = DEFAULT_THEME;
   private frame = 0;
+  private view = "";
 
   constructor(
     parent: HTMLElement,
@@ -245,6 +248,11 @@ export class Grid {
       });
     }
     this.drawTokens(l, data);
+    const { first, last } = visibleRange(l);
+    if (`${first}:${last}` !== this.view) {
+      this.view = `${first}:${last}`;
+      this.opts.onView?.(first, last);
+    }
   }
 
   private drawTokens(l: GridLayout, data: GridData): void {

@@ -83,6 +83,7 @@ export interface LensModel extends GridModel {
   entropy: Bytes; // f32 rows*cols
   target_prob: Bytes; // f32 rows*cols or empty
   target_rank: Bytes; // i32 rows*cols or empty
+  view_columns?: number[]; // js -> py: [first, last) on screen while running
 }
 
 /**
