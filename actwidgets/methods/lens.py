@@ -60,14 +60,17 @@ def logit_lens(model: Model, prompt: str, *, target: str | int | None = None, k:
 def iter_lens(model: Model, prompt: str, *, target: str | int | None = None, k: int = 5, layers=None,
               with_embeddings: bool | None = None, first: int = 0,
               should_stop: Callable[[], bool] | None = None,
-              focus: Callable[[], tuple[int, int] | None] | None = None) -> Iterator[tuple[LensResult, float]]:
+              focus: Callable[[], tuple[int, int] | None] | None = None,
+              progress: Callable[[float], None] | None = None) -> Iterator[tuple[LensResult, float]]:
     """`logit_lens`, yielding (result so far, fraction done) after the first `first` positions
     and after each chunk of positions; the last yield is complete. Holds the model's lock
     until exhausted or closed; `should_stop()` is checked after each block of the forward and
     before each layer's chunk (a long lens answers a cancel, or the kernel's exit, within one
     block or chunk, not at its end). `focus()`, checked before each chunk after the first
     positions, names the columns [start, end) the user is looking at: the chunks there come
-    next (a scroll to the middle of a long prompt fills in there first, not in order)."""
+    next (a scroll to the middle of a long prompt fills in there first, not in order).
+    `progress(fraction of the forward)` is called after each block of the forward, before the
+    first yield (an 8,192-token forward alone takes a minute on 2 cores)."""
     k = whole(k, "k", 1, 50)
     ids = model.encode(prompt)
     chosen = model.check_layers(layers)
@@ -77,9 +80,14 @@ def iter_lens(model: Model, prompt: str, *, target: str | int | None = None, k: 
     out = _Arrays(n_rows, n_tokens, k, target_id is not None)
     head, step = model.head, max(1, CHUNK_LOGITS // len(model.tokenizer))
 
-    def stop_if_asked(_fraction: float) -> None:  # a progress callback too: between the forward's blocks
+    def stop_if_asked(_fraction: float) -> None:
         if should_stop is not None and should_stop():
             raise Cancelled
+
+    def after_block(fraction: float) -> None:
+        stop_if_asked(fraction)
+        if progress is not None:
+            progress(fraction)
 
     def result() -> LensResult:
         return LensResult(tokens=model.token_texts(ids[0]), rows=row_labels(chosen, with_embeddings),
@@ -90,7 +98,7 @@ def iter_lens(model: Model, prompt: str, *, target: str | int | None = None, k: 
             out.fill(slice(None), _remote(model, ids, chosen, with_embeddings, head, step, k, target_id))
             yield result(), 1.0
             return
-        with after_each_block(model, stop_if_asked if should_stop else None), model.trace(ids.to(model.device)) as tracer:
+        with after_each_block(model, after_block if should_stop or progress else None), model.trace(ids.to(model.device)) as tracer:
             states = [model.blocks[0].input[0]] if with_embeddings else []
             states += [residual(model.blocks[layer].output)[0] for layer in chosen]
             states = nnsight.save(states)
