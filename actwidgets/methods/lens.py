@@ -80,12 +80,12 @@ def iter_lens(model: Model, prompt: str, *, target: str | int | None = None, k: 
     out = _Arrays(n_rows, n_tokens, k, target_id is not None)
     head, step = model.head, max(1, CHUNK_LOGITS // len(model.tokenizer))
 
-    def stop_if_asked(_fraction: float) -> None:
+    def stop_if_asked() -> None:
         if should_stop is not None and should_stop():
             raise Cancelled
 
     def after_block(fraction: float) -> None:
-        stop_if_asked(fraction)
+        stop_if_asked()
         if progress is not None:
             progress(fraction)
 
@@ -108,7 +108,7 @@ def iter_lens(model: Model, prompt: str, *, target: str | int | None = None, k: 
             for s in range(start, end, step):
                 parts = []
                 for h in states:
-                    stop_if_asked(0.0)
+                    stop_if_asked()
                     parts.append(_reduce(h[s:min(s + step, end)], head, k, target_id))
                 out.fill(slice(s, min(s + step, end)), [torch.stack(x) for x in zip(*parts)])
 

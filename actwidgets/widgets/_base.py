@@ -30,6 +30,7 @@ from ._runner import Runner, on_worker, worker_for
 log = logging.getLogger("actwidgets")
 STATIC = Path(__file__).resolve().parent.parent / "static"
 DISPLAY_WAIT_S = 1.5
+BLOCK_REPORT_S = 0.25  # a forward's per-block progress syncs at most this often (4 messages a second)
 
 
 def bundle(name: str) -> Path | str:
@@ -220,6 +221,11 @@ class JobWidget(anywidget.AnyWidget):
             return
         self._reported_at = now
         self.progress = float(min(max(fraction, 0.0), 1.0))
+
+    def reporter(self, start: float = 0.0, share: float = 1.0) -> Callable[[float], None]:
+        """A method's `progress` callback: its fraction f shows as ``start + share * f`` of this
+        run, at most every BLOCK_REPORT_S (it is called after every block of a forward)."""
+        return lambda fraction: self.report(start + share * fraction, every=BLOCK_REPORT_S)
 
     def _run(self, is_current: Callable[[], bool]) -> None:
         self._current, self._reported_at = is_current, 0.0

@@ -113,7 +113,7 @@ class Attention(GridWidget):
             self.report(0.05)
             result = attention_patterns(self.model, prompt, layers=layers, head=selected, query=query,
                                         keep_bytes=self.keep_bytes,
-                                        progress=lambda f: self.report(0.05 + 0.45 * f, every=0.25))
+                                        progress=self.reporter(0.05, 0.45))
             if result.patterns is not None:
                 self._every.put(key, result.patterns)
             base = self.memo.put(key, replace(result, patterns=None))

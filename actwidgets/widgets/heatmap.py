@@ -78,14 +78,13 @@ class Heatmap(GridWidget):
         def stats_of(text: str, start: float, share: float) -> ResidualStats:
             # block by block: a long prompt's one forward moves the bar, and a cancel stops it
             key = self._key(text)
-            progress = lambda f: self.report(start + share * f, every=0.25)  # noqa: E731
-            return self.memo.get(key) or self.memo.put(
-                key, residual_stats(self.model, text, layers=layers, direction=direction, progress=progress))
+            return self.memo.get(key) or self.memo.put(key, residual_stats(
+                self.model, text, layers=layers, direction=direction, progress=self.reporter(start, share)))
 
         if compare and self.memo.get(self._key(prompt)) is None and self.memo.get(self._key(compare)) is None:
             # Both at once: one session, so a remote comparison is one NDIF job.
             pair = residual_stats_pair(self.model, prompt, compare, layers=layers, direction=direction,
-                                       progress=lambda f: self.report(f, every=0.25))
+                                       progress=self.reporter())
             for text, stats in zip((prompt, compare), pair):
                 self.memo.put(self._key(text), stats)
         stats = stats_of(prompt, 0.0, 0.5 if compare else 1.0)

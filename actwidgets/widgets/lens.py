@@ -82,7 +82,7 @@ class LogitLens(GridWidget):
             prompt, k, layers = self.prompt, self.k, self.layers
             steps = iter_lens(self.model, prompt, target=target or None, k=k, layers=layers, first=FIRST_SCREEN,
                               should_stop=lambda: not self._current(), focus=self._view,
-                              progress=lambda f: self.report(FORWARD_SHARE * f, every=0.25))
+                              progress=self.reporter(0.0, FORWARD_SHARE))
             shown, known = -float("inf"), None  # when, and which columns, last published
             with closing(steps):  # a cancel closes the generator now, releasing the model's lock
                 for lens, fraction in steps:

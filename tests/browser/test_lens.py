@@ -10,6 +10,7 @@ import time
 from playwright.sync_api import expect
 
 from .harness import kernel_exec, run_code_notebook, screenshot
+from .test_quickstart import CANVAS_PIXELS
 
 # ~1,650 tokens: the first screen (256 positions) in seconds, the whole lens in a minute or
 # two on 2 cores, so the test acts while the rest is still being computed.
@@ -42,12 +43,7 @@ def until(page, ready, timeout: float = 180.0) -> tuple[str, str]:
 
 def painted(root) -> float:
     """The fraction of the grid canvas's pixels that are drawn (not transparent)."""
-    return root.locator("canvas.aw-grid").evaluate("""(canvas) => {
-        const {data} = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
-        let drawn = 0;
-        for (let i = 3; i < data.length; i += 4) if (data[i] > 0) drawn++;
-        return drawn / (data.length / 4);
-    }""")
+    return root.locator("canvas.aw-grid").evaluate(CANVAS_PIXELS)["painted"]
 
 
 def hover(page, root, at: float, height: float = 0.5) -> tuple[int, str]:
