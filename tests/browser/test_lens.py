@@ -1,8 +1,8 @@
-"""A long prompt's logit lens, live on the light widget page (a real kernel, the real
-front-end module; no JupyterLab): its first screen is drawn while the rest is still being
+"""Long prompts in real JupyterLab and headless Chromium. The logit lens: its first screen is drawn while the rest is still being
 computed, a scroll to the end fills the end in next (not in order), the cells not reached
 yet say so, the cancel button stops the run before the end, and the widget then runs a new
-prompt as usual."""
+prompt as usual. The heatmap: its bar moves through the one long forward, and its cancel
+button stops it there."""
 from __future__ import annotations
 
 import time
@@ -61,9 +61,10 @@ def hover(page, root, at: float, height: float = 0.5) -> tuple[int, str]:
     return int(text.split("token ", 1)[1].split(":", 1)[0]), text
 
 
-def test_a_long_lens_fills_in_where_the_user_looks_and_stops_on_cancel(widget_server, page):
-    run_code_notebook(page, widget_server, "lens.ipynb", SETUP, height=1100)
+def test_a_long_lens_fills_in_where_the_user_looks_and_stops_on_cancel(jupyter_server, page):
+    run_code_notebook(page, jupyter_server, "long_lens.ipynb", SETUP, height=1100)
     root = page.locator(LIVE_LENS)
+    root.scroll_into_view_if_needed()
     expect(root).to_have_attribute("data-status", "running", timeout=60_000)
 
     # the first screen: drawn while the rest runs
@@ -107,3 +108,32 @@ def test_a_long_lens_fills_in_where_the_user_looks_and_stops_on_cancel(widget_se
     col, text = hover(page, root, at=1, height=0.99)  # the last layer: the model's own prediction
     assert col == 9 and "Paris" in text, text
     screenshot(page, "lens_after_cancel")
+
+
+HEATMAP = """import actwidgets as aw
+model = aw.load()
+prompt = " ".join(f"Line {i}: the quick brown fox jumps over the lazy dog." for i in range(500))
+heat = aw.Heatmap(model, prompt)
+heat"""
+
+
+def test_a_long_heatmap_shows_progress_and_stops_on_cancel(jupyter_server, page):
+    """~7,900 tokens (the model reads 8,192): one forward of a minute or so on 2 cores."""
+    run_code_notebook(page, jupyter_server, "long_heatmap.ipynb", HEATMAP, height=1000)
+    root = page.locator(".aw-root[data-widget=heatmap]:not([data-snapshot])")
+    root.scroll_into_view_if_needed()
+    expect(root).to_have_attribute("data-status", "running", timeout=60_000)
+    bar = root.locator("progress.aw-progress")
+    page.wait_for_function("(bar) => bar.value > 0", arg=bar.element_handle(), timeout=120_000)  # mid-forward
+    assert kernel_exec(page, "print(heat.status)").strip() == "running"
+    screenshot(page, "heatmap_long_running")
+    root.locator("button.aw-cancel").click()
+    expect(root).to_have_attribute("data-status", "cancelled", timeout=30_000)
+    expect(root.locator("button.aw-cancel")).to_be_disabled()
+    assert kernel_exec(page, "print(heat.status, list(heat.shape))").strip() == "cancelled [0, 0]"  # stopped mid-way: nothing drawn
+    box = root.locator("textarea.aw-prompt")
+    box.fill("The Eiffel Tower is located in the city of")
+    box.press("Enter")
+    expect(root).to_have_attribute("data-status", "done", timeout=60_000)
+    assert kernel_exec(page, "print(heat.status, list(heat.shape))").strip() == "done [31, 10]"
+    screenshot(page, "heatmap_after_cancel")
