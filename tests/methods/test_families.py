@@ -130,16 +130,20 @@ def test_steering_add_and_ablate_run(model):
         assert np.isfinite(kl.kl_per_token).all() and kl.mean_kl > 0
 
 
+# prompts that begin alike (as a chat template's do), for the steering vectors
+START = PROMPT + " Paris. It is a tall iron tower, built for a world fair, and"
+ENDS = [" tourists", " it is", " many people come to see it", " at night", " the lights shine", " it was"]
+POSITIVE, NEGATIVE = [START + e for e in ENDS], [START + e + " every single year" for e in ENDS]
+ACTIONS = [" left", " right"]
+
+
 def test_steering_vectors_run_a_shared_start_once_and_equal_plain_torch(model):
     """ASC's and EAST's vectors on prompts that begin alike (as a chat template's do) equal
     each prompt's own plain forward; where the family's cache can be reused the shared start
     runs once for every batch, and only the rows' last tokens are unembedded."""
     from actwidgets.methods.steering import prefix
 
-    start = PROMPT + " Paris. It is a tall iron tower, built for a world fair, and"
-    ends = [" tourists", " it is", " many people come to see it", " at night", " the lights shine", " it was"]
-    positive, negative = [start + e for e in ends], [start + e + " every single year" for e in ends]
-    actions = [" left", " right"]
+    positive, negative, actions = POSITIVE, NEGATIVE, ACTIONS
     encoded = [model.encode(p)[0] for p in positive + negative]
     common = next(i for i in range(len(encoded[0])) if len({int(x[i]) for x in encoded}) > 1)
     inputs, unembedded = [], []
@@ -219,6 +223,16 @@ def test_bf16_statistics_and_lens_agree_with_fp32(pair):
     a, b = logit_lens(fp32, PROMPT, target=" Paris"), logit_lens(bf16, PROMPT, target=" Paris")
     np.testing.assert_allclose(np.log(b.target_prob), np.log(a.target_prob), atol=0.05)
     np.testing.assert_allclose(b.entropy, a.entropy, atol=0.05)
+
+
+def test_bf16_steering_vectors_agree_with_fp32(pair):
+    """The shared-start path in bf16 (the start's keys and values cached in bf16) gives the
+    fp32 vectors' direction and length (measured: cosine >= 0.999, length within 1%)."""
+    for vectors in ([S.mean_difference(m, POSITIVE, NEGATIVE, 0) for m in pair],
+                    [S.entropy_weighted(m, [POSITIVE, NEGATIVE], 0, ACTIONS) for m in pair]):
+        a, b = (v.double() for v in vectors)
+        assert float(a @ b / (a.norm() * b.norm())) > 0.995
+        assert float(b.norm() / a.norm()) == pytest.approx(1.0, abs=0.03)
 
 
 @pytest.mark.parametrize("method", P.METHODS)
