@@ -11,7 +11,11 @@ against baselines measured in the same run:
   backward) -> `torch_attribution_forward_equivalents`, the floor for this algorithm;
 - the exact grid on the IOI pair lengthened to 28 and 56 tokens (`lengthened`) ->
   `grid_s_by_tokens`, and `grid_growth_exponent`, the slope of log time over log tokens
-  from 14 to 56 (target <= 2: the work is cells x remaining positions).
+  from 14 to 56 (target <= 2: the work is cells x remaining positions);
+- attribution on the 56-token pair, whose first 36 tokens are shared, with that start run
+  once (`steering.prefix.shared_start`), over the same computed for both whole prompts ->
+  `attribution_shared_start_ratio_56` (the start computed afresh) and `..._stored_56` (the
+  start already stored, as when the grid re-runs with another metric or method).
 
 Usage: python bench/patching.py [--threads N]   (--threads 1 is steadier on shared cores)
 """
@@ -31,6 +35,7 @@ import nnsight  # noqa: E402
 
 import actwidgets as aw  # noqa: E402
 from actwidgets.methods import patching as P  # noqa: E402
+from actwidgets.methods.steering import prefix  # noqa: E402
 from _util import median_time, report  # noqa: E402
 
 CLEAN = "When Mary and John went to the store, John gave a drink to"
@@ -169,6 +174,13 @@ def figures(dtype=None) -> dict:
     for n in (28, 56):
         clean, corrupted = lengthened(model, n)
         by_tokens[n] = median_time(lambda: P.exact_patching(model, clean, corrupted, ANSWER, "resid"), repeat=1)
+    clean_56, corrupted_56 = lengthened(model, 56)
+    attribution_56 = lambda: P.attribution_patching(model, clean_56, corrupted_56, ANSWER, "resid")  # noqa: E731
+    stored_s = median_time(attribution_56, repeat=5)
+    fresh_s = median_time(lambda: (prefix.clear(model), attribution_56()), repeat=5)
+    budget, prefix.MAX_BYTES = prefix.MAX_BYTES, 0  # no start is stored or reused: both whole prompts run
+    whole_s = median_time(attribution_56, repeat=5)
+    prefix.MAX_BYTES = budget
     out = {
         "dtype": str(next(model.hf.parameters()).dtype).split(".")[-1],
         "exact_s": exact_s, "naive_s": naive_s, "batched_torch_s": batched_s, "forward_s": forward_s,
@@ -183,6 +195,8 @@ def figures(dtype=None) -> dict:
         "max_abs_diff_vs_batched_torch": float(np.abs(grid - batched).max()),
         "grid_s_by_tokens": {n: round(s, 3) for n, s in by_tokens.items()},
         "grid_growth_exponent": math.log(by_tokens[56] / by_tokens[14]) / math.log(4),
+        "attribution_shared_start_ratio_56": fresh_s / whole_s,
+        "attribution_shared_start_stored_56": stored_s / whole_s,
         "torch_threads": torch.get_num_threads(),
     }
     print(f"exact grid {exact_s:.2f} s | naive per-cell traces {naive_s:.1f} s ({naive_s / exact_s:.1f}x) | "
@@ -191,6 +205,8 @@ def figures(dtype=None) -> dict:
     print(f"attribution {attribution_s / forward_s:.2f} (plain torch {torch_attribution_s / forward_s:.2f}, max abs "
           f"diff {attribution_diff:.1e}) and RelP {relp_s / forward_s:.2f} forward equivalents "
           f"(forward {forward_s * 1e3:.0f} ms)")
+    print(f"attribution on 56 tokens from a shared start: {fresh_s / whole_s:.2f}x ({stored_s / whole_s:.2f}x with the "
+          f"start stored) the time over both whole prompts ({whole_s * 1e3:.0f} ms)")
     return out
 
 

@@ -16,7 +16,8 @@ before the patched one are not recomputed (their keys and values are the target 
 see _prefix.py), so a cell at (layer l, position p) costs about L - l blocks over T - p
 positions, not L over T. Attribution
 patching approximates every cell at once, `(a_src - a_tgt) . dLD/da` at the target
-run: two forwards and one backward. RelP is the same with the backward pass changed
+run: two forwards and one backward (the tokens both prompts begin with run once, without
+a graph: their scores are 0). RelP is the same with the backward pass changed
 by LRP rules (Rezaei Jafari et al. 2025; see relp.py). Scores are summed in float32.
 """
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ._checks import choice, whole
 from ._prefix import plan, prefix_inputs, prefix_keys
 from ._trace import residual
 from .relp import apply_rules, ln_rule, lrp_rules
+from .steering import prefix
 
 SITES = ("resid", "attn", "mlp", "heads")
 METHODS = ("exact", "attribution", "relp")
@@ -292,14 +294,32 @@ def attribution_patching(model: Model, clean: str, corrupted: str, answer, site:
     metric = metric or logit_diff(problem)
     rows, cols, col_label = _grid_axes(model, problem, site)
     source_ids, target_ids = problem.source_target(denoise)
-    refs, lm = _site_refs(model, site), model.lm
+    refs = _site_refs(model, site)
     rules = lrp_rules(model, site) if relp else None
-    embedding = get_path(model.lm, _embedding_path(model))
     both = torch.cat([source_ids, target_ids]).to(model.device)  # row 0: source, row 1: target
-    # The metric reads the last position: unembedding it alone, not all T, saves a fifth of a
-    # 14-token forward and its backward. (Two one-row traces, the source without a graph,
-    # measured slower: a batch of two rows costs 1.4 rows.)
-    with model.lock, _frozen_parameters(model), model.trace(both, logits_to_keep=1):
+    with model.lock, _frozen_parameters(model):
+        # Positions before the first differing token are the same in both rows: their scores
+        # are 0 and need no gradient, so they run once, without a graph (3 row-positions saved
+        # for each: one forward row, two backward rows).
+        skip, resume = prefix.shared_start(model, list(both), both.shape[1], saved=3)
+        src_ld, tgt_ld, scores = _first_order(model, both[:, skip:], refs, rules, metric, resume, site)
+    if site != "heads":
+        scores = torch.nn.functional.pad(scores, (skip, 0))
+    ld_clean, ld_corr = (src_ld, tgt_ld) if denoise else (tgt_ld, src_ld)
+    estimate = (tgt_ld + scores).float().cpu().numpy()
+    return PatchingResult(site, "relp" if relp else "attribution", rows, cols, col_label, estimate,
+                          ld_clean, ld_corr, denoise, done=np.ones(estimate.shape, bool))
+
+
+def _first_order(model: Model, both: torch.Tensor, refs, rules, metric, resume: dict, site: str):
+    """(source metric, target metric, [layers, cols] scores) from one trace of both rows.
+
+    The metric reads the last position: unembedding it alone, not all T, saves a fifth of a
+    14-token forward and its backward. (Two one-row traces, the source without a graph,
+    measured slower: a batch of two rows costs 1.4 rows.)"""
+    relp, lm = rules is not None, model.lm
+    embedding = get_path(lm, _embedding_path(model))
+    with model.trace(both, logits_to_keep=1, **resume):
         embedding.output.requires_grad_(True)  # parameters are frozen: the graph starts here
         acts = []  # raw site tensors: a gradient is read off the tensor the model used
         for layer, ref in enumerate(refs):
@@ -318,11 +338,7 @@ def attribution_patching(model: Model, clean: str, corrupted: str, answer, site:
             grads = nnsight.save([_unflatten(act.grad, 2)[1] for act in reversed(acts)])
     grads = grads[::-1]
     scores = torch.stack([_cell_scores(s - t, g, site, model.n_heads) for s, t, g in zip(src, tgt, grads)])
-    src_ld, tgt_ld = float(src_ld), float(tgt_ld)
-    ld_clean, ld_corr = (src_ld, tgt_ld) if denoise else (tgt_ld, src_ld)
-    estimate = (tgt_ld + scores).float().cpu().numpy()
-    return PatchingResult(site, "relp" if relp else "attribution", rows, cols, col_label, estimate,
-                          ld_clean, ld_corr, denoise, done=np.ones(estimate.shape, bool))
+    return float(src_ld), float(tgt_ld), scores
 
 
 def _cell_scores(diff: torch.Tensor, grad: torch.Tensor, site: str, n_heads: int) -> torch.Tensor:

@@ -103,11 +103,28 @@ def test_exact_patching_equals_a_naive_loop(model, site):
     np.testing.assert_allclose(got, naive, atol=1e-4 * max(1.0, np.abs(naive).max()))
 
 
+# the IOI pair after a shared opening long enough to run once (`prefix.shared_start`)
+OPENING = "It was a quiet morning in the small town by the river, and most of the people were still asleep. "
+PAIRS = {"ioi": (CLEAN, CORRUPTED), "long_start": (OPENING + CLEAN, OPENING + CORRUPTED)}
+
+
 @pytest.mark.parametrize("site", P.SITES)
 @pytest.mark.parametrize("relp", [False, True], ids=["attribution", "relp"])
-def test_attribution_and_relp_equal_plain_torch(model, site, relp):
-    problem = P.prepare(model, CLEAN, CORRUPTED, ANSWER)
-    result = P.attribution_patching(model, CLEAN, CORRUPTED, ANSWER, site, relp=relp)
+@pytest.mark.parametrize("pair", list(PAIRS))
+def test_attribution_and_relp_equal_plain_torch(model, site, relp, pair):
+    """On the long pair, where the family's cache can be reused, the shared start runs once
+    (one row, no graph) and the two rows' forward and backward cover the rest only."""
+    from actwidgets.methods.steering import prefix
+
+    clean, corrupted = PAIRS[pair]
+    problem = P.prepare(model, clean, corrupted, ANSWER)
+    prefix.clear(model)
+    inputs = []
+    hooks = [(model.hf.get_input_embeddings(), "post", lambda m, args, out: inputs.append(tuple(args[0].shape)))]
+    result = run_with_hooks(hooks, lambda: P.attribution_patching(model, clean, corrupted, ANSWER, site, relp=relp))
+    n, common = problem.clean_ids.shape[1], int((problem.clean_ids == problem.corrupted_ids).cumprod(1).sum())
+    shared = pair == "long_start" and prefix._dynamic(model.hf)
+    assert inputs == ([(1, common), (2, n - common)] if shared else [(2, n)])
     scores = []
     for layer in range(model.n_layers):
         module = site_module(model, layer, site)
@@ -243,6 +260,27 @@ def test_bf16_patching_agrees_with_fp32(pair, method, site):
     b = P.run(bf16, CLEAN, CORRUPTED, ANSWER, site, method)
     span = abs(a.ld_clean - a.ld_corrupted)
     np.testing.assert_allclose(b.patched_ld, a.patched_ld, atol=0.05 * span + 0.02)
+
+
+def test_bf16_attribution_from_a_shared_start_agrees_with_fp32(pair):
+    """The shared start run once and cached in bf16, then reused by the next method: the
+    scores agree with fp32's as the IOI pair's do. The logit difference itself is bf16's
+    (measured up to 0.037 from fp32 here)."""
+    from actwidgets.methods.steering import prefix
+
+    clean, corrupted = PAIRS["long_start"]
+    fp32, bf16 = pair
+    prefix.clear(bf16)
+    for method, rows in (("attribution", [1, 2]), ("relp", [2])):  # the start alone, then both rows
+        inputs = []
+        hooks = [(bf16.hf.get_input_embeddings(), "post", lambda m, args, out: inputs.append(args[0].shape[0]))]
+        b = run_with_hooks(hooks, lambda: P.run(bf16, clean, corrupted, ANSWER, "resid", method))
+        a = P.run(fp32, clean, corrupted, ANSWER, "resid", method)
+        assert inputs == rows, method
+        span = abs(a.ld_clean - a.ld_corrupted)
+        np.testing.assert_allclose(b.patched_ld - b.ld_corrupted, a.patched_ld - a.ld_corrupted,
+                                   atol=0.05 * span + 0.02)
+        assert b.ld_corrupted == pytest.approx(a.ld_corrupted, abs=0.06)
 
 
 def test_bf16_position_skipping_gives_the_whole_prompt_numbers(pair, monkeypatch):

@@ -117,6 +117,38 @@ def test_approximations_correlate_with_exact(default_model, exact_default):
     assert report["relp_mlp"] > report["attribution_mlp"] > 0
 
 
+def test_attribution_from_a_shared_start_equals_plain_torch(default_model):
+    """A long opening both prompts share runs once (one row, no graph), and is reused by the
+    next method; attribution and RelP scores equal a plain-torch forward and backward of the
+    whole prompts."""
+    from families import attribution_reference
+
+    from actwidgets.methods.steering import prefix
+
+    opening = "It was a quiet morning in the small town by the river, and most of the people were still asleep. "
+    clean, corrupted = opening + CLEAN, opening + CORRUPTED
+    problem = P.prepare(default_model, clean, corrupted, ANSWER)
+    n, common = problem.clean_ids.shape[1], int((problem.clean_ids == problem.corrupted_ids).cumprod(1).sum())
+    embedding = default_model.hf.get_input_embeddings()
+    prefix.clear(default_model)
+    for relp, inputs_seen in ((False, [(1, common), (2, n - common)]), (True, [(2, n - common)])):
+        inputs = []
+        hook = embedding.register_forward_hook(lambda m, args, out: inputs.append(tuple(args[0].shape)))
+        try:
+            result = P.attribution_patching(default_model, clean, corrupted, ANSWER, "resid", relp=relp)
+        finally:
+            hook.remove()
+        assert inputs == inputs_seen
+        assert (result.patched_ld[:, :common] == np.float32(result.ld_corrupted)).all()  # the shared start: no effect
+        for layer in (0, 15, 29):
+            score, ld = attribution_reference(default_model, default_model.blocks[layer]._module, "resid",
+                                              problem.clean_ids, problem.corrupted_ids, problem.correct_id,
+                                              problem.wrong_id, relp=relp)
+            assert result.ld_corrupted == pytest.approx(ld, abs=1e-4)
+            np.testing.assert_allclose(result.patched_ld[layer] - result.ld_corrupted, score.numpy(),
+                                       atol=1e-4 * max(1.0, float(score.abs().max())))
+
+
 def test_noising_starts_from_the_clean_run(tiny_llama):
     result = P.exact_patching(tiny_llama, CLEAN, CORRUPTED, ANSWER, "resid", denoise=False)
     assert result.normalized[-1, -1] == pytest.approx(0.0, abs=1e-4)  # corrupted logits in the clean run

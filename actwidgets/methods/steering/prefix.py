@@ -12,6 +12,10 @@ a whole prefill's in the last bits (another matrix shape: in float32, logits ~4e
 measured KL ~3e-5 relative): greedy tokens are the same but at a near-tie of the top two,
 as with `steer_generate_batch`'s padding. A hit and the miss that filled it agree exactly.
 
+The same store serves any forward that edits nothing before a known position
+(`shared_start`): steering vectors' prompts that open with the same chat template, and
+attribution patching's pair up to its first differing token.
+
 Entries are kept per model (weakly: a model that goes away takes its entries with it),
 keyed by the prompt's ids and the dtype and device the weights have at the time (`measure_kl`
 runs a bf16 model in float32: that is another entry), least recently used first out past
@@ -29,7 +33,7 @@ from collections import OrderedDict
 
 import torch
 
-from .._prefix import cache_keyword, resume_inputs
+from .._prefix import OVERHEAD, cache_keyword, resume_inputs
 
 MAX_BYTES = 256 * 2**20  # all models together; 0 turns the cache off (the benchmark's "from scratch")
 
@@ -69,6 +73,19 @@ def resume(model, ids: torch.Tensor, rows: int = 1, width: int | None = None) ->
     if past is None:
         return 0, {}
     return ids.shape[1] - 1, resume_inputs(model, past, rows, ids.shape[1] if width is None else width)
+
+
+def shared_start(model, prompts: list[torch.Tensor], width: int, saved: float) -> tuple[int, dict]:
+    """`resume` for a batch of 1-D prompts, one per row, that all begin with the same tokens
+    (a chat template's system prompt, a patching pair's common start): those run once, where
+    that saves more than a forward's fixed cost, `saved` x their number (in rows x positions)
+    against `OVERHEAD`; (0, {}) otherwise. Each prompt keeps at least its last token."""
+    shortest = min(len(x) for x in prompts) - 1
+    heads = torch.stack([x[:shortest] for x in prompts])
+    common = int((heads == heads[0]).all(dim=0).cumprod(dim=0).sum())
+    if saved * common <= OVERHEAD:
+        return 0, {}
+    return resume(model, prompts[0][None, :common + 1], rows=len(prompts), width=width)
 
 
 def clear(model=None) -> None:

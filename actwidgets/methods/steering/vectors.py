@@ -14,7 +14,6 @@ import torch
 from ...errors import InputError
 from ...model import Model
 from .._checks import choice, real
-from .._prefix import OVERHEAD
 from .._trace import residual
 from . import prefix
 from .edit import _edit_vector, _layer, _prompts, steer
@@ -30,7 +29,7 @@ def _last_states(model: Model, prompts: list[str], layer: int, action_ids: list[
     Prompts run in batches, padded on the RIGHT: in a causal model no position reads a later
     one, so every real token's states are those of the prompt alone (no mask, no shifted
     positions), and each row is read at its own last real token. The tokens every prompt of
-    a batch begins with run once (`_shared_start`), and only the rows' last real tokens are
+    a batch begins with run once (`prefix.shared_start`), and only the rows' last real tokens are
     unembedded (``logits_to_keep``).
     """
     block, lm = model.blocks[layer], model.lm  # trace bodies must not name `model` (it holds a lock)
@@ -41,7 +40,8 @@ def _last_states(model: Model, prompts: list[str], layer: int, action_ids: list[
         for batch in _batches(encoded):
             width = max(len(ids) for ids in batch)
             ids = torch.stack([torch.cat([x, x.new_full((width - len(x),), int(x[-1]))]) for x in batch])
-            skip, kwargs = _shared_start(model, batch, width)
+            # a prompt start that runs once spares the other rows' copies of it
+            skip, kwargs = prefix.shared_start(model, batch, width, saved=len(batch) - 1)
             ids, rows = ids[:, skip:].to(model.device), torch.arange(len(batch))
             last = torch.tensor([len(x) - 1 - skip for x in batch])
             if action_ids is None:  # only the block's output: stop there (fewer blocks, no unembedding)
@@ -57,19 +57,6 @@ def _last_states(model: Model, prompts: list[str], layer: int, action_ids: list[
             states.append(saved[0].cpu())
             action_logits.append(saved[-1].cpu())
     return torch.cat(states), (torch.cat(action_logits) if action_ids is not None else None)
-
-
-def _shared_start(model: Model, batch: list[torch.Tensor], width: int) -> tuple[int, dict]:
-    """(positions to skip, trace keyword arguments) for a batch whose prompts all begin with
-    the same tokens, as a chat template's system prompt or a shared question do: those run
-    once, as `prefix`'s cached keys and values repeated for every row, where that saves more
-    than a forward's fixed cost; (0, {}) otherwise. Each prompt keeps at least its last token."""
-    shortest = min(len(x) for x in batch) - 1
-    heads = torch.stack([x[:shortest] for x in batch])
-    common = int((heads == heads[0]).all(dim=0).cumprod(dim=0).sum())
-    if (len(batch) - 1) * common <= OVERHEAD:
-        return 0, {}
-    return prefix.resume(model, batch[0][None, :common + 1], rows=len(batch), width=width)
 
 
 def _batches(encoded: list[torch.Tensor]) -> list[list[torch.Tensor]]:
