@@ -52,6 +52,11 @@ class Problem:
     wrong_id: int
     tokens: list[str]
 
+    @property
+    def shared(self) -> int:
+        """How many tokens both prompts begin with: there, the two runs are the same."""
+        return int((self.clean_ids == self.corrupted_ids).cumprod(dim=1).sum())
+
     def source_target(self, denoise: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Where activations come from, and the run they are patched into."""
         return (self.clean_ids, self.corrupted_ids) if denoise else (self.corrupted_ids, self.clean_ids)
@@ -214,9 +219,13 @@ def iter_exact(model: Model, problem: Problem, site: str = "resid", *, denoise: 
                                 done=np.zeros(grid.shape, bool))
         target_ids = problem.source_target(denoise)[1].to(model.device)
         keys = prefix_keys(model, site, tgt_cache, target_ids.shape[1])
-        # A patch that copies an identical activation changes nothing: with a shared prefix
-        # (minimal pairs), every cell before the first differing token is the target run.
+        # A patch that copies an identical activation changes nothing, and so does one before
+        # the first differing token, where the runs agree in exact arithmetic even if their
+        # rounding does not (a mixture of experts groups tokens by expert: the later tokens
+        # change the earlier ones' matmul shapes). A head's patch covers every position.
         same = _same_cells(src_sites, tgt_sites, site, model.n_heads)
+        if site != "heads":
+            same[:, :problem.shared] = True
         grid[same], result.done[same] = tgt_ld, True
         moved = [(int(layer), int(col)) for layer, col in zip(*np.nonzero(~same))]
         chunks = plan(moved, chunk_size, model.n_layers, target_ids.shape[1], keys is not None)

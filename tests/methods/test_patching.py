@@ -149,6 +149,22 @@ def test_attribution_from_a_shared_start_equals_plain_torch(default_model):
                                        atol=1e-4 * max(1.0, float(score.abs().max())))
 
 
+def test_cells_before_the_first_differing_token_are_not_run_when_rounding_differs(tiny_llama, monkeypatch):
+    """A mixture of experts rounds the shared start differently in the two runs (the later
+    tokens change its experts' matmul shapes), so no activation there compares identical;
+    those cells are still the target run's, and no chunk runs them."""
+    monkeypatch.setattr(P, "_same_cells", lambda src, tgt, site, n_heads: np.zeros((len(src), len(src[0])), bool))
+    lengths = []
+    hook = tiny_llama.hf.register_forward_pre_hook(lambda m, args, kwargs: lengths.append(
+        (args[0] if args else kwargs["input_ids"]).shape[1]), with_kwargs=True)
+    try:
+        result = P.exact_patching(tiny_llama, CLEAN, CORRUPTED, ANSWER, "resid", chunk_size=3)
+    finally:
+        hook.remove()
+    assert max(lengths[2:]) == 14 - 9, lengths  # after the two cached runs: from " John"/" Mary" on
+    assert (result.patched_ld[:, :9] == np.float32(result.ld_corrupted)).all() and result.done.all()
+
+
 def test_noising_starts_from_the_clean_run(tiny_llama):
     result = P.exact_patching(tiny_llama, CLEAN, CORRUPTED, ANSWER, "resid", denoise=False)
     assert result.normalized[-1, -1] == pytest.approx(0.0, abs=1e-4)  # corrupted logits in the clean run
