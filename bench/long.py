@@ -1,7 +1,8 @@
 """Long prompts on the default model: memory, time and drawing at 1,024 and 8,192 tokens.
 
 Each prompt length runs in its own process (`--child N`), so its peak RSS is that of a
-kernel that loaded the model and drew a Heatmap and a LogitLens of N tokens, nothing else:
+kernel that loaded the model and drew a Heatmap, a LogitLens and an Attention view of N tokens,
+nothing else:
 - `peak_rss_gb_8192`: that process's peak (target <= 2 GB, Binder's limit);
 - `lens_first_screen_ratio`: from setting the lens's prompt to its first published screen
   (the first `FIRST_SCREEN` positions of every layer), over one plain forward pass of the
@@ -13,7 +14,11 @@ kernel that loaded the model and drew a Heatmap and a LogitLens of N tokens, not
   the 8,192-token heatmap and lens, scrolled across 30 steps: median ms per frame, the
   worse of the two (target <= 50);
 - `snapshot_bytes_8192`: the 8,192-token heatmap's snapshot (what a saved notebook keeps;
-  target <= 1 MB), beside its values as float32 bytes.
+  target <= 1 MB), beside its values as float32 bytes;
+- `attention_vs_forward_8192`: then the Attention view of the same prompt (every head's
+  overview, each head's row from the last token, head (0, 0) pooled to 512 bins), over the
+  plain forward: quadratic like attention itself, run in parts of query positions so that
+  the process's peak stays within the target above.
 
 Usage: python bench/long.py [--tokens 1024 8192] [--threads N]   (the 8,192 lens takes minutes)
 """
@@ -65,12 +70,18 @@ def child(tokens: int, out_dir: Path) -> dict:
     lens_s = time.perf_counter() - start
     assert lens.status == "done" and heatmap.status == "done", (lens.error, heatmap.error)
 
+    first_screen_s = first[0] - start
+    start = time.perf_counter()
+    attention = aw.Attention(model, prompt).wait(timeout=None)
+    attention_s = time.perf_counter() - start
+    assert attention.status == "done", attention.error
+
     heatmap.to_html(out_dir / f"heatmap_{tokens}.html")
     lens.to_html(out_dir / f"lens_{tokens}.html")
     data, _ = heatmap._repr_mimebundle_()
     return {
         "tokens": int(ids.shape[1]), "shape": list(heatmap.shape), "forward_s": forward_s, "heatmap_s": heatmap_s,
-        "lens_s": lens_s, "lens_first_screen_s": first[0] - start, "first_screen_positions": FIRST_SCREEN,
+        "lens_s": lens_s, "attention_s": attention_s, "lens_first_screen_s": first_screen_s, "first_screen_positions": FIRST_SCREEN,
         "snapshot_bytes": len(json.dumps(data[S.SNAPSHOT_MIME], separators=(",", ":"))),
         "values_bytes": len(heatmap.values),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
@@ -155,6 +166,8 @@ def main() -> None:
         f"forward_ratio_{long}_vs_{short}": b["forward_s"] / a["forward_s"],
         f"draw_ms_30x{long}": draw, f"snapshot_bytes_{long}": b["snapshot_bytes"],
         f"values_bytes_{long}": b["values_bytes"], f"lens_s_{long}": b["lens_s"], f"forward_s_{long}": b["forward_s"],
+        f"attention_vs_forward_{long}": b["attention_s"] / b["forward_s"], f"attention_s_{long}": b["attention_s"],
+        f"attention_vs_forward_{short}": a["attention_s"] / a["forward_s"],
     })
 
 

@@ -1,7 +1,8 @@
 """Costs of the views that read inside the model, each against a named baseline.
 
 Attention at 2,048 tokens on the default model (30 layers x 9 heads): `attention_patterns`
-(one trace under eager attention, each layer's [H, T, T] reduced as it runs) vs a plain HF
+(eager attention, in traces of 910 query positions each going on from the earlier ones' keys
+and values (`CHUNK_BYTES`), each layer's weights reduced as it runs) vs a plain HF
 forward of the same ids with the model's own (sdpa) attention, for time (median of paired
 runs) and peak resident memory (the kernel's high-water mark, reset before each call through
 /proc/self/clear_refs, so the model's load does not count); and the bytes the widget sends

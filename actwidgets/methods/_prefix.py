@@ -46,6 +46,20 @@ def prefix_keys(model, site: str, cache, n_tokens: int) -> KeysValues | None:
     return keys
 
 
+def plain_cache(hf) -> bool:
+    """Whether a forward of this model may go on from a plain DynamicCache: only where
+    ``generate`` would make one itself, so a cached run keeps the same kind of cache (and
+    the same numbers) as a run from scratch."""
+    supports = getattr(hf, "_supports_default_dynamic_cache", None)
+    config = getattr(hf, "generation_config", None)
+    return bool(supports and supports()) and getattr(config, "cache_implementation", None) is None
+
+
+def empty_cache(hf) -> DynamicCache:
+    """The cache a forward fills and the next one goes on from, each layer of the model's own kind."""
+    return DynamicCache(config=hf.config.get_text_config(decoder=True))
+
+
 def resume_inputs(model, cache, rows: int, width: int) -> dict:
     """Keyword arguments for a forward that goes on from `cache`: the cache, and an
     attention mask over all `width` positions, the cached ones included (nnsight would

@@ -98,6 +98,73 @@ def test_bf16_equals_eager_output_attentions(family, tokenizer):
     check_is_a_pattern(result.patterns, atol=1e-2)  # a bf16 softmax's row sums carry its rounding
 
 
+def naive_pool(full: np.ndarray, edges: list[int]) -> np.ndarray:
+    """[..., T, T] -> [..., n, n]: the mean over each query bin of the sum over each key bin."""
+    cells = [[full[..., edges[i]:edges[i + 1], edges[j]:edges[j + 1]].sum(-1).mean(-1)
+              for j in range(len(edges) - 1)] for i in range(len(edges) - 1)]
+    return np.moveaxis(np.array(cells), (0, 1), (-2, -1))
+
+
+LONG = " ".join(["the quick brown fox jumps over the lazy dog"] * 4)
+
+
+def queries_at_a_time(monkeypatch, model, prompt: str, step: int) -> None:
+    """Make a layer's scores and weights for `step` queries all that CHUNK_BYTES allows."""
+    n_tokens = model.encode(prompt).shape[1]
+    monkeypatch.setattr(A, "CHUNK_BYTES", A.CELL_BYTES * model.n_heads * n_tokens * step)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_a_long_prompt_runs_in_parts_over_queries_and_equals_eager_output_attentions(family, tokenizer, monkeypatch):
+    """7 queries per trace, each going on from the earlier ones' keys and values: the pooled
+    overview, every head, the selected one and a query's row equal one whole eager forward
+    (bins cross the parts' edges; GPT-Neo's local layer keeps only its last 8 keys)."""
+    model = tiny(family, tokenizer)
+    ids = model.encode(LONG)
+    n = ids.shape[1]
+    queries_at_a_time(monkeypatch, model, LONG, 7)
+    runs = []
+    hook = model.hf.get_input_embeddings().register_forward_hook(lambda m, args, out: runs.append(args[0].shape[1]))
+    try:
+        result = attention_patterns(model, LONG, overview_size=8, full_max=16, head=(1, 3), query=-3)
+    finally:
+        hook.remove()
+    assert runs == [7] * (n // 7) + ([n % 7] if n % 7 else [])
+    full = eager_reference(model.hf, ids)
+    np.testing.assert_allclose(result.overview, naive_pool(full, [*result.overview_bins, n]), atol=1e-5)
+    np.testing.assert_allclose(result.patterns, naive_pool(full, [*result.pattern_bins, n]), atol=1e-5)
+    np.testing.assert_array_equal(result.pattern, result.patterns[1, 3])
+    np.testing.assert_allclose(result.from_query, full[:, :, n - 3], atol=1e-5)
+    np.testing.assert_array_equal(A.head_pattern(model, LONG, (1, 3), full_max=16).pattern, result.pattern)
+
+
+@pytest.mark.parametrize("family", BF16)
+def test_bf16_in_parts_equals_eager_output_attentions(family, tokenizer, monkeypatch):
+    model = tiny(family, tokenizer, torch.bfloat16)
+    queries_at_a_time(monkeypatch, model, PROMPT, 3)
+    result = attention_patterns(model, PROMPT, head=(1, 0))
+    check_against(result, eager_reference(model.hf, model.encode(PROMPT)), BF16_ATOL)
+
+
+def test_the_default_model_in_parts_reads_queries_x_keys_a_layer_at_a_time(default_model, monkeypatch):
+    """A layer's weights are [heads, queries of this part, keys so far], and the result is the
+    whole forward's (64 tokens in parts of 16)."""
+    prompt = " ".join([IOI] * 5)
+    whole = attention_patterns(default_model, prompt, head=(9, 4))
+    queries_at_a_time(monkeypatch, default_model, prompt, 16)
+    shapes = []
+    attn = default_model.part(default_model.blocks[0], "attn")._module
+    hook = attn.register_forward_hook(lambda m, args, out: shapes.append(tuple(out[1].shape)))
+    try:
+        parts = attention_patterns(default_model, prompt, head=(9, 4))
+    finally:
+        hook.remove()
+    n = default_model.encode(prompt).shape[1]
+    assert n > 48 and shapes == [(1, 9, min(16, n - s), min(s + 16, n)) for s in range(0, n, 16)]
+    for field in ("overview", "pattern", "from_query", "patterns"):
+        np.testing.assert_allclose(getattr(parts, field), getattr(whole, field), atol=1e-5, err_msg=field)
+
+
 def test_pooling_keeps_rows_summing_to_one_and_names_its_bins(tiny_llama):
     prompt = " ".join(["the quick brown fox jumps over the lazy dog"] * 8)
     ids = tiny_llama.encode(prompt)
@@ -109,10 +176,7 @@ def test_pooling_keeps_rows_summing_to_one_and_names_its_bins(tiny_llama):
     np.testing.assert_allclose(result.overview.sum(-1), 1.0, atol=1e-5)
     np.testing.assert_allclose(result.pattern.sum(-1), 1.0, atol=1e-5)
     full = eager_reference(tiny_llama.hf, ids)
-    edges = [*result.overview_bins, n]  # the mean over a query bin of the sum over a key bin
-    naive = np.array([[full[:, :, edges[i]:edges[i + 1], edges[j]:edges[j + 1]].sum(-1).mean(-1)
-                       for j in range(len(edges) - 1)] for i in range(len(edges) - 1)]).transpose(2, 3, 0, 1)
-    np.testing.assert_allclose(result.overview, naive, atol=1e-5)
+    np.testing.assert_allclose(result.overview, naive_pool(full, [*result.overview_bins, n]), atol=1e-5)
     assert np.all(result.overview[..., np.triu(np.ones(result.overview.shape[-2:], bool), 1)] == 0)
 
 
@@ -122,17 +186,17 @@ def test_the_users_attention_implementation_is_restored_even_after_an_error(fami
     before = model.hf.config._attn_implementation
     assert before == "sdpa"
     seen = []
-    real_pool = A.pool
+    real_key_bins = A.key_bins
 
-    def failing_pool(weights, width):
+    def failing_key_bins(weights, *args):
         seen.append(model.hf.config._attn_implementation)
         raise RuntimeError("boom inside the trace")
 
-    monkeypatch.setattr(A, "pool", failing_pool)
+    monkeypatch.setattr(A, "key_bins", failing_key_bins)
     with pytest.raises(Exception, match="boom inside the trace"):
         attention_patterns(model, PROMPT)
     assert seen == ["eager"] and model.hf.config._attn_implementation == before
-    monkeypatch.setattr(A, "pool", real_pool)
+    monkeypatch.setattr(A, "key_bins", real_key_bins)
     attention_patterns(model, PROMPT)
     assert model.hf.config._attn_implementation == before
 
@@ -202,12 +266,15 @@ def test_one_layer_of_weights_alive_at_a_time(tokenizer):
 
 
 def test_a_prompt_too_long_for_eager_attention_is_a_sentence_before_any_trace(tiny_llama, monkeypatch):
-    """Above EAGER_BYTES of [heads, T, T] weights the view refuses, naming the most it reads,
-    and runs nothing (a trace would take the kernel past its memory); below it, it runs."""
+    """Where the prompt must run whole (its model cannot go on from a cache), above EAGER_BYTES
+    of [heads, T, T] weights the view refuses, naming the most it reads, and runs nothing (a
+    trace would take the kernel past its memory); below it, it runs."""
     import actwidgets.methods.attention as attention
 
     prompt = "When Mary and John went to the store, John gave a drink to"
     n_tokens, heads = tiny_llama.encode(prompt).shape[1], tiny_llama.n_heads
+    monkeypatch.setattr(attention, "plain_cache", lambda hf: False)
+    queries_at_a_time(monkeypatch, tiny_llama, prompt, 2)
     monkeypatch.setattr(attention, "EAGER_BYTES", attention.CELL_BYTES * heads * (n_tokens - 1) ** 2)
     monkeypatch.setattr(type(tiny_llama), "trace", lambda *a, **k: pytest.fail("traced"))
     for run in (lambda: attention.attention_patterns(tiny_llama, prompt),

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from actwidgets.methods import _prefix
 from actwidgets.methods import patching as P
 from actwidgets.methods import steering as S
 from actwidgets.methods.activations import residual_stats
@@ -108,12 +109,13 @@ OPENING = "It was a quiet morning in the small town by the river, and most of th
 PAIRS = {"ioi": (CLEAN, CORRUPTED), "long_start": (OPENING + CLEAN, OPENING + CORRUPTED)}
 
 
-@pytest.mark.parametrize("site", P.SITES)
+@pytest.mark.parametrize("pair, site", [("ioi", site) for site in P.SITES] + [("long_start", "resid"),
+                                                                              ("long_start", "heads")])
 @pytest.mark.parametrize("relp", [False, True], ids=["attribution", "relp"])
-@pytest.mark.parametrize("pair", list(PAIRS))
 def test_attribution_and_relp_equal_plain_torch(model, site, relp, pair):
     """On the long pair, where the family's cache can be reused, the shared start runs once
-    (one row, no graph) and the two rows' forward and backward cover the rest only."""
+    (one row, no graph) and the two rows' forward and backward cover the rest only (every site
+    but `heads` pads the start's scores back in the same way: `resid` stands for them)."""
     from actwidgets.methods.steering import prefix
 
     clean, corrupted = PAIRS[pair]
@@ -123,7 +125,7 @@ def test_attribution_and_relp_equal_plain_torch(model, site, relp, pair):
     hooks = [(model.hf.get_input_embeddings(), "post", lambda m, args, out: inputs.append(tuple(args[0].shape)))]
     result = run_with_hooks(hooks, lambda: P.attribution_patching(model, clean, corrupted, ANSWER, site, relp=relp))
     n, common = problem.clean_ids.shape[1], int((problem.clean_ids == problem.corrupted_ids).cumprod(1).sum())
-    shared = pair == "long_start" and prefix._dynamic(model.hf)
+    shared = pair == "long_start" and _prefix.plain_cache(model.hf)
     assert inputs == ([(1, common), (2, n - common)] if shared else [(2, n)])
     scores = []
     for layer in range(model.n_layers):
@@ -171,7 +173,7 @@ def test_steering_vectors_run_a_shared_start_once_and_equal_plain_torch(model):
                                           S.entropy_weighted(model, [positive, negative], 0, actions)))
 
     wp, wn = (max(len(x) for x in xs) for xs in (encoded[:6], encoded[6:]))
-    if prefix._dynamic(model.hf):
+    if _prefix.plain_cache(model.hf):
         assert inputs == [(1, common), (6, wp - common), (6, wn - common), (12, wn - common)]
     else:
         assert inputs == [(6, wp), (6, wn), (12, wn)]

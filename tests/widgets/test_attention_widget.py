@@ -148,3 +148,42 @@ def test_figure_html_and_snapshot(widget, tmp_path):
     assert isinstance(png, Figure)
     page = widget.to_html(tmp_path / "attention.html").read_text(encoding="utf-8")
     assert '"widget":"attention"' in page and "actwidgetsSnapshot.renderSnapshot" in page
+
+
+def test_a_long_prompt_in_parts_cancels_in_one_and_then_draws_the_whole_forwards_numbers(default_model,
+                                                                                         monkeypatch):
+    """A prompt too long for one part runs as traces over its queries (here parts of at most 5):
+    a cancel in the second part stops it at the next block, and the next run draws the whole
+    forward's numbers."""
+    import actwidgets.methods.attention as A
+
+    monkeypatch.setattr(A, "CHUNK_BYTES", A.CELL_BYTES * 9 * 14 * 5)
+    blocks = list(default_model.blocks._module)
+    ran, pressed = [], []
+    w = aw.Attention(default_model, "x").wait()
+
+    def block_done(*_):
+        ran.append(1)
+        if len(ran) == 40 and not pressed:  # in the second part (each runs the 30 blocks)
+            pressed.append(w.status)
+            w.cancel()
+
+    handles = [b.register_forward_hook(block_done) for b in blocks]
+    again = "The Eiffel Tower is located in the city of"
+    try:
+        w.prompt = IOI
+        w.wait()
+        assert (pressed, w.status, len(ran)) == (["running"], "cancelled", 40)
+        ran.clear()
+        w.prompt = again
+        w.wait()
+    finally:
+        for handle in handles:
+            handle.remove()
+    n = default_model.encode(again).shape[1]
+    step = A.queries_per_trace(default_model, n)
+    # each part stops at the end of the last block, before this test's hook
+    assert step < n and (w.status, len(ran)) == ("done", -(-n // step) * (len(blocks) - 1))
+    monkeypatch.undo()
+    whole = attention_patterns(default_model, again, head=(0, 0))
+    np.testing.assert_allclose(decode_f32(w.values, w.shape), whole.from_query[0], atol=1e-5)

@@ -33,7 +33,7 @@ from collections import OrderedDict
 
 import torch
 
-from .._prefix import OVERHEAD, cache_keyword, resume_inputs
+from .._prefix import OVERHEAD, cache_keyword, empty_cache, plain_cache, resume_inputs
 
 MAX_BYTES = 256 * 2**20  # all models together; 0 turns the cache off (the benchmark's "from scratch")
 
@@ -49,7 +49,7 @@ def reusable(model, ids: torch.Tensor, rows: int = 1):
     (a one-token prompt, a remote model, a model whose ``generate`` keeps another kind of
     cache, or the cache off). The caller runs from position ``ids.shape[1] - 1`` on."""
     hf = model.hf
-    if MAX_BYTES <= 0 or model.remote or ids.shape[1] < 2 or not _dynamic(hf):
+    if MAX_BYTES <= 0 or model.remote or ids.shape[1] < 2 or not plain_cache(hf):
         return None
     key = (id(hf), tuple(ids[0, :-1].tolist()), next(hf.parameters()).dtype, model.device)
     stamp = _stamp(hf)
@@ -101,14 +101,6 @@ def cached_bytes() -> int:
         return sum(size for _, _, size in _entries.values())
 
 
-def _dynamic(hf) -> bool:
-    """Only where ``generate`` would make a plain DynamicCache itself, so the cached run
-    keeps the same kind of cache (and the same numbers) as a run from scratch."""
-    supports = getattr(hf, "_supports_default_dynamic_cache", None)
-    config = getattr(hf, "generation_config", None)
-    return bool(supports and supports()) and getattr(config, "cache_implementation", None) is None
-
-
 def _stamp(hf) -> tuple:
     return tuple((id(p), p._version) for p in hf.parameters())
 
@@ -116,10 +108,8 @@ def _stamp(hf) -> tuple:
 def _prefill(model, prefix: torch.Tensor):
     """The prefix through the decoder stack only (no unembedding: only the keys and values
     are kept), with the attention mask a generation passes."""
-    from transformers import DynamicCache
-
     hf = model.hf
-    cache = DynamicCache(config=hf.config.get_text_config(decoder=True))
+    cache = empty_cache(hf)
     prefix = prefix.to(model.device)
     with torch.no_grad():
         hf.base_model(prefix, attention_mask=torch.ones_like(prefix), use_cache=True,
