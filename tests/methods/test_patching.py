@@ -131,7 +131,7 @@ def test_attribution_from_a_shared_start_equals_plain_torch(default_model):
     n, common = problem.clean_ids.shape[1], int((problem.clean_ids == problem.corrupted_ids).cumprod(1).sum())
     embedding = default_model.hf.get_input_embeddings()
     prefix.clear(default_model)
-    for relp, inputs_seen in ((False, [(1, common), (2, n - common)]), (True, [(2, n - common)])):
+    for relp, inputs_seen, layers in ((False, [(1, common), (2, n - common)], (0, 29)), (True, [(2, n - common)], (15,))):
         inputs = []
         hook = embedding.register_forward_hook(lambda m, args, out: inputs.append(tuple(args[0].shape)))
         try:
@@ -140,7 +140,7 @@ def test_attribution_from_a_shared_start_equals_plain_torch(default_model):
             hook.remove()
         assert inputs == inputs_seen
         assert (result.patched_ld[:, :common] == np.float32(result.ld_corrupted)).all()  # the shared start: no effect
-        for layer in (0, 15, 29):
+        for layer in layers:
             score, ld = attribution_reference(default_model, default_model.blocks[layer]._module, "resid",
                                               problem.clean_ids, problem.corrupted_ids, problem.correct_id,
                                               problem.wrong_id, relp=relp)
