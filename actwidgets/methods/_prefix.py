@@ -46,6 +46,13 @@ def prefix_keys(model, site: str, cache, n_tokens: int) -> KeysValues | None:
     return keys
 
 
+def common_start(prompts: list[torch.Tensor]) -> int:
+    """How many tokens the 1-D prompts all begin with."""
+    shortest = min(len(x) for x in prompts)
+    heads = torch.stack([x[:shortest] for x in prompts])
+    return int((heads == heads[0]).all(dim=0).cumprod(dim=0).sum())
+
+
 def plain_cache(hf) -> bool:
     """Whether a forward of this model may go on from a plain DynamicCache: only where
     ``generate`` would make one itself, so a cached run keeps the same kind of cache (and

@@ -143,7 +143,7 @@ def bin_width(n_tokens: int, size: int) -> int:
 
 
 def bins(n_tokens: int, size: int) -> np.ndarray:
-    """First token of each bin (see `pool`)."""
+    """First token of each bin (see the module docstring's pooling)."""
     return np.arange(0, n_tokens, bin_width(n_tokens, size), dtype=np.int32)
 
 
@@ -182,17 +182,6 @@ def bin_sizes(n_tokens: int, width: int) -> torch.Tensor:
     return sizes
 
 
-def pool(weights: torch.Tensor, width: int) -> torch.Tensor:
-    """[..., T, T] -> [..., n, n] with n = ceil(T / width): the sum over each key bin, averaged
-    over each query bin, so rows keep summing to 1. width 1 returns the weights themselves."""
-    if width == 1:
-        return weights
-    n_tokens = weights.shape[-1]
-    n = -(-n_tokens // width)
-    sizes = bin_sizes(n_tokens, width).to(weights.device, weights.dtype)
-    return query_bins(key_bins(weights, width, n), width, n) / sizes
-
-
 # --- eager attention for one trace ------------------------------------------------------
 @contextlib.contextmanager
 def eager_attention(model: Model):
@@ -226,14 +215,13 @@ def _weights(attn_output) -> torch.Tensor:
     return weights[0].float()
 
 
-def _reduce(w: torch.Tensor, first: int, last: int, q: int, head, over: tuple, pat: tuple) -> tuple:
+def _reduce(w: torch.Tensor, first: int, last: int, q: int, heads: slice | None, over: tuple, pat: tuple) -> tuple:
     """One layer's weights [H, queries first .. last - 1, keys] -> (offset of the first key, the
     overview's key-bin sums, the row of query `q` if among them, the pattern's key-bin sums of
-    every head (`head` None), of one head, or none (-1)). `over`, `pat`: (bin width, bins)."""
+    the `heads` kept (None: none)). `over`, `pat`: (bin width, bins)."""
     offset = last - w.shape[-1]  # a sliding window keeps only the last keys
-    reads = w if head is None else (w[head][None] if head >= 0 else None)
     return (offset, key_bins(w, *over, offset).clone(), w[:, q - first].clone() if first <= q < last else None,
-            None if reads is None else key_bins(reads, *pat, offset).clone())
+            None if heads is None else key_bins(w[heads], *pat, offset).clone())
 
 
 def _run_part(model, ids, resume: dict, attns, end, first: int, last: int, q: int, heads: list, over, pat) -> list:
@@ -299,7 +287,8 @@ def attention_patterns(model: Model, prompt: str, *, layers=None, head=None, que
     keep_all = len(chosen) * model.n_heads * n_pat ** 2 * 4 <= keep_bytes
     attns, end = [model.part(model.blocks[layer], "attn") for layer in chosen], model.blocks[chosen[-1]]
     at = chosen.index(selected[0])
-    heads = [None if keep_all else (selected[1] if n == at else -1) for n in range(len(chosen))]
+    one = slice(selected[1], selected[1] + 1)
+    heads = [slice(None) if keep_all else (one if n == at else None) for n in range(len(chosen))]
     over_spec, pat_spec = (over_width, n_over), (pat_width, n_pat)
     starts = range(0, n_tokens, step)
     over, rows = torch.zeros(len(chosen), model.n_heads, n_over, n_over), torch.zeros(len(chosen), model.n_heads, n_tokens)

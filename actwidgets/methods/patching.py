@@ -33,7 +33,7 @@ from ..errors import Cancelled, InputError
 from ..model import Model
 from .._adapter import get_path
 from ._checks import choice, whole
-from ._prefix import plan, prefix_inputs, prefix_keys
+from ._prefix import common_start, plan, prefix_inputs, prefix_keys
 from ._trace import residual
 from .relp import apply_rules, ln_rule, lrp_rules
 from .steering import prefix
@@ -55,7 +55,7 @@ class Problem:
     @property
     def shared(self) -> int:
         """How many tokens both prompts begin with: there, the two runs are the same."""
-        return int((self.clean_ids == self.corrupted_ids).cumprod(dim=1).sum())
+        return common_start([self.clean_ids[0], self.corrupted_ids[0]])
 
     def source_target(self, denoise: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Where activations come from, and the run they are patched into."""

@@ -33,7 +33,7 @@ from collections import OrderedDict
 
 import torch
 
-from .._prefix import OVERHEAD, cache_keyword, empty_cache, plain_cache, resume_inputs
+from .._prefix import OVERHEAD, cache_keyword, common_start, empty_cache, plain_cache, resume_inputs
 
 MAX_BYTES = 256 * 2**20  # all models together; 0 turns the cache off (the benchmark's "from scratch")
 
@@ -80,9 +80,7 @@ def shared_start(model, prompts: list[torch.Tensor], width: int, saved: float) -
     (a chat template's system prompt, a patching pair's common start): those run once, where
     that saves more than a forward's fixed cost, `saved` x their number (in rows x positions)
     against `OVERHEAD`; (0, {}) otherwise. Each prompt keeps at least its last token."""
-    shortest = min(len(x) for x in prompts) - 1
-    heads = torch.stack([x[:shortest] for x in prompts])
-    common = int((heads == heads[0]).all(dim=0).cumprod(dim=0).sum())
+    common = min(common_start(prompts), min(len(x) for x in prompts) - 1)
     if saved * common <= OVERHEAD:
         return 0, {}
     return resume(model, prompts[0][None, :common + 1], rows=len(prompts), width=width)
