@@ -6,6 +6,8 @@
     aw.LogitLens(model, "The Eiffel Tower is located in the city of", target=" Paris")
 """
 from . import _malloc
+
+_malloc.ask_torch_for_huge_pages()  # before anything below allocates a tensor (see _malloc)
 from .errors import ActWidgetsError, InputError, ModelLoadError, RemoteRunError
 from .model import Model, load, wrap
 from .methods import activations, attention, dla, lens, patching, steering

@@ -1,20 +1,37 @@
-"""How actwidgets asks glibc's malloc to give memory back, so a Binder kernel (2 GB) that ran
-a long lens does not keep its peak. Both are no-ops where the C library is not glibc.
+"""How actwidgets asks the C library and PyTorch for memory: given back when freed, so a Binder
+kernel (2 GB) that ran a long lens does not keep its peak, and mapped in 2 MB pages, so a long
+prompt's large temporaries do not spend their time faulting in 4 KB ones. Each is a no-op where the C
+library is not glibc, or the kernel lends no transparent huge pages.
 
-- `large_blocks_from_mmap()`: allocations of 4 MB and more (a lens chunk's logits, a long
+- `large_blocks_from_mmap()`: allocations of 2 MB and more (a lens chunk's logits, a long
   prompt's activations) come from mmap and go back to the OS when freed. glibc's default
   raises that threshold after the first such free, and the lens's repeated 25-64 MB
   temporaries then fragment the heap: a 131-token lens peaked at 1.1 GB or 2.5 GB, run to
-  run; with the fixed threshold always 1.06 GB (the model alone: 0.97 GB). Mapping fresh
-  pages costs a few ms per 50 MB, next to the matmul that fills them.
+  run; with the fixed threshold always 1.06 GB (the model alone: 0.97 GB). 2 MB is where
+  PyTorch starts asking for huge pages (below): such a block on the heap would keep a whole
+  2 MB page while any of it is in use. The 8,192-token heatmap, lens and Attention view peaked
+  at 1.94 GB with a 4 MB threshold and huge pages, 1.83 GB with 2 MB (1.89 GB without huge pages).
 - `trim()`: malloc_trim, handing freed heap back once a worker's queue is empty.
+- `ask_torch_for_huge_pages()`: PyTorch's own switch (`THP_MEM_ALLOC_ENABLE`, c10's CPU
+  allocator since torch 2.2) to madvise tensors of 2 MB and more as transparent huge pages.
+  Every activation of a long prompt is a fresh mapping (the threshold above), so without it an
+  8,192-token forward takes 4.1M page faults (6.5 s of system time in 40 s), a 4,096-token one
+  2.0M; with it 0.4M. What that buys is the lens's 64 MB logit chunks and the Attention view's
+  score blocks, each mapped afresh: at 1,024 tokens the lens takes 0.92x and the Attention view
+  0.80x the time, the plain forward 0.95-1.06x (`bench/long.py`, `huge_pages_*_ratio_1024`).
+  Short prompts allocate little that large and are unchanged.
+  PyTorch reads the switch once, at the process's first CPU allocation, so it is set when
+  actwidgets is imported; a process that made a tensor before that keeps PyTorch's default.
+  `THP_MEM_ALLOC_ENABLE=0` in the environment keeps it off.
 """
 from __future__ import annotations
 
 import ctypes
+import os
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-MMAP_THRESHOLD_BYTES = 4 << 20
+MMAP_THRESHOLD_BYTES = 2 << 20  # PyTorch's huge-page threshold (c10's gAlloc_threshold_thp)
+THP_SWITCH = "THP_MEM_ALLOC_ENABLE"
 
 try:
     _libc = ctypes.CDLL("libc.so.6")
@@ -32,3 +49,7 @@ def large_blocks_from_mmap() -> bool:
 def trim() -> None:
     if _libc is not None:
         _libc.malloc_trim(0)
+
+
+def ask_torch_for_huge_pages() -> None:
+    os.environ.setdefault(THP_SWITCH, "1")

@@ -238,12 +238,6 @@ def screenshot(page, name: str, **kwargs) -> Path:
     return path
 
 
-def output_locator(page, text: str | None = None):
-    """Locator of notebook output areas (optionally those containing `text`)."""
-    loc = page.locator(".jp-OutputArea-output")
-    return loc.filter(has_text=text) if text else loc
-
-
 def kernel_exec(page, code: str, timeout: float = 60.0) -> str:
     """Run `code` in the open notebook's kernel (not in a cell) and return its stdout."""
     own_exec = getattr(page, "aw_kernel_exec", None)  # a page with its own kernel client (light.py)

@@ -25,7 +25,6 @@ from playwright.sync_api import expect
 from .harness import (
     assert_only_local_requests,
     open_notebook,
-    output_locator,
     screenshot,
     wait_kernel_idle,
 )
