@@ -15,11 +15,12 @@ library is not glibc, or the kernel lends no transparent huge pages.
 - `ask_torch_for_huge_pages()`: PyTorch's own switch (`THP_MEM_ALLOC_ENABLE`, c10's CPU
   allocator since torch 2.2) to madvise tensors of 2 MB and more as transparent huge pages.
   Every activation of a long prompt is a fresh mapping (the threshold above), so without it an
-  8,192-token forward takes 4.1M page faults (6.5 s of system time in 40 s), a 4,096-token one
-  2.0M; with it 0.4M. What that buys is the lens's 64 MB logit chunks and the Attention view's
-  score blocks, each mapped afresh: at 1,024 tokens the lens takes 0.92x and the Attention view
-  0.80x the time, the plain forward 0.95-1.06x (`bench/long.py`, `huge_pages_*_ratio_1024`).
-  Short prompts allocate little that large and are unchanged.
+  8,192-token forward takes 4.1M page faults (6.5 s of system time in 40 s); a 4,096-token one
+  takes 2.0M, and 0.4M with it. What that buys is the lens's 64 MB logit chunks and the Attention view's
+  score blocks, each mapped afresh. At 1,024 tokens (`bench/long.py`, `huge_pages_*_ratio_1024`,
+  two runs): the lens 0.92-0.95x the time, the Attention view 0.83-0.90x; a fresh process's first
+  forward 1.07-1.11x, later forwards 0.95x. At 8,192 tokens, against a run an hour apart: the
+  lens 0.94x, the Attention view 0.82x. A short prompt allocates little that large.
   PyTorch reads the switch once, at the process's first CPU allocation, so it is set when
   actwidgets is imported; a process that made a tensor before that keeps PyTorch's default.
   `THP_MEM_ALLOC_ENABLE=0` in the environment keeps it off.
