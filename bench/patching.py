@@ -13,7 +13,7 @@ against baselines measured in the same run:
   `grid_s_by_tokens`, and `grid_growth_exponent`, the slope of log time over log tokens
   from 14 to 56 (target <= 2: the work is cells x remaining positions);
 - attribution on the 56-token pair, whose first 36 tokens are shared, with that start run
-  once (`steering.prefix.shared_start`), over the same computed for both whole prompts ->
+  once (`prefix_cache.shared_start`), over the same computed for both whole prompts ->
   `attribution_shared_start_ratio_56` (the start computed afresh) and `..._stored_56` (the
   start already stored, as when the grid re-runs with another metric or method).
 
@@ -35,7 +35,7 @@ import nnsight  # noqa: E402
 
 import actwidgets as aw  # noqa: E402
 from actwidgets.methods import patching as P  # noqa: E402
-from actwidgets.methods.steering import prefix  # noqa: E402
+from actwidgets.methods import prefix_cache  # noqa: E402
 from _util import median_time, report  # noqa: E402
 
 CLEAN = "When Mary and John went to the store, John gave a drink to"
@@ -177,10 +177,10 @@ def figures(dtype=None) -> dict:
     clean_56, corrupted_56 = lengthened(model, 56)
     attribution_56 = lambda: P.attribution_patching(model, clean_56, corrupted_56, ANSWER, "resid")  # noqa: E731
     stored_s = median_time(attribution_56, repeat=5)
-    fresh_s = median_time(lambda: (prefix.clear(model), attribution_56()), repeat=5)
-    budget, prefix.MAX_BYTES = prefix.MAX_BYTES, 0  # no start is stored or reused: both whole prompts run
+    fresh_s = median_time(lambda: (prefix_cache.clear(model), attribution_56()), repeat=5)
+    budget, prefix_cache.MAX_BYTES = prefix_cache.MAX_BYTES, 0  # no start is stored or reused: both whole prompts run
     whole_s = median_time(attribution_56, repeat=5)
-    prefix.MAX_BYTES = budget
+    prefix_cache.MAX_BYTES = budget
     out = {
         "dtype": str(next(model.hf.parameters()).dtype).split(".")[-1],
         "exact_s": exact_s, "naive_s": naive_s, "batched_torch_s": batched_s, "forward_s": forward_s,

@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import actwidgets as aw  # noqa: E402
 from actwidgets.methods import steering as st  # noqa: E402
 from actwidgets.methods import steering_examples as ex  # noqa: E402
-from actwidgets.methods.steering import prefix  # noqa: E402
+from actwidgets.methods import prefix_cache  # noqa: E402
 from _util import paired_medians, report  # noqa: E402
 
 TOKENS = 32
@@ -55,11 +55,11 @@ def first_token_ratio(model, prompt, vector, layer, strength, repeat) -> tuple[f
         assert len(out.token_ids) == 1
 
     def from_scratch():
-        budget, prefix.MAX_BYTES = prefix.MAX_BYTES, 0
+        budget, prefix_cache.MAX_BYTES = prefix_cache.MAX_BYTES, 0
         try:
             move()
         finally:
-            prefix.MAX_BYTES = budget
+            prefix_cache.MAX_BYTES = budget
 
     return paired_medians(move, from_scratch, repeat=repeat)
 

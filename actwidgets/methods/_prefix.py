@@ -87,7 +87,7 @@ def prefix_inputs(model, keys: KeysValues, start: int, batch: int) -> dict:
 
 # A forward's fixed cost per block it runs, in units of one row over one position (running
 # the block's Python and hooks, reading its weights): what a patching chunk pays, and what
-# running a shared prompt start on its own must save to be worth it (`steering.prefix.shared_start`).
+# running a shared prompt start on its own must save to be worth it (`prefix_cache.shared_start`).
 # The IOI grid on the default model (CPU) took the same time within noise for 16 to 256.
 OVERHEAD = 64
 

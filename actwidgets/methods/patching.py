@@ -36,7 +36,7 @@ from ._checks import choice, whole
 from ._prefix import common_start, plan, prefix_inputs, prefix_keys
 from ._trace import residual
 from .relp import apply_rules, ln_rule, lrp_rules
-from .steering import prefix
+from . import prefix_cache
 
 SITES = ("resid", "attn", "mlp", "heads")
 METHODS = ("exact", "attribution", "relp")
@@ -310,7 +310,7 @@ def attribution_patching(model: Model, clean: str, corrupted: str, answer, site:
         # Positions before the first differing token are the same in both rows: their scores
         # are 0 and need no gradient, so they run once, without a graph (3 row-positions saved
         # for each: one forward row, two backward rows).
-        skip, resume = prefix.shared_start(model, list(both), both.shape[1], saved=3)
+        skip, resume = prefix_cache.shared_start(model, list(both), both.shape[1], saved=3)
         src_ld, tgt_ld, scores = _first_order(model, both[:, skip:], refs, rules, metric, resume, site)
     if site != "heads":
         scores = torch.nn.functional.pad(scores, (skip, 0))

@@ -5,7 +5,7 @@ calibrated strength whose measured KL meets the budget; (once per prompt) the
 unsteered continuation; then the steered continuation, streamed token by token, and
 the KL between the two next-token distributions, teacher-forced on the unsteered text.
 A slider move with ``positions="last"`` reuses the prompt's keys and values up to its
-last token (methods/steering/prefix.py), so it costs the new tokens, not the prompt.
+last token (methods/prefix_cache.py), so it costs the new tokens, not the prompt.
 """
 from __future__ import annotations
 

@@ -104,7 +104,7 @@ def test_exact_patching_equals_a_naive_loop(model, site):
     np.testing.assert_allclose(got, naive, atol=1e-4 * max(1.0, np.abs(naive).max()))
 
 
-# the IOI pair after a shared opening long enough to run once (`prefix.shared_start`)
+# the IOI pair after a shared opening long enough to run once (`prefix_cache.shared_start`)
 OPENING = "It was a quiet morning in the small town by the river, and most of the people were still asleep. "
 PAIRS = {"ioi": (CLEAN, CORRUPTED), "long_start": (OPENING + CLEAN, OPENING + CORRUPTED)}
 
@@ -116,11 +116,11 @@ def test_attribution_and_relp_equal_plain_torch(model, site, relp, pair):
     """On the long pair, where the family's cache can be reused, the shared start runs once
     (one row, no graph) and the two rows' forward and backward cover the rest only (every site
     but `heads` pads the start's scores back in the same way: `resid` stands for them)."""
-    from actwidgets.methods.steering import prefix
+    from actwidgets.methods import prefix_cache
 
     clean, corrupted = PAIRS[pair]
     problem = P.prepare(model, clean, corrupted, ANSWER)
-    prefix.clear(model)
+    prefix_cache.clear(model)
     inputs = []
     hooks = [(model.hf.get_input_embeddings(), "post", lambda m, args, out: inputs.append(tuple(args[0].shape)))]
     result = run_with_hooks(hooks, lambda: P.attribution_patching(model, clean, corrupted, ANSWER, site, relp=relp))
@@ -160,13 +160,13 @@ def test_steering_vectors_run_a_shared_start_once_and_equal_plain_torch(model):
     """ASC's and EAST's vectors on prompts that begin alike (as a chat template's do) equal
     each prompt's own plain forward; where the family's cache can be reused the shared start
     runs once for every batch, and only the rows' last tokens are unembedded."""
-    from actwidgets.methods.steering import prefix
+    from actwidgets.methods import prefix_cache
 
     positive, negative, actions = POSITIVE, NEGATIVE, ACTIONS
     encoded = [model.encode(p)[0] for p in positive + negative]
     common = next(i for i in range(len(encoded[0])) if len({int(x[i]) for x in encoded}) > 1)
     inputs, unembedded = [], []
-    prefix.clear(model)
+    prefix_cache.clear(model)
     hooks = [(model.hf.get_input_embeddings(), "post", lambda m, args, out: inputs.append(tuple(args[0].shape))),
              (model.hf.get_output_embeddings(), "pre", lambda m, args: unembedded.append(args[0].shape[:2]))]
     v, u = run_with_hooks(hooks, lambda: (S.mean_difference(model, positive, negative, 0),
@@ -268,11 +268,11 @@ def test_bf16_attribution_from_a_shared_start_agrees_with_fp32(pair):
     """The shared start run once and cached in bf16, then reused by the next method: the
     scores agree with fp32's as the IOI pair's do. The logit difference itself is bf16's
     (measured up to 0.037 from fp32 here)."""
-    from actwidgets.methods.steering import prefix
+    from actwidgets.methods import prefix_cache
 
     clean, corrupted = PAIRS["long_start"]
     fp32, bf16 = pair
-    prefix.clear(bf16)
+    prefix_cache.clear(bf16)
     for method, rows in (("attribution", [1, 2]), ("relp", [2])):  # the start alone, then both rows
         inputs = []
         hooks = [(bf16.hf.get_input_embeddings(), "post", lambda m, args, out: inputs.append(args[0].shape[0]))]

@@ -123,14 +123,14 @@ def test_attribution_from_a_shared_start_equals_plain_torch(default_model):
     whole prompts."""
     from families import attribution_reference
 
-    from actwidgets.methods.steering import prefix
+    from actwidgets.methods import prefix_cache
 
     opening = "It was a quiet morning in the small town by the river, and most of the people were still asleep. "
     clean, corrupted = opening + CLEAN, opening + CORRUPTED
     problem = P.prepare(default_model, clean, corrupted, ANSWER)
     n, common = problem.clean_ids.shape[1], int((problem.clean_ids == problem.corrupted_ids).cumprod(1).sum())
     embedding = default_model.hf.get_input_embeddings()
-    prefix.clear(default_model)
+    prefix_cache.clear(default_model)
     for relp, inputs_seen, layers in ((False, [(1, common), (2, n - common)], (0, 29)), (True, [(2, n - common)], (15,))):
         inputs = []
         hook = embedding.register_forward_hook(lambda m, args, out: inputs.append(tuple(args[0].shape)))

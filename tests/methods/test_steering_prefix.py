@@ -1,4 +1,4 @@
-"""methods/steering/prefix.py: the prompt's prefix keys and values reused across strengths.
+"""methods/prefix_cache.py: the prompt's prefix keys and values reused across strengths.
 
 Greedy tokens with the cache (first run, which fills it, and later runs, which read it)
 equal plain ``generate`` with a test-written hook and no cache, on the default model and
@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, MistralConfig
 import actwidgets as aw
 from actwidgets.methods import steering as st
 from actwidgets.methods import steering_examples as ex
-from actwidgets.methods.steering import prefix
+from actwidgets.methods import prefix_cache
 
 from families import BF16, FAMILIES, first, tiny
 
@@ -189,7 +189,7 @@ def test_an_edited_weight_drops_the_entry(tokenizer):
         st.steer_generate(m, LONG, v, [1], 2.0, max_new_tokens=2)
     assert seen[0] == n_prompt - 1  # recomputed, not read
     assert check_generation(m, v, [1], 2.0, prompt=LONG)[0] == 1  # and equal to a fresh run on the new weights
-    prefix.clear(m)
+    prefix_cache.clear(m)
     with widths(m) as seen:
         st.steer_generate(m, LONG, v, [1], 2.0, max_new_tokens=2)
     assert seen[0] == n_prompt - 1
@@ -199,31 +199,31 @@ def test_the_store_stays_within_its_bound_and_follows_its_models(tokenizer, monk
     m = aw.wrap(copy.deepcopy(tiny("gpt2", tokenizer).hf), tokenizer, name="bounded")
     v = torch.randn(m.d_model, generator=torch.Generator().manual_seed(11))
     prompts = [f"Prompt number {i} is about {w}" for i, w in enumerate(("cats", "dogs", "birds"))]
-    prefix.clear()
+    prefix_cache.clear()
     st.steer_generate(m, prompts[0], v, 1, 1.0, max_new_tokens=1)
-    one = prefix.cached_bytes()
+    one = prefix_cache.cached_bytes()
     n = m.encode(prompts[0]).shape[1] - 1
     assert one == 2 * m.n_layers * n * m.d_model * 4  # keys and values, every layer, float32
-    monkeypatch.setattr(prefix, "MAX_BYTES", 2 * one)
+    monkeypatch.setattr(prefix_cache, "MAX_BYTES", 2 * one)
     for p in prompts:
         st.steer_generate(m, p, v, 1, 1.0, max_new_tokens=1)
-    assert prefix.cached_bytes() == 2 * one  # the first prompt's went: least recently used
+    assert prefix_cache.cached_bytes() == 2 * one  # the first prompt's went: least recently used
     with widths(m) as seen:
         st.steer_generate(m, prompts[0], v, 1, 1.0, max_new_tokens=1)
     assert seen[0] == n
     with widths(m) as seen:
         st.steer_generate(m, prompts[2], v, 1, 1.0, max_new_tokens=1)
     assert seen[0] == 1
-    monkeypatch.setattr(prefix, "MAX_BYTES", one - 1)  # nothing fits: computed each time, nothing kept
-    prefix.clear()
+    monkeypatch.setattr(prefix_cache, "MAX_BYTES", one - 1)  # nothing fits: computed each time, nothing kept
+    prefix_cache.clear()
     st.steer_generate(m, prompts[1], v, 1, 1.0, max_new_tokens=1)
-    assert prefix.cached_bytes() == 0
-    monkeypatch.setattr(prefix, "MAX_BYTES", 2 * one)
+    assert prefix_cache.cached_bytes() == 0
+    monkeypatch.setattr(prefix_cache, "MAX_BYTES", 2 * one)
     st.steer_generate(m, prompts[1], v, 1, 1.0, max_new_tokens=1)
-    assert prefix.cached_bytes() == one
+    assert prefix_cache.cached_bytes() == one
     del m
     gc.collect()
-    assert prefix.cached_bytes() == 0  # the model went, and its entries with it
+    assert prefix_cache.cached_bytes() == 0  # the model went, and its entries with it
 
 
 # --- action entropy (EAST's curves) ---------------------------------------------------------

@@ -19,7 +19,7 @@ prefill and every generated token (each decode step sees one new position; the K
 keeps the earlier, already edited keys and values); ``"all"`` also edits every prompt
 position. Under ``"last"`` the prompt before its last token is the same at every strength,
 so a local model computes its keys and values once per prompt and reuses them for every
-generation and KL measurement (`prefix.py`).
+generation and KL measurement (`methods/prefix_cache.py`).
 
 Scale convention. ``strength`` always multiplies the vector *as given*. The KL bound of
 ASC assumes a unit vector; `estimate_curvature` unit-normalises internally and returns

@@ -15,7 +15,7 @@ from ...errors import Cancelled, InputError
 from ...model import Model
 from .._checks import choice, real, whole
 from .._trace import residual
-from . import prefix
+from .. import prefix_cache
 from .edit import MAX_NEW_TOKENS, MODES, POSITIONS, _block_module, _edit_vector, _layers, coefficients, edit_hook, steer
 
 
@@ -54,7 +54,7 @@ def steer_generate(model: Model, prompt: str, vector, layer: int | list[int], st
       is checked before the run and between those calls.
 
     With ``positions="last"`` the local path reuses the prompt's keys and values up to its
-    last token (see `prefix.py`): a slider move runs only the last prompt position and the
+    last token (see `methods/prefix_cache.py`): a slider move runs only the last prompt position and the
     new tokens. Strength 0 reproduces ``model.hf.generate(ids, do_sample=False)`` token for token.
     """
     ids = model.encode(prompt)
@@ -111,9 +111,9 @@ def _generate_local(model, ids, vec, layers, strength, positions, mode, gen_kwar
     tokens: list[str] = []
     hook = edit_hook(vec, *coefficients(strength, mode), positions)
     # "last" leaves the prompt before its last token unedited: its keys and values are reused
-    past = prefix.reusable(model, ids) if positions == "last" else None
+    past = prefix_cache.reusable(model, ids) if positions == "last" else None
     if past is not None:
-        gen_kwargs = {**gen_kwargs, prefix.cache_keyword(model.hf): past}
+        gen_kwargs = {**gen_kwargs, prefix_cache.cache_keyword(model.hf): past}
 
     class Streamer:  # transformers' streamer protocol: put(prompt ids) first, then each new token
         started = False

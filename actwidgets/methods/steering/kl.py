@@ -14,7 +14,7 @@ from ...errors import InputError
 from ...model import Model
 from .._checks import choice, real
 from .._trace import float32, residual
-from . import prefix
+from .. import prefix_cache
 from .edit import MODES, POSITIONS, _edit_vector, _layers, coefficients, steer
 
 
@@ -73,7 +73,7 @@ def _kl_rows(model: Model, full: torch.Tensor, n_prompt: int, vec, layers: list[
     logp0, below = (reference or {}).get("logp0"), (reference or {}).get("below")
     first = 1 if logp0 is None else 0  # the first edited row
     rows = len(strengths) + first
-    skip, kwargs = prefix.resume(model, full[:, :n_prompt], rows, full.shape[1]) if positions == "last" else (0, {})
+    skip, kwargs = prefix_cache.resume(model, full[:, :n_prompt], rows, full.shape[1]) if positions == "last" else (0, {})
     start = n_prompt - 1 - skip if positions == "last" else 0
     lowest = min(layers)
     keep = reference is not None and first and lowest * (full.shape[1] - skip) * model.d_model * 4 <= REFERENCE_BYTES
@@ -112,7 +112,7 @@ def measure_kl(model: Model, prompt: str, continuation_ids, vector, layer: int |
 
     One forward over prompt + continuation without the edit and one with it (batched as
     two rows of one trace; with ``positions="last"`` a local model reuses the prompt's
-    keys and values up to its last token, see `prefix.py`), the edit on the output of block `layer` (or of each listed
+    keys and values up to its last token, see `methods/prefix_cache.py`), the edit on the output of block `layer` (or of each listed
     block) at the same positions generation would edit (``"last"``: the last prompt position and every continuation
     position; ``"all"``: every position). At each position that predicts a continuation
     token: ``KL(p_unsteered || p_steered)`` in nats; `mean_kl` is their mean.

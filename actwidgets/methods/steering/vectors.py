@@ -15,7 +15,7 @@ from ...errors import InputError
 from ...model import Model
 from .._checks import choice, real
 from .._trace import residual
-from . import prefix
+from .. import prefix_cache
 from .edit import _edit_vector, _layer, _prompts, steer
 
 
@@ -29,7 +29,7 @@ def _last_states(model: Model, prompts: list[str], layer: int, action_ids: list[
     Prompts run in batches, padded on the RIGHT: in a causal model no position reads a later
     one, so every real token's states are those of the prompt alone (no mask, no shifted
     positions), and each row is read at its own last real token. The tokens every prompt of
-    a batch begins with run once (`prefix.shared_start`), and only the rows' last real tokens are
+    a batch begins with run once (`prefix_cache.shared_start`), and only the rows' last real tokens are
     unembedded (``logits_to_keep``).
     """
     block, lm = model.blocks[layer], model.lm  # trace bodies must not name `model` (it holds a lock)
@@ -41,7 +41,7 @@ def _last_states(model: Model, prompts: list[str], layer: int, action_ids: list[
             width = max(len(ids) for ids in batch)
             ids = torch.stack([torch.cat([x, x.new_full((width - len(x),), int(x[-1]))]) for x in batch])
             # a prompt start that runs once spares the other rows' copies of it
-            skip, kwargs = prefix.shared_start(model, batch, width, saved=len(batch) - 1)
+            skip, kwargs = prefix_cache.shared_start(model, batch, width, saved=len(batch) - 1)
             ids, rows = ids[:, skip:].to(model.device), torch.arange(len(batch))
             last = torch.tensor([len(x) - 1 - skip for x in batch])
             if action_ids is None:  # only the block's output: stop there (fewer blocks, no unembedding)
@@ -170,7 +170,7 @@ def action_entropy(model: Model, prompt: str, actions, vector=None, layer: int |
         layer, vec, strength = 0, torch.zeros(model.d_model, dtype=model.hf.dtype, device=model.device), 0.0
     block, lm = model.blocks[layer], model.lm
     with model.lock, torch.no_grad():
-        skip, kwargs = prefix.resume(model, ids)  # every strength and temperature edits the last position only
+        skip, kwargs = prefix_cache.resume(model, ids)  # every strength and temperature edits the last position only
         with model.trace(ids[:, skip:], logits_to_keep=1, **kwargs):
             o = residual(block.output)
             o[:, -1, :] = steer(o[:, -1, :], vec, strength, 0.0)

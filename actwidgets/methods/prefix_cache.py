@@ -1,5 +1,6 @@
 """The prompt's prefix keys and values, computed once per (model, prompt) and reused by
-every strength: the local fast path's answer to slider latency.
+every steering strength (the local fast path's answer to slider latency), and by attribution
+patching (below). It sits beside `_prefix.py`, the rules for resuming a forward from a cache.
 
 Why it is sound: with ``positions="last"`` the edit touches the last prompt position and
 later ones only, and attention is causal, so the keys and values of ``ids[:, :-1]`` are
@@ -33,7 +34,7 @@ from collections import OrderedDict
 
 import torch
 
-from .._prefix import OVERHEAD, cache_keyword, common_start, empty_cache, plain_cache, resume_inputs
+from ._prefix import OVERHEAD, cache_keyword, common_start, empty_cache, plain_cache, resume_inputs
 
 MAX_BYTES = 256 * 2**20  # all models together; 0 turns the cache off (the benchmark's "from scratch")
 
