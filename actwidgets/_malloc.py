@@ -19,7 +19,7 @@ library is not glibc, or the kernel lends no transparent huge pages.
   takes 2.0M, and 0.4M with it. What that buys is the lens's 64 MB logit chunks and the Attention view's
   score blocks, each mapped afresh. At 1,024 tokens (`bench/long.py`, `huge_pages_*_ratio_1024`,
   two runs): the lens 0.92-0.95x the time, the Attention view 0.83-0.90x; a fresh process's first
-  forward 1.07-1.11x, later forwards 0.95x. At 8,192 tokens, against a run an hour apart: the
+  forward 1.07-1.11x, later forwards 0.95x. At 8,192 tokens, against a run an hour apart (and a 4 MB threshold): the
   lens 0.94x, the Attention view 0.82x. A short prompt allocates little that large.
   PyTorch reads the switch once, at the process's first CPU allocation, so it is set when
   actwidgets is imported; a process that made a tensor before that keeps PyTorch's default.
