@@ -1,7 +1,7 @@
 """How actwidgets asks the C library and PyTorch for memory: given back when freed, so a Binder
 kernel (2 GB) that ran a long lens does not keep its peak, and mapped in 2 MB pages, so a long
-prompt's large temporaries do not spend their time faulting in 4 KB ones. Each is a no-op where the C
-library is not glibc, or the kernel lends no transparent huge pages.
+prompt's large temporaries do not spend their time faulting in 4 KB ones. Each is a no-op where
+the C library is not glibc, or the kernel lends no transparent huge pages.
 
 - `large_blocks_from_mmap()`: allocations of 2 MB and more (a lens chunk's logits, a long
   prompt's activations) come from mmap and go back to the OS when freed. glibc's default
@@ -16,11 +16,12 @@ library is not glibc, or the kernel lends no transparent huge pages.
   allocator since torch 2.2) to madvise tensors of 2 MB and more as transparent huge pages.
   Every activation of a long prompt is a fresh mapping (the threshold above), so without it an
   8,192-token forward takes 4.1M page faults (6.5 s of system time in 40 s); a 4,096-token one
-  takes 2.0M, and 0.4M with it. What that buys is the lens's 64 MB logit chunks and the Attention view's
-  score blocks, each mapped afresh. At 1,024 tokens (`bench/long.py`, `huge_pages_*_ratio_1024`,
-  two runs): the lens 0.92-0.95x the time, the Attention view 0.83-0.90x; a fresh process's first
-  forward 1.07-1.11x, later forwards 0.95x. At 8,192 tokens, against a run an hour apart (and a 4 MB threshold): the
-  lens 0.94x, the Attention view 0.82x. A short prompt allocates little that large.
+  takes 2.0M, and 0.4M with it. What that buys is the lens's 64 MB logit chunks and the
+  Attention view's score blocks, each mapped afresh. At 1,024 tokens (`bench/long.py`,
+  `huge_pages_*_ratio_1024`, two runs): the lens 0.92-0.95x the time, the Attention view
+  0.83-0.90x; a fresh process's first forward 1.07-1.11x, later forwards 0.95x. At 8,192
+  tokens, against a run an hour apart (and a 4 MB threshold): the lens 0.94x, the Attention
+  view 0.82x. A short prompt allocates little that large.
   PyTorch reads the switch once, at the process's first CPU allocation, so it is set when
   actwidgets is imported; a process that made a tensor before that keeps PyTorch's default.
   `THP_MEM_ALLOC_ENABLE=0` in the environment keeps it off.
