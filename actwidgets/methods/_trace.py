@@ -25,6 +25,18 @@ def residual(block_output) -> torch.Tensor:
     return block_output[0] if isinstance(block_output, tuple) else block_output
 
 
+def unembed_only(unembed, columns: list[int]) -> None:
+    """Inside a trace: the unembedding computes these vocabulary columns only, and the model's
+    logits hold them in this order. A method that reads a few logits (a logit difference, a
+    few action tokens) then skips the rest of the [d, vocab] matmul, and its backward: on the
+    default model that matmul is a fifth of a short prompt's forward. What the model does to
+    its logits afterwards (soft-capping, scaling) acts on each logit alone, so it still
+    applies. `unembed` is the envoy of the model's output embedding (`Model.unembed`)."""
+    bias = unembed.bias
+    unembed.skip(torch.nn.functional.linear(unembed.input, unembed.weight[columns],
+                                            None if bias is None else bias[columns]))
+
+
 def row_labels(layers: list[int], with_embeddings: bool) -> list[str]:
     return (["emb"] if with_embeddings else []) + [str(layer) for layer in layers]
 

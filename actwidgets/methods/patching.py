@@ -34,7 +34,7 @@ from ..model import Model
 from .._adapter import get_path
 from ._checks import choice, whole
 from ._prefix import common_start, plan, prefix_inputs, prefix_keys
-from ._trace import residual
+from ._trace import residual, unembed_only
 from .relp import apply_rules, ln_rule, lrp_rules
 from . import prefix_cache
 
@@ -123,8 +123,28 @@ def check_site(site: str) -> str:
     return choice(site, SITES, "site")
 
 
-def logit_diff(problem: Problem) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda last: last[:, problem.correct_id] - last[:, problem.wrong_id]
+@dataclass(frozen=True)
+class LogitDiff:
+    """The default metric: logit(correct) - logit(wrong) of the last position's logits."""
+
+    correct: int
+    wrong: int
+
+    def __call__(self, last: torch.Tensor) -> torch.Tensor:
+        return last[:, self.correct] - last[:, self.wrong]
+
+
+def logit_diff(problem: Problem) -> LogitDiff:
+    return LogitDiff(problem.correct_id, problem.wrong_id)
+
+
+def _last_metric(lm, unembed, metric) -> torch.Tensor:
+    """Inside a trace: the metric of the last position's logits, [B]. The default metric
+    reads two logits, so the unembedding computes only those two (`unembed_only`)."""
+    if isinstance(metric, LogitDiff):
+        unembed_only(unembed, [metric.correct, metric.wrong])
+        return LogitDiff(0, 1)(lm.output.logits[:, -1])
+    return metric(lm.output.logits[:, -1])
 
 
 # --- reading a site inside a trace -------------------------------------------
@@ -182,6 +202,7 @@ def _cache_runs(model: Model, problem: Problem, site: str, denoise: bool, metric
     the key/value cache (kept here only: a remote run's cache stays on the server)."""
     cached = []
     refs, block_list, lm, keep_cache = _site_refs(model, site), list(model.blocks), model.lm, not model.remote
+    unembed = model.unembed
     for ids in problem.source_target(denoise):
         with model.trace(ids.to(model.device), use_cache=keep_cache, logits_to_keep=1):
             sites, blocks = [], []
@@ -189,7 +210,7 @@ def _cache_runs(model: Model, problem: Problem, site: str, denoise: bool, metric
                 sites.append(_read(ref, 1)[0].clone())  # Falcon adds into its MLP output in place
                 blocks.append(residual(block.output)[0])
             sites, blocks = nnsight.save(sites), nnsight.save(blocks)
-            value = nnsight.save(metric(lm.output.logits[:, -1]))
+            value = nnsight.save(_last_metric(lm, unembed, metric))
             if keep_cache:
                 kv = nnsight.save(lm.output.cache)
         cached.append((sites, blocks, float(value[0]), kv if keep_cache else None))
@@ -267,7 +288,7 @@ def _patched_batch(model, target_ids, chunk, site, src_sites, tgt_blocks, keys, 
     smallest one on are run. Blocks below the chunk's lowest layer are skipped and replaced
     by the cached target run; each row then gets its patch at its own layer, in execution order.
     """
-    refs, blocks, lm = _site_refs(model, site), list(model.blocks), model.lm
+    refs, blocks, lm, unembed = _site_refs(model, site), list(model.blocks), model.lm, model.unembed
     head_dim, as_tuple = model.head_dim, model.adapter.block_tuple
     k, first = len(chunk), min(layer for layer, _ in chunk)
     start = min(col for _, col in chunk) if keys else 0
@@ -286,7 +307,7 @@ def _patched_batch(model, target_ids, chunk, site, src_sites, tgt_blocks, keys, 
                     value[row, :, span] = src_sites[layer][:, span]
                 else:
                     value[row, cell - start] = src_sites[layer][cell]
-        out = nnsight.save(metric(lm.output.logits[:, -1]))
+        out = nnsight.save(_last_metric(lm, unembed, metric))
     return out.float().cpu().numpy()
 
 
@@ -323,10 +344,11 @@ def attribution_patching(model: Model, clean: str, corrupted: str, answer, site:
 def _first_order(model: Model, both: torch.Tensor, refs, rules, metric, resume: dict, site: str):
     """(source metric, target metric, [layers, cols] scores) from one trace of both rows.
 
-    The metric reads the last position: unembedding it alone, not all T, saves a fifth of a
-    14-token forward and its backward. (Two one-row traces, the source without a graph,
-    measured slower: a batch of two rows costs 1.4 rows.)"""
-    relp, lm = rules is not None, model.lm
+    The metric reads the last position: unembedding it alone, not all T, saved a fifth of a
+    14-token forward and its backward, and the default metric's two columns alone another
+    sixth. (Two one-row traces, the source without a graph, measured slower: a batch of two
+    rows costs 1.4 rows.)"""
+    relp, lm, unembed = rules is not None, model.lm, model.unembed
     embedding = get_path(lm, _embedding_path(model))
     with model.trace(both, logits_to_keep=1, **resume):
         embedding.output.requires_grad_(True)  # parameters are frozen: the graph starts here
@@ -339,7 +361,7 @@ def _first_order(model: Model, both: torch.Tensor, refs, rules, metric, resume: 
         if relp:
             for norm in rules[-1]:
                 ln_rule(norm)
-        values = metric(lm.output.logits[:, -1])
+        values = _last_metric(lm, unembed, metric)
         src = nnsight.save([_unflatten(a, 2)[0].detach() for a in acts])
         tgt = nnsight.save([_unflatten(a, 2)[1].detach() for a in acts])
         src_ld, tgt_ld = nnsight.save(values[0].detach()), nnsight.save(values[1].detach())

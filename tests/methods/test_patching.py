@@ -149,6 +149,27 @@ def test_attribution_from_a_shared_start_equals_plain_torch(default_model):
                                        atol=1e-4 * max(1.0, float(score.abs().max())))
 
 
+@pytest.mark.parametrize("method", P.METHODS)
+def test_the_default_metric_unembeds_its_two_tokens_only(tiny_llama, method):
+    """The logit difference reads two logits, so the model's logits hold those two columns;
+    any other metric gets the whole vocabulary, and the same metric both ways gives the
+    same grid."""
+    problem = P.prepare(tiny_llama, CLEAN, CORRUPTED, ANSWER)
+    widths = []
+    hook = tiny_llama.hf.register_forward_hook(lambda m, args, out: widths.append(out.logits.shape[-1]))
+    try:
+        narrow = P.run(tiny_llama, CLEAN, CORRUPTED, ANSWER, "resid", method)
+        assert widths and set(widths) == {2}
+        widths.clear()
+        whole = P.run(tiny_llama, CLEAN, CORRUPTED, ANSWER, "resid", method,
+                      metric=lambda last: last[:, problem.correct_id] - last[:, problem.wrong_id])
+        assert widths and set(widths) == {tiny_llama.hf.config.vocab_size}
+    finally:
+        hook.remove()
+    assert narrow.ld_corrupted == pytest.approx(whole.ld_corrupted, abs=1e-5)
+    np.testing.assert_allclose(narrow.patched_ld, whole.patched_ld, atol=1e-5)
+
+
 def test_cells_before_the_first_differing_token_are_not_run_when_rounding_differs(tiny_llama, monkeypatch):
     """A mixture of experts rounds the shared start differently in the two runs (the later
     tokens change its experts' matmul shapes), so no activation there compares identical;

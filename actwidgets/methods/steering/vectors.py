@@ -14,7 +14,7 @@ import torch
 from ...errors import InputError
 from ...model import Model
 from .._checks import choice, real
-from .._trace import residual
+from .._trace import residual, unembed_only
 from .. import prefix_cache
 from .edit import _edit_vector, _layer, _prompts, steer
 
@@ -30,9 +30,9 @@ def _last_states(model: Model, prompts: list[str], layer: int, action_ids: list[
     one, so every real token's states are those of the prompt alone (no mask, no shifted
     positions), and each row is read at its own last real token. The tokens every prompt of
     a batch begins with run once (`prefix_cache.shared_start`), and only the rows' last real tokens are
-    unembedded (``logits_to_keep``).
+    unembedded (``logits_to_keep``), into the actions' columns alone (`unembed_only`).
     """
-    block, lm = model.blocks[layer], model.lm  # trace bodies must not name `model` (it holds a lock)
+    block, lm, unembed = model.blocks[layer], model.lm, model.unembed  # trace bodies must not name `model`
     wanted = list(action_ids or [])
     encoded = [model.encode(prompt)[0] for prompt in prompts]
     states, action_logits = [], []
@@ -53,7 +53,8 @@ def _last_states(model: Model, prompts: list[str], layer: int, action_ids: list[
                 slot = torch.searchsorted(keep, last)
                 with model.trace(ids, logits_to_keep=keep.to(model.device), **kwargs):
                     z = residual(block.output)[rows, last].float()
-                    saved = nnsight.save([z, lm.output.logits[rows, slot][:, wanted].float()])
+                    unembed_only(unembed, wanted)
+                    saved = nnsight.save([z, lm.output.logits[rows, slot].float()])
             states.append(saved[0].cpu())
             action_logits.append(saved[-1].cpu())
     return torch.cat(states), (torch.cat(action_logits) if action_ids is not None else None)
@@ -168,11 +169,12 @@ def action_entropy(model: Model, prompt: str, actions, vector=None, layer: int |
         vec = _edit_vector(model, vector, "add")
     else:
         layer, vec, strength = 0, torch.zeros(model.d_model, dtype=model.hf.dtype, device=model.device), 0.0
-    block, lm = model.blocks[layer], model.lm
+    block, lm, unembed = model.blocks[layer], model.lm, model.unembed
     with model.lock, torch.no_grad():
         skip, kwargs = prefix_cache.resume(model, ids)  # every strength and temperature edits the last position only
         with model.trace(ids[:, skip:], logits_to_keep=1, **kwargs):
             o = residual(block.output)
             o[:, -1, :] = steer(o[:, -1, :], vec, strength, 0.0)
-            logits = nnsight.save(lm.output.logits[0, -1, action_ids].float())
+            unembed_only(unembed, action_ids)
+            logits = nnsight.save(lm.output.logits[0, -1].float())
     return float(_entropy(logits.cpu() / temperature))
