@@ -12,6 +12,9 @@ against baselines measured in the same run:
 - the exact grid on the IOI pair lengthened to 28 and 56 tokens (`lengthened`) ->
   `grid_s_by_tokens`, and `grid_growth_exponent`, the slope of log time over log tokens
   from 14 to 56 (target <= 2: the work is cells x remaining positions);
+- the default metric, which unembeds its two tokens only (`_trace.unembed_only`), over the
+  same logit difference given as a plain function, which unembeds the whole vocabulary ->
+  `two_columns_ratio_{attribution,relp,exact}` (alternating, median of each);
 - attribution on the 56-token pair, whose first 36 tokens are shared, with that start run
   once (`prefix_cache.shared_start`), over the same computed for both whole prompts ->
   `attribution_shared_start_ratio_56` (the start computed afresh) and `..._stored_56` (the
@@ -36,7 +39,7 @@ import nnsight  # noqa: E402
 import actwidgets as aw  # noqa: E402
 from actwidgets.methods import patching as P  # noqa: E402
 from actwidgets.methods import prefix_cache  # noqa: E402
-from _util import median_time, report  # noqa: E402
+from _util import median_time, paired_medians, report  # noqa: E402
 
 CLEAN = "When Mary and John went to the store, John gave a drink to"
 CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
@@ -170,6 +173,13 @@ def figures(dtype=None) -> dict:
     torch_attribution_s = median_time(lambda: torch_attribution(model, problem), repeat=3)
     ours = P.attribution_patching(model, CLEAN, CORRUPTED, ANSWER, "resid")
     attribution_diff = float(np.abs(ours.patched_ld - ours.ld_corrupted - torch_attribution(model, problem)).max())
+    whole_vocabulary = lambda last: last[:, problem.correct_id] - last[:, problem.wrong_id]  # noqa: E731
+    two_columns = {}
+    for method, repeat in (("attribution", 7), ("relp", 7), ("exact", 3)):
+        two, whole = paired_medians(lambda: P.run(model, CLEAN, CORRUPTED, ANSWER, "resid", method),
+                                    lambda: P.run(model, CLEAN, CORRUPTED, ANSWER, "resid", method,
+                                                  metric=whole_vocabulary), repeat=repeat)
+        two_columns[method] = two / whole
     by_tokens = {14: exact_s}
     for n in (28, 56):
         clean, corrupted = lengthened(model, n)
@@ -195,6 +205,7 @@ def figures(dtype=None) -> dict:
         "max_abs_diff_vs_batched_torch": float(np.abs(grid - batched).max()),
         "grid_s_by_tokens": {n: round(s, 3) for n, s in by_tokens.items()},
         "grid_growth_exponent": math.log(by_tokens[56] / by_tokens[14]) / math.log(4),
+        **{f"two_columns_ratio_{method}": ratio for method, ratio in two_columns.items()},
         "attribution_shared_start_ratio_56": fresh_s / whole_s,
         "attribution_shared_start_stored_56": stored_s / whole_s,
         "torch_threads": torch.get_num_threads(),
@@ -205,6 +216,8 @@ def figures(dtype=None) -> dict:
     print(f"attribution {attribution_s / forward_s:.2f} (plain torch {torch_attribution_s / forward_s:.2f}, max abs "
           f"diff {attribution_diff:.1e}) and RelP {relp_s / forward_s:.2f} forward equivalents "
           f"(forward {forward_s * 1e3:.0f} ms)")
+    print("the default metric's two columns over the whole vocabulary: " +
+          ", ".join(f"{method} {ratio:.2f}x" for method, ratio in two_columns.items()))
     print(f"attribution on 56 tokens from a shared start: {fresh_s / whole_s:.2f}x ({stored_s / whole_s:.2f}x with the "
           f"start stored) the time over both whole prompts ({whole_s * 1e3:.0f} ms)")
     return out
