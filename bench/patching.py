@@ -136,7 +136,7 @@ def torch_attribution(model, problem) -> np.ndarray:
             h.remove()
         for p in frozen:
             p.requires_grad_(True)
-    return torch.stack([((a[0] - a[1]) * a.grad[1]).sum(-1) for a in acts]).detach().numpy()
+    return torch.stack([((a[0] - a[1]) * a.grad[1]).float().sum(-1) for a in acts]).detach().numpy()
 
 
 def peak_rss_during(fn) -> float:
