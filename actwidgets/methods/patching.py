@@ -1,8 +1,9 @@
 """Activation patching: exact (batched), attribution patching, and RelP.
 
 Metric: the logit difference LD = logit(correct) - logit(wrong) at the last position
-(or any `metric(last_logits [B, V]) -> [B]`). Each cell reports LD after patching and,
-normalised, `(LD_patched - LD_corr) / (LD_clean - LD_corr)`: 0 = no effect, 1 = the
+(`LogitDiff`: the traces unembed those two tokens only), or any `metric(last_logits [B, V])
+-> [B]` (the whole vocabulary is unembedded for it). Each cell reports LD after patching
+and, normalised, `(LD_patched - LD_corr) / (LD_clean - LD_corr)`: 0 = no effect, 1 = the
 clean behaviour fully restored. Denoising (clean activations into the corrupted run)
 is the default; noising patches corrupted activations into the clean run.
 
@@ -417,5 +418,5 @@ def run(model: Model, clean: str, corrupted: str, answer, site: str = "resid", m
     return attribution_patching(model, clean, corrupted, answer, site, relp=method == "relp", **kwargs)
 
 
-__all__ = ["METHODS", "SITES", "PatchingResult", "Problem", "attribution_patching", "exact_patching",
+__all__ = ["METHODS", "SITES", "LogitDiff", "PatchingResult", "Problem", "attribution_patching", "exact_patching",
            "iter_exact", "pearson", "prepare", "run"]
