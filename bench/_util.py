@@ -1,21 +1,57 @@
-"""Shared by the benchmarks: repeat-and-take-the-median timing, and the closing JSON line."""
+"""Shared by the benchmarks: the model options (`--threads`, `--device`, `--dtype`),
+repeat-and-take-the-median timing (a GPU's queued work is waited for before the clock is
+read), and the closing JSON line."""
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is steadier on shared cores)")
+    parser.add_argument("--device", default=None, help="e.g. cuda (default: the CPU)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: the model's own (float32)")
+
+
+def model_options(args: argparse.Namespace) -> dict:
+    """Apply --threads; the keyword arguments for `aw.load` from --device and --dtype."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return {"device": args.device, "dtype": DTYPES[args.dtype] if args.dtype else None}
+
+
+def model_figures(model) -> dict:
+    """What the closing line says about where it ran."""
+    parameter = next(model.hf.parameters())
+    return {"device": parameter.device.type, "dtype": str(parameter.dtype).split(".")[-1],
+            "torch_threads": torch.get_num_threads()}
+
+
+def sync() -> None:
+    """Wait for a GPU's queued kernels: a plain-torch baseline returns before they ran."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def timed(fn) -> float:
+    sync()
+    start = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - start
 
 
 def median_time(fn, repeat: int = 5, warmup: int = 1) -> float:
     """Median wall time of fn() in seconds (these machines are noisy: medians, not means)."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median([timed(fn) for _ in range(repeat)])
 
 
 def paired_medians(first, second, repeat: int = 7) -> tuple[float, float]:
@@ -23,10 +59,8 @@ def paired_medians(first, second, repeat: int = 7) -> tuple[float, float]:
     first(), second()
     a, b = [], []
     for _ in range(repeat):
-        for fn, times in ((first, a), (second, b)):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
+        a.append(timed(first))
+        b.append(timed(second))
     return statistics.median(a), statistics.median(b)
 
 

@@ -23,7 +23,8 @@ nothing else:
   huge pages, which importing actwidgets asks for: actwidgets/_malloc.py) over the same in a
   process started with `THP_MEM_ALLOC_ENABLE=0` (4 KB pages), the baseline.
 
-Usage: python bench/long.py [--tokens 1024 8192] [--threads N]   (the 8,192 lens takes minutes)
+Usage: python bench/long.py [--tokens 1024 8192] [--threads N] [--device cuda] [--dtype bfloat16]
+(the 8,192 lens takes minutes on the CPU; on a GPU `gpu_peak_gb_*` is the device's peak too)
 """
 from __future__ import annotations
 
@@ -38,12 +39,12 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from _util import report  # noqa: E402
+from _util import add_model_options, model_options, report, timed  # noqa: E402
 
 CHROMIUM = os.environ.get("AW_CHROMIUM", "/usr/bin/chromium")
 
 
-def child(tokens: int, out_dir: Path) -> dict:
+def child(tokens: int, out_dir: Path, load: dict) -> dict:
     """One prompt length, in this process: times, sizes, peak RSS; writes the two pages."""
     import torch
 
@@ -51,14 +52,12 @@ def child(tokens: int, out_dir: Path) -> dict:
     from actwidgets.widgets import _snapshot as S
     from actwidgets.widgets.lens import FIRST_SCREEN
 
-    model = aw.load()
+    model = aw.load(**load)
     prompt = long_prompt(model, tokens)
-    ids = model.encode(prompt)
+    ids = model.encode(prompt).to(model.device)
     with torch.no_grad():
         model.hf(ids[:, :64], logits_to_keep=1)  # warm: the first call pays one-off costs
-        start = time.perf_counter()
-        model.hf(ids, logits_to_keep=1)
-        forward_s = time.perf_counter() - start
+        forward_s = timed(lambda: model.hf(ids, logits_to_keep=1))
 
     start = time.perf_counter()
     heatmap = aw.Heatmap(model, prompt).wait(timeout=None)
@@ -88,6 +87,7 @@ def child(tokens: int, out_dir: Path) -> dict:
         "snapshot_bytes": len(json.dumps(data[S.SNAPSHOT_MIME], separators=(",", ":"))),
         "values_bytes": len(heatmap.values),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
+        **({"gpu_peak_gb": torch.cuda.max_memory_allocated() / 1024**3} if model.device.type == "cuda" else {}),
     }
 
 
@@ -136,22 +136,21 @@ def scroll_ms(page_path: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, nargs=2, default=[1024, 8192])
-    parser.add_argument("--threads", type=int, default=None)
+    add_model_options(parser)
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    load = model_options(args)
     if args.child:
-        print(json.dumps(child(args.child, args.out)))
+        print(json.dumps(child(args.child, args.out, load)))
         return
 
     short, long = args.tokens
-    threads = ["--threads", str(args.threads)] if args.threads else []
+    forwarded = [f"--{name}={value}" for name, value in vars(args).items()
+                 if name in ("threads", "device", "dtype") and value]
 
     def run_child(n: int, *options: str, **env: str) -> dict:
-        cmd = [sys.executable, __file__, "--child", str(n), *options, *threads]
+        cmd = [sys.executable, __file__, "--child", str(n), *options, *forwarded]
         done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env})
         if done.returncode:
             sys.exit(f"{n} tokens failed:\n{done.stderr[-3000:]}")
@@ -190,6 +189,8 @@ def main() -> None:
         f"huge_pages_heatmap_ratio_{short}": a["heatmap_s"] / small["heatmap_s"],
         f"huge_pages_lens_ratio_{short}": a["lens_s"] / small["lens_s"],
         f"huge_pages_attention_ratio_{short}": a["attention_s"] / small["attention_s"],
+        **{f"gpu_peak_gb_{n}": run["gpu_peak_gb"] for n, run in ((long, b), (short, a)) if "gpu_peak_gb" in run},
+        "device": args.device or "cpu", "dtype": args.dtype or "float32",
     })
 
 

@@ -50,7 +50,7 @@ def main() -> None:
         report(family_figures(family, tokenizer))
     import patching  # bench/patching.py
 
-    report({"family": "smollm2-135m", **patching.figures(torch.bfloat16)})
+    report({"family": "smollm2-135m", **patching.figures(dtype=torch.bfloat16)})
 
 
 if __name__ == "__main__":

@@ -20,11 +20,13 @@ against baselines measured in the same run:
   `attribution_shared_start_ratio_56` (the start computed afresh) and `..._stored_56` (the
   start already stored, as when the grid re-runs with another metric or method).
 
-Usage: python bench/patching.py [--threads N]   (--threads 1 is steadier on shared cores)
+Usage: python bench/patching.py [--threads N] [--device cuda] [--dtype bfloat16]
+(--threads 1 is steadier on shared cores; on a GPU, `gpu_peak_gb` is the exact grid's device peak)
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import threading
@@ -39,7 +41,7 @@ import nnsight  # noqa: E402
 import actwidgets as aw  # noqa: E402
 from actwidgets.methods import patching as P  # noqa: E402
 from actwidgets.methods import prefix_cache  # noqa: E402
-from _util import median_time, paired_medians, report  # noqa: E402
+from _util import add_model_options, median_time, model_figures, model_options, paired_medians, report  # noqa: E402
 
 CLEAN = "When Mary and John went to the store, John gave a drink to"
 CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
@@ -110,7 +112,7 @@ def batched_torch_grid(model, problem) -> np.ndarray:
     finally:
         for h in hooks:
             h.remove()
-    return (logits[:, problem.correct_id] - logits[:, problem.wrong_id]).reshape(n, t).float().numpy()
+    return (logits[:, problem.correct_id] - logits[:, problem.wrong_id]).reshape(n, t).float().cpu().numpy()
 
 
 def torch_attribution(model, problem) -> np.ndarray:
@@ -136,7 +138,7 @@ def torch_attribution(model, problem) -> np.ndarray:
             h.remove()
         for p in frozen:
             p.requires_grad_(True)
-    return torch.stack([((a[0] - a[1]) * a.grad[1]).float().sum(-1) for a in acts]).detach().numpy()
+    return torch.stack([((a[0] - a[1]) * a.grad[1]).float().sum(-1) for a in acts]).detach().cpu().numpy()
 
 
 def peak_rss_during(fn) -> float:
@@ -154,12 +156,18 @@ def peak_rss_during(fn) -> float:
     return peak[0] / 1024**3
 
 
-def figures(dtype=None) -> dict:
-    """The figures below for the default model, in its own dtype or cast to `dtype`."""
-    model = aw.load(dtype=dtype)
+def figures(device=None, dtype=None) -> dict:
+    """The figures below for the default model, on `device`, in its own dtype or cast to `dtype`."""
+    model = aw.load(device=device, dtype=dtype)
     problem = P.prepare(model, CLEAN, CORRUPTED, ANSWER)
+    problem = dataclasses.replace(problem, clean_ids=problem.clean_ids.to(model.device),  # for the baselines
+                                  corrupted_ids=problem.corrupted_ids.to(model.device))
     exact = lambda: P.exact_patching(model, CLEAN, CORRUPTED, ANSWER, "resid")  # noqa: E731
+    gpu = model.device.type == "cuda"
+    if gpu:
+        torch.cuda.reset_peak_memory_stats()
     peak = peak_rss_during(exact)
+    gpu_peak = torch.cuda.max_memory_allocated() / 1024**3 if gpu else None
     grid = exact().patched_ld
     exact_s = median_time(exact, repeat=3)
     batched_s = median_time(lambda: batched_torch_grid(model, problem), repeat=3)
@@ -192,11 +200,12 @@ def figures(dtype=None) -> dict:
     whole_s = median_time(attribution_56, repeat=5)
     prefix_cache.MAX_BYTES = budget
     out = {
-        "dtype": str(next(model.hf.parameters()).dtype).split(".")[-1],
+        **model_figures(model),
         "exact_s": exact_s, "naive_s": naive_s, "batched_torch_s": batched_s, "forward_s": forward_s,
         "speedup_vs_naive": naive_s / exact_s,
         "ratio_vs_batched_torch": exact_s / batched_s,
         "peak_rss_gb": peak,
+        **({"gpu_peak_gb": gpu_peak} if gpu else {}),
         "attribution_forward_equivalents": attribution_s / forward_s,
         "relp_forward_equivalents": relp_s / forward_s,
         "torch_attribution_forward_equivalents": torch_attribution_s / forward_s,
@@ -208,7 +217,6 @@ def figures(dtype=None) -> dict:
         **{f"two_columns_ratio_{method}": ratio for method, ratio in two_columns.items()},
         "attribution_shared_start_ratio_56": fresh_s / whole_s,
         "attribution_shared_start_stored_56": stored_s / whole_s,
-        "torch_threads": torch.get_num_threads(),
     }
     print(f"exact grid {exact_s:.2f} s | naive per-cell traces {naive_s:.1f} s ({naive_s / exact_s:.1f}x) | "
           f"batched torch, no skipping {batched_s:.2f} s (ratio {exact_s / batched_s:.2f}) | peak RSS {peak:.2f} GB")
@@ -225,11 +233,8 @@ def figures(dtype=None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    report(figures())
+    add_model_options(parser)
+    report(figures(**model_options(parser.parse_args())))
 
 
 if __name__ == "__main__":

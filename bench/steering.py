@@ -14,7 +14,7 @@
   continuations of the example prompts, pooled over positions) divided by the budget,
   at ASC's closed-form gamma_max and at the calibrated strength.
 
-Usage: python bench/steering.py [--threads N] [--budget NATS]
+Usage: python bench/steering.py [--threads N] [--device cuda] [--dtype bfloat16] [--budget NATS]
 (--threads 1 is much steadier when other jobs share the cores.)
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ import actwidgets as aw  # noqa: E402
 from actwidgets.methods import steering as st  # noqa: E402
 from actwidgets.methods import steering_examples as ex  # noqa: E402
 from actwidgets.methods import prefix_cache  # noqa: E402
-from _util import paired_medians, report  # noqa: E402
+from _util import add_model_options, model_figures, model_options, paired_medians, report  # noqa: E402
 
 TOKENS = 32
 DEMO = "Q: What is 9 + 8?\nA:"
@@ -71,12 +71,10 @@ def pooled_kl(model, vector, layer, prompts, strength, continuations) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--threads", type=int, default=None)
+    add_model_options(parser)
     parser.add_argument("--budget", type=float, default=1e-3, help="KL budget eps in nats (ASC's default 1e-3)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model = aw.load()
+    model = aw.load(**model_options(args))
     layer, budget, prompts = ex.ASC_LAYER, args.budget, ex.CALIBRATION_PROMPTS
     print(f"torch threads {torch.get_num_threads()}, layer {layer}, budget {budget} nats")
 
@@ -102,7 +100,7 @@ def main() -> None:
           f"calibrated {kl_cal:.4g} ({kl_cal / budget:.3f} x budget)")
 
     prompt = ex.CALIBRATION_PROMPTS[1]
-    ids = model.encode(prompt)
+    ids = model.encode(prompt).to(model.device)
 
     def plain():
         with torch.no_grad():
@@ -141,7 +139,7 @@ def main() -> None:
             "calibration_forward_equivalents": cal.forward_equivalents, "calibration_evaluations": cal.evaluations,
             "gamma_max": g_closed, "calibrated_strength": cal.strength,
             "kl_ratio_closed_form": kl_closed / budget, "kl_ratio_calibrated": kl_cal / budget,
-            "kl_budget": budget, "torch_threads": torch.get_num_threads()})
+            "kl_budget": budget, **model_figures(model)})
 
 
 if __name__ == "__main__":

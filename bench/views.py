@@ -11,9 +11,12 @@ for its overview (every head pooled to 32 x 32, float32).
 Direct logit attribution in forward equivalents: `logit_attribution` (one nnsight trace,
 every part dotted with the frozen head's direction inside it) vs a plain HF forward of the
 same ids, paired medians, on the IOI prompt (14 tokens) and a 256-token prompt. Target <= 2.
+
+Usage: python bench/views.py [--threads N] [--device cuda] [--dtype bfloat16]
 """
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -24,7 +27,7 @@ import actwidgets as aw  # noqa: E402
 from actwidgets.methods.attention import attention_patterns  # noqa: E402
 from actwidgets.methods.dla import logit_attribution  # noqa: E402
 from actwidgets.widgets._traits import Array  # noqa: E402
-from _util import paired_medians, report  # noqa: E402
+from _util import add_model_options, model_figures, model_options, paired_medians, report  # noqa: E402
 
 TOKENS = 2048
 IOI = "When Mary and John went to the store, John gave a drink to"
@@ -50,7 +53,7 @@ def long_prompt(model, tokens: int = TOKENS) -> str:
 def measure_attention(model=None) -> dict:
     model = model or aw.load()
     prompt = long_prompt(model)
-    ids = model.encode(prompt)
+    ids = model.encode(prompt).to(model.device)
 
     def plain():
         with torch.no_grad():
@@ -73,7 +76,7 @@ def measure_dla(model=None) -> dict:
     figures = {}
     long = model.tokenizer.decode(model.encode(" ".join([IOI + " Mary."] * 40))[0, :255]) + " to"
     for key, prompt in (("dla_forward_equivalents", IOI), ("dla_forward_equivalents_256", long)):
-        ids = model.encode(prompt)
+        ids = model.encode(prompt).to(model.device)
 
         def forward():
             with torch.no_grad():
@@ -85,8 +88,10 @@ def measure_dla(model=None) -> dict:
 
 
 def main() -> None:
-    model = aw.load()
-    figures = {**measure_attention(model), **measure_dla(model)}
+    parser = argparse.ArgumentParser()
+    add_model_options(parser)
+    model = aw.load(**model_options(parser.parse_args()))
+    figures = {**measure_attention(model), **measure_dla(model), **model_figures(model)}
     print(f"attention at {TOKENS} tokens: {figures['attention_2048_s']:.2f} s "
           f"(plain forward {figures['plain_forward_2048_s']:.2f} s, ratio {figures['attention_ratio']:.2f}); "
           f"peak RSS {figures['attention_2048_peak_rss_gb']:.2f} GB "
