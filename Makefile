@@ -8,6 +8,7 @@
 #   make test    lint (tsc --noEmit, ruff) + vitest + pytest (unit, widgets, notebooks, JupyterLab
 #                in headless Chromium)
 #   make bench   run every bench/*.py
+#   make gpu-carry  write .whl and .gpu, what bench/gpu.sh needs on a lent GPU machine (see there)
 #   make notebooks  re-execute notebooks/*.ipynb on the default model and write them back with
 #                their figures (snapshot + PNG, no live view), as committed (~5 min)
 #   make docs    build the documentation site into site/ (mkdocs.yml: README, notebooks, API)
@@ -41,7 +42,7 @@ LABEXT      := actwidgets/labextension
 # The extension's name (js/labextension/package.json), as in pyproject.toml's shared-data.
 LABEXT_DEST := $(VENV)/share/jupyter/labextensions/actwidgets
 
-.PHONY: help setup js labext-link lint demo test test-js test-py chromium bench notebooks docs clean distclean
+.PHONY: help setup js labext-link lint demo test test-js test-py chromium bench gpu-carry notebooks docs clean distclean
 
 help:
 	@sed -n '2,15p' Makefile | sed 's/^# \{0,1\}//'
@@ -150,6 +151,22 @@ bench: setup
 	@shopt -s nullglob; files=(bench/*.py); \
 	if [ $${#files[@]} -eq 0 ]; then echo "error: no bench/*.py" >&2; exit 1; fi; \
 	for f in "$${files[@]}"; do echo "==> $$f"; $(PY) "$$f"; done
+
+# What bench/gpu.sh needs on a GPU machine that its image lacks: these packages' wheels for its
+# Python 3.12, at this venv's versions (.whl), and the default model's config and tokenizer (.gpu/model).
+GPU_WHEELS := nnsight anywidget ipywidgets traitlets psygnal comm widgetsnbextension jupyterlab_widgets \
+              ipython ipython_pygments_lexers jedi parso matplotlib-inline pexpect ptyprocess prompt_toolkit \
+              wcwidth stack_data executing asttokens pure_eval platformdirs greenlet pydantic pydantic_core \
+              annotated-types typing-inspection typing_extensions websocket-client zstandard transformers
+gpu-carry: setup
+	rm -rf .whl .gpu && mkdir -p .whl .gpu
+	$(PY) -c 'import sys; from importlib.metadata import version; print("\n".join(f"{n}=={version(n)}" for n in sys.argv[1:]))' \
+	  $(GPU_WHEELS) > .gpu/wheels.txt
+	$(PIP) download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  -d .whl -r .gpu/wheels.txt
+	HF_HUB_OFFLINE=1 $(PY) -c 'import actwidgets as aw; m = aw.load(); m.hf.config.save_pretrained(".gpu/model"); m.tokenizer.save_pretrained(".gpu/model")'
+	@du -sh .whl .gpu
 
 # ------------------------------------------------------------------ notebooks, docs
 notebooks: setup

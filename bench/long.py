@@ -39,12 +39,12 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from _util import add_model_options, model_options, report, timed  # noqa: E402
+from _util import add_model_options, load, model_options, report, timed  # noqa: E402
 
 CHROMIUM = os.environ.get("AW_CHROMIUM", "/usr/bin/chromium")
 
 
-def child(tokens: int, out_dir: Path, load: dict) -> dict:
+def child(tokens: int, out_dir: Path, options: dict) -> dict:
     """One prompt length, in this process: times, sizes, peak RSS; writes the two pages."""
     import torch
 
@@ -52,7 +52,7 @@ def child(tokens: int, out_dir: Path, load: dict) -> dict:
     from actwidgets.widgets import _snapshot as S
     from actwidgets.widgets.lens import FIRST_SCREEN
 
-    model = aw.load(**load)
+    model = load(**options)
     prompt = long_prompt(model, tokens)
     ids = model.encode(prompt).to(model.device)
     with torch.no_grad():
@@ -137,17 +137,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, nargs=2, default=[1024, 8192])
     add_model_options(parser)
+    parser.add_argument("--no-draw", action="store_true", help="skip the Chromium scroll timing (a GPU machine has none)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    load = model_options(args)
+    options = model_options(args)
     if args.child:
-        print(json.dumps(child(args.child, args.out, load)))
+        print(json.dumps(child(args.child, args.out, options)))
         return
 
     short, long = args.tokens
-    forwarded = [f"--{name}={value}" for name, value in vars(args).items()
-                 if name in ("threads", "device", "dtype") and value]
+    forwarded = [f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
+                 if name in ("threads", "device", "dtype", "random_weights") and value]
 
     def run_child(n: int, *options: str, **env: str) -> dict:
         cmd = [sys.executable, __file__, "--child", str(n), *options, *forwarded]
@@ -171,7 +172,8 @@ def main() -> None:
 
         before = short_pair()
         b = run_child(long, "--out", tmp)
-        draw = max(scroll_ms(Path(tmp) / f"heatmap_{long}.html"), scroll_ms(Path(tmp) / f"lens_{long}.html"))
+        draw = None if args.no_draw else max(scroll_ms(Path(tmp) / f"heatmap_{long}.html"),
+                                             scroll_ms(Path(tmp) / f"lens_{long}.html"))
         after = short_pair()
     a, small = faster([before[0], after[0]]), faster([before[1], after[1]])
     report({

