@@ -1,11 +1,10 @@
 """Activation patching: exact (batched), attribution patching, and RelP.
 
 Metric: the logit difference LD = logit(correct) - logit(wrong) at the last position
-(`LogitDiff`: the traces unembed those two tokens only), or any `metric(last_logits [B, V])
--> [B]` (the whole vocabulary is unembedded for it). Each cell reports LD after patching
-and, normalised, `(LD_patched - LD_corr) / (LD_clean - LD_corr)`: 0 = no effect, 1 = the
-clean behaviour fully restored. Denoising (clean activations into the corrupted run)
-is the default; noising patches corrupted activations into the clean run.
+(or any `metric(last_logits [B, V]) -> [B]`, see metric.py). Each cell reports LD after
+patching and, normalised, `(LD_patched - LD_corr) / (LD_clean - LD_corr)`: 0 = no effect,
+1 = the clean behaviour fully restored. Denoising (clean activations into the corrupted
+run) is the default; noising patches corrupted activations into the clean run.
 
 Sites: `resid` (block output), `attn` and `mlp` (their outputs) x layer x position,
 and `heads` (one head's slice of the attention output projection's input, at every
@@ -35,7 +34,8 @@ from ..model import Model
 from .._adapter import get_path
 from ._checks import choice, whole
 from ._prefix import common_start, plan, prefix_inputs, prefix_keys
-from ._trace import residual, unembed_only
+from ._trace import residual
+from .metric import LogitDiff, last_metric
 from .relp import apply_rules, ln_rule, lrp_rules
 from . import prefix_cache
 
@@ -124,30 +124,6 @@ def check_site(site: str) -> str:
     return choice(site, SITES, "site")
 
 
-@dataclass(frozen=True)
-class LogitDiff:
-    """The default metric: logit(correct) - logit(wrong) of the last position's logits."""
-
-    correct: int
-    wrong: int
-
-    def __call__(self, last: torch.Tensor) -> torch.Tensor:
-        return last[:, self.correct] - last[:, self.wrong]
-
-
-def logit_diff(problem: Problem) -> LogitDiff:
-    return LogitDiff(problem.correct_id, problem.wrong_id)
-
-
-def _last_metric(lm, unembed, metric) -> torch.Tensor:
-    """Inside a trace: the metric of the last position's logits, [B]. The default metric
-    reads two logits, so the unembedding computes only those two (`unembed_only`)."""
-    if isinstance(metric, LogitDiff):
-        unembed_only(unembed, [metric.correct, metric.wrong])
-        return LogitDiff(0, 1)(lm.output.logits[:, -1])
-    return metric(lm.output.logits[:, -1])
-
-
 # --- reading a site inside a trace -------------------------------------------
 # Trace bodies only touch envoys and tensors resolved beforehand: a remote trace
 # ships what its body names, and a Model (it holds a lock) cannot travel.
@@ -211,7 +187,7 @@ def _cache_runs(model: Model, problem: Problem, site: str, denoise: bool, metric
                 sites.append(_read(ref, 1)[0].clone())  # Falcon adds into its MLP output in place
                 blocks.append(residual(block.output)[0])
             sites, blocks = nnsight.save(sites), nnsight.save(blocks)
-            value = nnsight.save(_last_metric(lm, unembed, metric))
+            value = nnsight.save(last_metric(lm, unembed, metric))
             if keep_cache:
                 kv = nnsight.save(lm.output.cache)
         cached.append((sites, blocks, float(value[0]), kv if keep_cache else None))
@@ -230,7 +206,7 @@ def iter_exact(model: Model, problem: Problem, site: str = "resid", *, denoise: 
     """
     check_site(site)
     chunk_size = whole(chunk_size, "chunk_size", 1)
-    metric = metric or logit_diff(problem)
+    metric = metric or LogitDiff(problem.correct_id, problem.wrong_id)
     rows, cols, col_label = _grid_axes(model, problem, site)
     with model.lock, torch.no_grad():
         (src_sites, _, src_ld, _), (tgt_sites, tgt_blocks, tgt_ld, tgt_cache) = _cache_runs(
@@ -308,7 +284,7 @@ def _patched_batch(model, target_ids, chunk, site, src_sites, tgt_blocks, keys, 
                     value[row, :, span] = src_sites[layer][:, span]
                 else:
                     value[row, cell - start] = src_sites[layer][cell]
-        out = nnsight.save(_last_metric(lm, unembed, metric))
+        out = nnsight.save(last_metric(lm, unembed, metric))
     return out.float().cpu().numpy()
 
 
@@ -322,7 +298,7 @@ def attribution_patching(model: Model, clean: str, corrupted: str, answer, site:
     """
     check_site(site)
     problem = prepare(model, clean, corrupted, answer)
-    metric = metric or logit_diff(problem)
+    metric = metric or LogitDiff(problem.correct_id, problem.wrong_id)
     rows, cols, col_label = _grid_axes(model, problem, site)
     source_ids, target_ids = problem.source_target(denoise)
     refs = _site_refs(model, site)
@@ -362,7 +338,7 @@ def _first_order(model: Model, both: torch.Tensor, refs, rules, metric, resume: 
         if relp:
             for norm in rules[-1]:
                 ln_rule(norm)
-        values = _last_metric(lm, unembed, metric)
+        values = last_metric(lm, unembed, metric)
         src = nnsight.save([_unflatten(a, 2)[0].detach() for a in acts])
         tgt = nnsight.save([_unflatten(a, 2)[1].detach() for a in acts])
         src_ld, tgt_ld = nnsight.save(values[0].detach()), nnsight.save(values[1].detach())
