@@ -11,6 +11,7 @@ import time
 import torch
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+RANDOM_WEIGHTS = "random weights"  # the name `load` gives such a model
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -41,14 +42,19 @@ def load(device=None, dtype=None, random_weights=None):
 
     torch.manual_seed(0)
     hf = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(random_weights))
-    return aw.wrap(hf, AutoTokenizer.from_pretrained(random_weights), name="random weights", device=device, dtype=dtype)
+    return aw.wrap(hf, AutoTokenizer.from_pretrained(random_weights), name=RANDOM_WEIGHTS, device=device, dtype=dtype)
 
 
 def model_figures(model) -> dict:
     """What the closing line says about where it ran."""
     parameter = next(model.hf.parameters())
     return {"device": parameter.device.type, "dtype": str(parameter.dtype).split(".")[-1],
-            "torch_threads": torch.get_num_threads(), "random_weights": model.name == "random weights"}
+            "torch_threads": torch.get_num_threads(), "random_weights": model.name == RANDOM_WEIGHTS}
+
+
+def gpu_peak(model) -> dict:
+    """`gpu_peak_gb`, the device's peak allocation since the last reset, on a GPU; else nothing."""
+    return {"gpu_peak_gb": torch.cuda.max_memory_allocated() / 1024**3} if model.device.type == "cuda" else {}
 
 
 def sync() -> None:

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from _util import add_model_options, load, model_options, report, timed  # noqa: E402
+from _util import add_model_options, gpu_peak, load, model_figures, model_options, report, timed  # noqa: E402
 
 CHROMIUM = os.environ.get("AW_CHROMIUM", "/usr/bin/chromium")
 
@@ -87,7 +87,7 @@ def child(tokens: int, out_dir: Path, options: dict) -> dict:
         "snapshot_bytes": len(json.dumps(data[S.SNAPSHOT_MIME], separators=(",", ":"))),
         "values_bytes": len(heatmap.values),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
-        **({"gpu_peak_gb": torch.cuda.max_memory_allocated() / 1024**3} if model.device.type == "cuda" else {}),
+        **gpu_peak(model), **model_figures(model),
     }
 
 
@@ -150,8 +150,8 @@ def main() -> None:
     forwarded = [f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
                  if name in ("threads", "device", "dtype", "random_weights") and value]
 
-    def run_child(n: int, *options: str, **env: str) -> dict:
-        cmd = [sys.executable, __file__, "--child", str(n), *options, *forwarded]
+    def run_child(n: int, *flags: str, **env: str) -> dict:
+        cmd = [sys.executable, __file__, "--child", str(n), *flags, *forwarded]
         done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env})
         if done.returncode:
             sys.exit(f"{n} tokens failed:\n{done.stderr[-3000:]}")
@@ -192,7 +192,7 @@ def main() -> None:
         f"huge_pages_lens_ratio_{short}": a["lens_s"] / small["lens_s"],
         f"huge_pages_attention_ratio_{short}": a["attention_s"] / small["attention_s"],
         **{f"gpu_peak_gb_{n}": run["gpu_peak_gb"] for n, run in ((long, b), (short, a)) if "gpu_peak_gb" in run},
-        "device": args.device or "cpu", "dtype": args.dtype or "float32",
+        **{key: b[key] for key in ("device", "dtype", "torch_threads", "random_weights")},
     })
 
 

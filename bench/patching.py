@@ -40,7 +40,8 @@ import nnsight  # noqa: E402
 
 from actwidgets.methods import patching as P  # noqa: E402
 from actwidgets.methods import prefix_cache  # noqa: E402
-from _util import add_model_options, load, median_time, model_figures, model_options, paired_medians, report  # noqa: E402
+from _util import (add_model_options, gpu_peak, load, median_time, model_figures, model_options,  # noqa: E402
+                   paired_medians, report)
 
 CLEAN = "When Mary and John went to the store, John gave a drink to"
 CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
@@ -162,11 +163,10 @@ def figures(device=None, dtype=None, random_weights=None) -> dict:
     problem = dataclasses.replace(problem, clean_ids=problem.clean_ids.to(model.device),  # for the baselines
                                   corrupted_ids=problem.corrupted_ids.to(model.device))
     exact = lambda: P.exact_patching(model, CLEAN, CORRUPTED, ANSWER, "resid")  # noqa: E731
-    gpu = model.device.type == "cuda"
-    if gpu:
+    if model.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     peak = peak_rss_during(exact)
-    gpu_peak = torch.cuda.max_memory_allocated() / 1024**3 if gpu else None
+    exact_gpu_peak = gpu_peak(model)
     grid = exact().patched_ld
     exact_s = median_time(exact, repeat=3)
     batched_s = median_time(lambda: batched_torch_grid(model, problem), repeat=3)
@@ -180,7 +180,8 @@ def figures(device=None, dtype=None, random_weights=None) -> dict:
     torch_attribution_s = median_time(lambda: torch_attribution(model, problem), repeat=3)
     ours = P.attribution_patching(model, CLEAN, CORRUPTED, ANSWER, "resid")
     attribution_diff = float(np.abs(ours.patched_ld - ours.ld_corrupted - torch_attribution(model, problem)).max())
-    whole_vocabulary = lambda last: last[:, problem.correct_id] - last[:, problem.wrong_id]  # noqa: E731
+    default = P.LogitDiff(problem.correct_id, problem.wrong_id)
+    whole_vocabulary = lambda last: default(last)  # noqa: E731 - the same metric, not recognised as the default
     two_columns = {}
     for method, repeat in (("attribution", 7), ("relp", 7), ("exact", 3)):
         two, whole = paired_medians(lambda: P.run(model, CLEAN, CORRUPTED, ANSWER, "resid", method),
@@ -204,7 +205,7 @@ def figures(device=None, dtype=None, random_weights=None) -> dict:
         "speedup_vs_naive": naive_s / exact_s,
         "ratio_vs_batched_torch": exact_s / batched_s,
         "peak_rss_gb": peak,
-        **({"gpu_peak_gb": gpu_peak} if gpu else {}),
+        **exact_gpu_peak,
         "attribution_forward_equivalents": attribution_s / forward_s,
         "relp_forward_equivalents": relp_s / forward_s,
         "torch_attribution_forward_equivalents": torch_attribution_s / forward_s,
