@@ -3,12 +3,10 @@
 // the compare box shows the difference (prompt minus compare) on a diverging scale.
 import { createCancelButton } from "./lib/cancel";
 import { Colorbar } from "./lib/colorbar";
-import { baseTooltip, bindGrid, gridFigure, readGridData } from "./lib/gridModel";
+import { baseTooltip, bindGrid, gridColorbar, gridFigure, readGridData } from "./lib/gridModel";
 import { bindSelect, bindTextTrait, createElement, createPromptBox, createShell, labelled, PROMPT_DEBOUNCE_MS } from "./lib/shell";
 import { toInt32 } from "./lib/tensor";
 import type { AnyWidget, HeatmapModel, RenderProps } from "./lib/types";
-
-// Lets a browser benchmark time a full 30 x 4096 draw without reaching into the bundle.
 
 function render({ model, el }: RenderProps<HeatmapModel>): () => void {
   const shell = createShell(model, el, "heatmap", { figure: gridFigure(model) });
@@ -41,7 +39,7 @@ function render({ model, el }: RenderProps<HeatmapModel>): () => void {
       data = readGridData(model);
       aux = toInt32(model.get("aux"));
       grid.setData(data);
-      colorbar.update({ colormap: data.colormap, vmin: data.vmin, vmax: data.vmax, scale: data.scale, label: model.get("value_label") ?? "" });
+      colorbar.update(gridColorbar(model, data));
     },
   );
 

@@ -6,7 +6,7 @@ import { contrastText } from "./lib/colormap";
 import { Colorbar } from "./lib/colorbar";
 import { formatNumber, formatPercent } from "./lib/format";
 import type { CellPainter } from "./lib/grid";
-import { baseTooltip, bindGrid, gridFigure, readGridData } from "./lib/gridModel";
+import { baseTooltip, bindGrid, gridColorbar, gridFigure, readGridData } from "./lib/gridModel";
 import { bindSelect, createElement, createShell, labelled } from "./lib/shell";
 import { toFloat32, toInt32 } from "./lib/tensor";
 import { throttle } from "./lib/throttle";
@@ -170,7 +170,7 @@ function render({ model, el }: RenderProps<LensModel>): () => void {
       lens = readLens(model);
       aux = toInt32(model.get("aux"));
       grid.setData(data);
-      colorbar.update({ colormap: data.colormap, vmin: data.vmin, vmax: data.vmax, scale: data.scale, label: model.get("value_label") ?? "" });
+      colorbar.update(gridColorbar(model, data));
     },
   );
 

@@ -7,7 +7,7 @@ import { Colorbar } from "./lib/colorbar";
 import { asNumber, formatNumber, formatSigned } from "./lib/format";
 import type { GridData } from "./lib/grid";
 import { Grid } from "./lib/gridView";
-import { baseTooltip, bindGrid, gridFigure, readGridData, selectionToCell } from "./lib/gridModel";
+import { baseTooltip, bindGrid, gridColorbar, gridFigure, readGridData, selectionToCell } from "./lib/gridModel";
 import type { Cell } from "./lib/layout";
 import {
   bindSelect,
@@ -178,7 +178,7 @@ function render({ model, el }: RenderProps<PatchingModel>): () => void {
       // Unhidden first, so the grid fits the width it actually has. Same shape and
       // scale as the main grid (its vmin/vmax), so equal colours mean equal numbers.
       if (hasReference) refGrid.setData({ ...data, values: reference });
-      colorbar.update({ colormap: data.colormap, vmin: data.vmin, vmax: data.vmax, scale: data.scale, label: model.get("value_label") ?? "" });
+      colorbar.update(gridColorbar(model, data));
     },
   );
 

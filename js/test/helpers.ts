@@ -124,7 +124,10 @@ export function expectCancelButton<T extends StatusModel>(model: MockModel<T>, r
   model.pySet("status", "running");
   expect(cancel.disabled).toBe(false);
   cancel.click();
+  expect(model.send).toHaveBeenCalledTimes(1);
   expect(model.send).toHaveBeenCalledWith({ type: "cancel" });
   model.pySet("status", "cancelled");
   expect(cancel.disabled).toBe(true);
+  cancel.dispatchEvent(new MouseEvent("click")); // a click that races the end of the run sends nothing
+  expect(model.send).toHaveBeenCalledTimes(1);
 }

@@ -1,6 +1,7 @@
 // Wires a Grid to the grid traits every grid widget shares (shape, values, tokens,
 // selection...). Python sets these inside hold_sync(), but Backbone still fires one
 // change:<trait> per trait, so redraws are coalesced into one per message.
+import type { ColorbarSpec } from "./colorbar";
 import { coalesce } from "./dispose";
 import { formatNumber } from "./format";
 import type { GridData } from "./grid";
@@ -28,6 +29,11 @@ export function readGridData<T extends GridTraits>(model: AnyModel<T>): GridData
     tokens: model.get("tokens") ?? [],
     rowLabels: model.get("row_labels") ?? [],
   };
+}
+
+/** What a grid's colour bar shows: the grid's colormap, range and scale, and the value's name. */
+export function gridColorbar<T extends GridTraits>(model: AnyModel<T>, data: GridData): ColorbarSpec {
+  return { colormap: data.colormap, vmin: data.vmin, vmax: data.vmax, scale: data.scale, label: model.get("value_label") ?? "" };
 }
 
 /** A grid widget has a figure once it has cells (the stale-figure rule in shell.ts). */
