@@ -40,6 +40,9 @@ class Model:
     name: str
     remote: bool | str = False
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # id -> label, filled as ids are shown: a filling-in lens relabels its prompt and its
+    # top-k table at every redraw, and a label depends on its id alone.
+    _texts: dict = field(default_factory=dict, repr=False)
 
     @property
     def config(self):
@@ -148,7 +151,11 @@ class Model:
     def token_texts(self, ids) -> list[str]:
         """One decoded string per token id, so labels read as the text they came from
         (a piece of a multi-byte character as its bytes, e.g. '<0xF0><0x9F>'; see _tokens.py)."""
-        return readable(self.tokenizer, torch.as_tensor(ids).flatten().tolist())
+        ids = torch.as_tensor(ids).flatten().tolist()
+        new = list({i for i in ids if i not in self._texts})
+        if new:
+            self._texts.update(zip(new, readable(self.tokenizer, new)))
+        return [self._texts[i] for i in ids]
 
     def single_token(self, text: str | int) -> int:
         """The id of a text that must be exactly one token (answers, lens targets)."""

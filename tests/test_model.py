@@ -1,4 +1,5 @@
 """aw.load and the adapter: the default model offline, the cache, clear load errors."""
+import dataclasses
 import re
 import time
 
@@ -124,6 +125,19 @@ def test_token_labels_of_split_characters_show_bytes_not_replacement_chars(defau
     assert all("\ufffd" not in label for label in labels)
     assert any(re.search(r"<0x[0-9A-F]{2}>", label) for label in labels)  # the case is exercised
     assert b"".join(_bytes_back(label) for label in labels).decode() == default_model.tokenizer.decode(ids)
+
+
+def test_token_labels_are_decoded_once_per_id(default_model, monkeypatch):
+    ids = default_model.tokenizer("a 🚀 and a 🚀 again", add_special_tokens=False)["input_ids"]
+    fresh = readable(default_model.tokenizer, ids)
+    model = dataclasses.replace(default_model, _texts={})  # nothing decoded yet
+    decoded = []
+    batch_decode = model.tokenizer.batch_decode
+    monkeypatch.setattr(model.tokenizer, "batch_decode", lambda seqs, **kw: decoded.extend(seqs) or batch_decode(seqs, **kw))
+    labels = model.token_texts(ids)
+    assert labels == fresh and "<0xF0>" in "".join(labels)  # split characters still read as bytes
+    assert sorted(i for [i] in decoded) == sorted(set(ids)) and len(set(ids)) < len(ids)
+    assert model.token_texts(list(reversed(ids))) == labels[::-1] and len(decoded) == len(set(ids))
 
 
 def test_a_message_about_a_split_character_names_its_bytes(default_model):
