@@ -98,7 +98,7 @@ def load_gguf(gguf: Path, *, use_cache: bool):
         return AutoTokenizer.from_pretrained(cached), AutoModelForCausalLM.from_pretrained(cached)
 
     print(f"actwidgets: converting {gguf.name} to float32 once; later loads read the converted copy "
-          f"in {_gguf_cache_path(gguf).parent}.", flush=True)
+          f"in {cached.parent}.", flush=True)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # save_pretrained refuses a GGUF-loaded model; a fresh model from the same

@@ -1,6 +1,6 @@
 """Shared by the benchmarks: the model options (`--threads`, `--device`, `--dtype`,
-`--random-weights`) and `load`, repeat-and-take-the-median timing (a GPU's queued work is waited for before the clock is
-read), and the closing JSON line."""
+`--random-weights`) and `load`, repeat-and-take-the-median timing (a GPU's queued work is
+waited for before the clock is read), and the closing JSON line."""
 from __future__ import annotations
 
 import argparse
@@ -14,12 +14,21 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 RANDOM_WEIGHTS = "random weights"  # the name `load` gives such a model
 
 
+MODEL_OPTIONS = ("threads", "device", "dtype", "random_weights")  # what add_model_options adds
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is steadier on shared cores)")
     parser.add_argument("--device", default=None, help="e.g. cuda (default: the CPU)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: the model's own (float32)")
     parser.add_argument("--random-weights", metavar="DIR", default=None,
                         help="a model of the config in DIR with random weights and DIR's tokenizer (times only)")
+
+
+def model_flags(args: argparse.Namespace) -> list[str]:
+    """The model options given, as command-line flags again (for a child process)."""
+    return [f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
+            if name in MODEL_OPTIONS and value]
 
 
 def model_options(args: argparse.Namespace) -> dict:

@@ -39,7 +39,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from _util import add_model_options, gpu_peak, load, model_figures, model_options, report, timed  # noqa: E402
+from _util import (add_model_options, gpu_peak, load, model_figures, model_flags, model_options, report,  # noqa: E402
+                   timed)
 
 CHROMIUM = os.environ.get("AW_CHROMIUM", "/usr/bin/chromium")
 
@@ -147,8 +148,7 @@ def main() -> None:
         return
 
     short, long = args.tokens
-    forwarded = [f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
-                 if name in ("threads", "device", "dtype", "random_weights") and value]
+    forwarded = model_flags(args)
 
     def run_child(n: int, *flags: str, **env: str) -> dict:
         cmd = [sys.executable, __file__, "--child", str(n), *flags, *forwarded]
