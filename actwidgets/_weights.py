@@ -89,12 +89,12 @@ def _text_progress_for_gguf():
 
 @_no_hf_progress_bar()
 @_text_progress_for_gguf()
-def load_gguf(gguf: Path, *, use_cache: bool):
+def load_gguf(gguf: Path):
     """Tokenizer and fp32 model from a GGUF file; cached as safetensors after the first time."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cached = _gguf_cache_path(gguf)
-    if use_cache and (cached / "config.json").exists():
+    if (cached / "config.json").exists():
         return AutoTokenizer.from_pretrained(cached), AutoModelForCausalLM.from_pretrained(cached)
 
     print(f"actwidgets: converting {gguf.name} to float32 once; later loads read the converted copy "
@@ -109,8 +109,7 @@ def load_gguf(gguf: Path, *, use_cache: bool):
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(quantized.state_dict())
     del quantized
-    if use_cache:
-        _save_atomically(model, tok, cached)
+    _save_atomically(model, tok, cached)
     return tok, model
 
 

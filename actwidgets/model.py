@@ -237,13 +237,13 @@ def load(name_or_path: str | os.PathLike | None = None, *, device=None, dtype=No
         raise InputError(f"remote must be False, True or 'local', not {remote!r}.")
 
     if name_or_path is None:
-        tok, hf = load_gguf(default_gguf(), use_cache=True)
+        tok, hf = load_gguf(default_gguf())
         name = DEFAULT_NAME
     elif str(name_or_path).endswith(".gguf"):
         path = Path(name_or_path)
         if not path.exists():
             raise ModelLoadError(f"No GGUF file at {path}.")
-        tok, hf = load_gguf(path, use_cache=True)
+        tok, hf = load_gguf(path)
         name = path.stem
     else:
         tok, hf = load_pretrained(str(name_or_path), dtype)

@@ -14,11 +14,11 @@ Exact patching batches cells along the batch dimension and starts them from the 
 target run: blocks below the patched one are skipped (nnsight's `skip`), and positions
 before the patched one are not recomputed (their keys and values are the target run's,
 see _prefix.py), so a cell at (layer l, position p) costs about L - l blocks over T - p
-positions, not L over T. Attribution
-patching approximates every cell at once, `(a_src - a_tgt) . dLD/da` at the target
-run: two forwards and one backward (the tokens both prompts begin with run once, without
-a graph: their scores are 0). RelP is the same with the backward pass changed
-by LRP rules (Rezaei Jafari et al. 2025; see relp.py). Scores are summed in float32.
+positions, not L over T. Attribution patching approximates every cell at once,
+`(a_src - a_tgt) . dLD/da` at the target run: two forwards and one backward (the tokens
+both prompts begin with run once, without a graph: their scores are 0). RelP is the same
+with the backward pass changed by LRP rules (Rezaei Jafari et al. 2025; see relp.py).
+Scores are summed in float32.
 """
 from __future__ import annotations
 
@@ -62,6 +62,10 @@ class Problem:
         """Where activations come from, and the run they are patched into."""
         return (self.clean_ids, self.corrupted_ids) if denoise else (self.corrupted_ids, self.clean_ids)
 
+    def metric(self, chosen=None):
+        """The metric a grid reports: the one chosen, else this problem's logit difference."""
+        return chosen or LogitDiff(self.correct_id, self.wrong_id)
+
 
 @dataclass
 class PatchingResult:
@@ -84,10 +88,7 @@ class PatchingResult:
     @property
     def normalized(self) -> np.ndarray:
         """(LD_patched - LD_corr) / (LD_clean - LD_corr) in both directions: 1 is the clean
-        behaviour, 0 the corrupted one. Denoising (clean activations into the corrupted run):
-        0 = no effect, 1 = clean behaviour fully restored. Noising (corrupted activations
-        into the clean run): 1 = no effect, 0 = clean behaviour fully destroyed
-        (`score_meaning` says which)."""
+        behaviour, 0 the corrupted one (`score_meaning` says what that is for this direction)."""
         span = self.ld_clean - self.ld_corrupted
         if abs(span) < 1e-6:
             raise InputError(
@@ -206,7 +207,7 @@ def iter_exact(model: Model, problem: Problem, site: str = "resid", *, denoise: 
     """
     check_site(site)
     chunk_size = whole(chunk_size, "chunk_size", 1)
-    metric = metric or LogitDiff(problem.correct_id, problem.wrong_id)
+    metric = problem.metric(metric)
     rows, cols, col_label = _grid_axes(model, problem, site)
     with model.lock, torch.no_grad():
         (src_sites, _, src_ld, _), (tgt_sites, tgt_blocks, tgt_ld, tgt_cache) = _cache_runs(
@@ -298,7 +299,7 @@ def attribution_patching(model: Model, clean: str, corrupted: str, answer, site:
     """
     check_site(site)
     problem = prepare(model, clean, corrupted, answer)
-    metric = metric or LogitDiff(problem.correct_id, problem.wrong_id)
+    metric = problem.metric(metric)
     rows, cols, col_label = _grid_axes(model, problem, site)
     source_ids, target_ids = problem.source_target(denoise)
     refs = _site_refs(model, site)
