@@ -17,6 +17,11 @@ from pathlib import Path
 
 import pytest
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: hatchling, which builds the wheel, brings tomli
+    import tomli as tomllib
+
 REPO = Path(__file__).resolve().parents[1]
 BUILT = REPO / "actwidgets" / "labextension"
 NAME = json.loads((REPO / "js" / "labextension" / "package.json").read_text())["name"]
@@ -89,4 +94,17 @@ def test_standard_wheel_ships_the_prebuilt_extension(tmp_path):
         assert sorted(shipped) == sorted(p.relative_to(BUILT).as_posix() for p in BUILT.rglob("*") if p.is_file())
         # not a second copy inside the package
         assert not [n for n in names if n.startswith("actwidgets/labextension/")], names
-        assert any(n.startswith("actwidgets/static/") and n.endswith(".js") for n in names), names
+        assert sorted(n for n in names if n.startswith("actwidgets/static/")) == sorted(
+            p.relative_to(REPO).as_posix() for p in (REPO / "actwidgets" / "static").glob("*.js")), names
+
+
+def test_the_build_hook_checks_every_bundle_the_build_makes():
+    """The wheel build skips npm when the files the hook names exist, and fails when they are
+    missing after it: naming fewer than js/build.mjs makes would ship a wheel without some
+    widget's front-end whenever those few were left over from an older build."""
+    hook = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["hooks"]["jupyter-builder"]
+    built = {p.relative_to(REPO).as_posix() for p in (REPO / "actwidgets" / "static").glob("*.js")}
+    assert len(built) >= 7, built  # six widgets and the snapshot page's script: run `make js`
+    expected = built | {"actwidgets/labextension/package.json"}
+    assert set(hook["ensured-targets"]) == expected, hook["ensured-targets"]
+    assert set(hook["skip-if-exists"]) == expected, hook["skip-if-exists"]
