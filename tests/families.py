@@ -164,7 +164,8 @@ def _ln_rule(module, args, out, centred, plus_one):
 def _identity_rule(module, args, out):
     x = args[0]
     sign = torch.where(x >= 0, 1.0, -1.0)
-    return x * (out / (x + 1e-6 * sign)).detach()
+    linear = x * (out / (x + 1e-6 * sign)).detach()
+    return out.detach() + (linear - linear.detach())  # the gradient of the product, the value of f(x)
 
 
 def attribution_reference(model: aw.Model, site_module, site: str, source_ids, target_ids, correct, wrong,

@@ -73,7 +73,7 @@ def _norm_width(norm) -> int:
 
 
 def lrp_rules(model: Model, site: str) -> list:
-    """Per layer, the (event index, step) list `_apply_lrp_rules` runs in the block's order;
+    """Per layer, the (event index, step) list `apply_rules` runs in the block's order;
     last entry: the norms between the last block and the unembedding.
 
     Made once per model and site: the probes read the modules' definitions, not their weights
@@ -124,13 +124,15 @@ def ln_rule(parts) -> None:
 
 
 def _identity_rule(act):
-    """Identity-rule: f(x) passes relevance as if linear, x * (f(x) / x).detach()."""
-    x = act.input
+    """Identity-rule: f(x) passes relevance as if linear, through x * (f(x) / x).detach().
+    As in `ln_rule`, that product only routes the gradient: the value is f(x) to the last bit
+    (the product itself is off by the stabiliser, about 1e-6 / |x| relative)."""
+    x, y = act.input, act.output
     sign = (x >= 0).to(x.dtype) * 2 - 1
-    ratio = (act.output.float() / (x.float() + IDENTITY_RULE_EPS * sign.float())).detach()
-    linearised = (x.float() * ratio).to(x.dtype)
-    act.output = linearised
-    return linearised
+    ratio = (y.float() / (x.float() + IDENTITY_RULE_EPS * sign.float())).detach()
+    linear = x.float() * ratio
+    act.output = y.detach() + (linear - linear.detach()).to(y.dtype)
+    return act.output
 
 
 def apply_rules(steps: list, read_site) -> None:

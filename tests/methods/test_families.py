@@ -134,7 +134,10 @@ def test_attribution_and_relp_equal_plain_torch(model, site, relp, pair):
                                           problem.correct_id, problem.wrong_id, relp=relp)
         scores.append(score.numpy())
     scores = np.stack(scores)
-    assert result.ld_corrupted == pytest.approx(ld, abs=1e-4)  # RelP leaves the forward pass alone
+    assert result.ld_corrupted == pytest.approx(ld, abs=1e-4)
+    if relp:  # its rules route the gradient only: the forward pass is the model's to the last bit
+        plain = P.attribution_patching(model, clean, corrupted, ANSWER, site)
+        assert (result.ld_clean, result.ld_corrupted) == (plain.ld_clean, plain.ld_corrupted)
     np.testing.assert_allclose(result.patched_ld - result.ld_corrupted, scores,
                                atol=1e-4 * max(1.0, np.abs(scores).max()))
 
