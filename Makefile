@@ -7,7 +7,7 @@
 #   make demo    start JupyterLab on 127.0.0.1 with notebooks/01_quickstart.ipynb (PORT=8888)
 #   make test    lint (tsc --noEmit, ruff) + vitest + pytest (unit, widgets, notebooks, JupyterLab
 #                in headless Chromium)
-#   make bench   run every bench/*.py
+#   make bench   run every bench/*.py but the shared bench/_*.py
 #   make gpu-carry  write .whl and .gpu, what bench/gpu.sh needs on a lent GPU machine (see there)
 #   make notebooks  re-execute notebooks/*.ipynb on the default model and write them back with
 #                their figures (snapshot + PNG, no live view), as committed (~5 min)
@@ -148,7 +148,7 @@ chromium:
 
 # ------------------------------------------------------------------ bench
 bench: setup
-	@shopt -s nullglob; files=(bench/*.py); \
+	@shopt -s nullglob; files=(bench/[!_]*.py); \
 	if [ $${#files[@]} -eq 0 ]; then echo "error: no bench/*.py" >&2; exit 1; fi; \
 	for f in "$${files[@]}"; do echo "==> $$f"; $(PY) "$$f"; done
 

@@ -1,10 +1,11 @@
 """What saving a figure costs, each against a named baseline measured in the same run.
 
-- size: the snapshot of a 30 x 2,048-token heatmap (what a saved notebook keeps per
-  figure) vs the same values as a JSON list of floats, and vs the PNG beside it;
+- size: the snapshot of a long heatmap (2,048 random token ids decoded to text, which
+  re-encodes to about 2,100 tokens: 31 rows with the embeddings') (what a saved notebook
+  keeps per figure) vs the same values as a JSON list of floats, and vs the PNG beside it;
 - time: building the whole static bundle (snapshot + matplotlib PNG + text), which the
-  kernel does once after a run settles, vs the run itself (`residual_stats`), for a
-  typical 12-token heatmap and for the 2,048-token one.
+  kernel does once after a run settles, vs the run itself (`residual_stats`), for the
+  14-token IOI heatmap and for the long one.
 Targets: snapshot <= 256 KiB (the test's bound) and <= 1/4 of the JSON list.
 """
 from __future__ import annotations

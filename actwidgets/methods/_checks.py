@@ -32,16 +32,18 @@ def whole(value, name: str, low: int, high: int | None = None) -> int:
     return int(value)
 
 
-def real(value, name: str, *, above: float | None = None, unit: str = "") -> float:
-    """A finite number (above `above`, when given)."""
+def real(value, name: str, *, above: float | None = None, below: float | None = None, unit: str = "") -> float:
+    """A finite number (above `above` and below `below`, when given)."""
     number = None
     if not isinstance(value, (str, bytes, bool)):
         try:  # numpy and torch scalars too
             number = float(value)
         except (TypeError, ValueError, RuntimeError):
             pass
-    if number is None or not math.isfinite(number) or (above is not None and not number > above):
-        span = f" above {above:g}" if above is not None else ""
+    if (number is None or not math.isfinite(number) or (above is not None and not number > above)
+            or (below is not None and not number < below)):
+        span = (f" between {above:g} and {below:g}" if above is not None and below is not None
+                else f" above {above:g}" if above is not None else f" below {below:g}" if below is not None else "")
         raise InputError(f"{name} must be a finite number{span}{unit}, not {shown(value)}.")
     return number
 

@@ -261,7 +261,7 @@ def _run_part(model, ids, resume: dict, attns, end, first: int, last: int, q: in
 def attention_patterns(model: Model, prompt: str, *, layers=None, head=None, query=None,
                        overview_size: int = OVERVIEW_SIZE, full_max: int = FULL_MAX,
                        keep_bytes: int = KEEP_ALL_BYTES, progress=None) -> AttentionResult:
-    """Attention per layer x head for one prompt, in one trace.
+    """Attention per layer x head for one prompt, in one trace per part of query positions.
 
     - `overview`: every head's pattern pooled to at most `overview_size` bins a side;
     - `pattern`: the head `head` = (layer, head) (default: the first layer shown, head 0) cell by

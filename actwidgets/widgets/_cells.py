@@ -72,9 +72,3 @@ def belongs_here(widget) -> None:
     with _lock:
         if _current is not None:
             _owners.setdefault(widget, set()).add(_current)
-
-
-def live_count() -> int:
-    """Widgets some cell still owns (tests and the reliability bench)."""
-    with _lock:
-        return len(_owners)

@@ -93,6 +93,12 @@ def test_bad_inputs(default_model):
         st.calibrate_strength(m, v, LAYER, [PROMPT], 0.0)
     with pytest.raises(InputError, match="empty"):
         st.calibrate_strength(m, v, LAYER, [], 0.1)
+    for tolerance in ("5%", 1.0, float("nan")):
+        with pytest.raises(InputError, match=r"^tolerance must be a finite number between 0 and 1, not "):
+            st.calibrate_strength(m, v, LAYER, [PROMPT], 0.1, tolerance=tolerance)
+    for start in ("big", -1.0, float("inf")):
+        with pytest.raises(InputError, match=r"^start must be a finite number above 0, not "):
+            st.calibrate_strength(m, v, LAYER, [PROMPT], 0.1, start=start)
     with pytest.raises(InputError, match="empty"):
         st.mean_difference(m, [], [], LAYER)
     with pytest.raises(InputError, match="same number"):

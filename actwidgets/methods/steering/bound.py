@@ -22,8 +22,8 @@ from .edit import _layer, _prompts, steer
 class Curvature:
     """ASC's first- and second-order sensitivities of the logits along the vector.
 
-    ``a`` and ``lipschitz`` are in units of the vector as given (see the module
-    docstring); the ``*_unit`` values are for the unit vector. Unpacks as ``(a, lipschitz)``.
+    ``a`` and ``lipschitz`` are in units of the vector as given (the scale convention of
+    `methods/steering/__init__.py`); the ``*_unit`` values are for the unit vector. Unpacks as ``(a, lipschitz)``.
     """
 
     a: float

@@ -13,7 +13,6 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ...errors import InputError
 from ...model import Model
 from .._checks import choice, real
 from .._trace import check_vector, float32
@@ -43,7 +42,8 @@ def calibrate_strength(model: Model, vector, layer: int, prompts: Sequence[str],
     Each prompt's unsteered greedy continuation (`n_tokens`, made once) is the teacher-
     forced text; the KL at a strength is `measure_kl`'s per-position KL pooled over all
     prompts' positions and averaged. The search is on log strength: an initial guess
-    (`start`, default one unit of activation: ``1 / ||v||``), then steps assuming
+    (`start`, default one unit of activation, ``1 / ||v||``, when adding; 0.1 of the
+    projection when ablating), then steps assuming
     ``KL ~ g^p`` (p from the last two points, clamped to [0.5, 4]; p = 2 at first, the
     small-strength behaviour), kept inside the bracket once the budget is bracketed
     (geometric bisection when a step would leave it). Positive strengths only: to go the
@@ -57,8 +57,8 @@ def calibrate_strength(model: Model, vector, layer: int, prompts: Sequence[str],
     choice(positions, POSITIONS, "positions")
     choice(mode, MODES, "mode")
     kl_budget = real(kl_budget, "kl_budget", above=0, unit=" nats")
-    if not 0 < tolerance < 1:
-        raise InputError(f"tolerance must be between 0 and 1, not {tolerance!r}.")
+    tolerance = real(tolerance, "tolerance", above=0, below=1)
+    g = real(start, "start", above=0) if start is not None else (1.0 / norm if mode == "add" else 0.1)
 
     continuations = steer_generate_batch(model, prompts, vec, layer, 0.0, max_new_tokens=n_tokens,
                                          min_new_tokens=1, mode=mode)
@@ -75,9 +75,6 @@ def calibrate_strength(model: Model, vector, layer: int, prompts: Sequence[str],
         return float(np.concatenate(kls).mean())
 
     target = math.log(kl_budget)
-    g = float(start) if start is not None else (1.0 / norm if mode == "add" else 0.1)
-    if not math.isfinite(g) or g <= 0:
-        raise InputError(f"start must be a strength above 0, not {start!r}.")
     history: list[tuple[float, float]] = []
     lo = hi = None  # (log g, log kl) below / above the budget
     power = 2.0

@@ -13,7 +13,7 @@ import torch
 
 from ...errors import InputError
 from ...model import Model
-from .._checks import choice, real
+from .._checks import real
 from .._trace import residual, unembed_only
 from .. import prefix_cache
 from .edit import _edit_vector, _layer, _prompts, steer
@@ -72,8 +72,7 @@ def _batches(encoded: list[torch.Tensor]) -> list[list[torch.Tensor]]:
     return batches
 
 
-def mean_difference(model: Model, positive: Sequence[str], negative: Sequence[str], layer: int,
-                    position: str = "last") -> torch.Tensor:
+def mean_difference(model: Model, positive: Sequence[str], negative: Sequence[str], layer: int) -> torch.Tensor:
     """ASC's steering vector: ``mean_i [h_L(positive_i)[-1] - h_L(negative_i)[-1]]``.
 
     ``h_L`` is the output of block `layer` (``model.blocks[layer].output``), read at the
@@ -82,7 +81,6 @@ def mean_difference(model: Model, positive: Sequence[str], negative: Sequence[st
     length. The vector is not normalised (use it with ``strength`` as in ASC's gamma).
     Returns float32 [d_model] on the cpu.
     """
-    choice(position, ("last",), "position")
     positive, negative = _prompts(positive, "positive prompts"), _prompts(negative, "negative prompts")
     if len(positive) != len(negative):
         raise InputError(f"The prompts are paired (positive i with negative i): got {len(positive)} "
