@@ -173,26 +173,27 @@ class Model:
             raise InputError(f"{text!r} is {len(ids)} tokens ({pieces}); a single token is needed here.")
         return ids[0]
 
-    def check_layers(self, layers) -> list[int]:
-        """Block indices, sorted and de-duplicated; negative ones count from the end."""
+    def check_layers(self, layers, name: str = "layers") -> list[int]:
+        """Block indices, sorted and de-duplicated; negative ones count from the end. `name` is
+        the parameter's, for the messages (steering's is `layer`)."""
         n = self.n_layers
         if layers is None:
             return list(range(n))
         if isinstance(layers, (int, np.integer)) and not isinstance(layers, bool):
             layers = [layers]
         if isinstance(layers, (str, bytes, dict)) or not hasattr(layers, "__iter__"):
-            raise InputError(f"layers must be a block index or a list of them (0..{n - 1}, negative from "
+            raise InputError(f"{name} must be a block index or a list of them (0..{n - 1}, negative from "
                              f"the end), not {'the text ' if isinstance(layers, str) else ''}{_checks.shown(layers)}.")
         out = set()
         for layer in layers:
             if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
-                raise InputError(f"layers must be whole numbers (block indices 0..{n - 1}), not "
+                raise InputError(f"{name} must be whole numbers (block indices 0..{n - 1}), not "
                                  f"{_checks.shown(layer)}.")
             if not -n <= layer < n:
                 raise InputError(f"Layer {int(layer)} is out of range: {self.name} has {n} layers (0..{n - 1}).")
             out.add(int(layer) % n)
         if not out:
-            raise InputError("No layers chosen: pass at least one layer index.")
+            raise InputError(f"{name} is an empty list: name at least one block.")
         return sorted(out)
 
 

@@ -39,7 +39,7 @@ from ..errors import InputError
 from ..model import Model
 from ._checks import whole
 from ._trace import residual
-from .relp import norm_parts
+from .relp import norm_centre, norm_gain, norm_parts, norm_scale
 
 _ADDITIVE_RTOL = 0.02  # of a block's update; a post-LN block misses by about all of it
 
@@ -161,23 +161,10 @@ def _note(model: Model) -> str:
 
 # --- pure helpers a trace body calls (they travel to NDIF by value) -----------------------
 
-def _gain(parts, device) -> torch.Tensor:
-    norm, offset, slope, _, _ = parts
-    gain = offset.to(device)
-    return gain if slope is None else gain + slope.to(device) * norm.weight.detach().float()
-
-
-def _scale(parts, x: torch.Tensor) -> torch.Tensor:
-    """The norm's per-token scale 1 / sqrt(mean(c(x)^2) + eps) at the real input x."""
-    _, _, _, centred, eps = parts
-    xc = x - x.mean() if centred else x
-    return torch.rsqrt(xc.pow(2).mean() + eps)
-
-
 def _norm_back(parts, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """F^T u for the frozen norm F(y) = gain * s * c(y) (c is symmetric)."""
-    gu = _gain(parts, u.device) * u
-    return _scale(parts, x) * (gu - gu.mean() if parts[3] else gu)
+    gu = norm_gain(parts, u.device) * u
+    return norm_scale(parts, x) * norm_centre(parts, gu)
 
 
 def _linear_back(envoy, conv1d: bool, u: torch.Tensor) -> torch.Tensor:
@@ -206,7 +193,7 @@ def _head(final: list, final_in: list, unembed, unembed_bias: bool, t_id: int, w
     x0 = torch.zeros_like(u)
     for (kind, parts, bias, conv1d), x in zip(final, final_in):
         if kind == "norm":
-            x0 = _gain(parts, x0.device) * _scale(parts, x) * (x0 - x0.mean() if parts[3] else x0)
+            x0 = norm_gain(parts, x0.device) * norm_scale(parts, x) * norm_centre(parts, x0)
             x0 = x0 + parts[0].bias.detach().float() if bias else x0
         else:
             w = parts.weight.detach().float()

@@ -111,16 +111,27 @@ def ln_rule(parts) -> None:
     """LN-rule: the norm's own output, with a backward pass that treats its per-token scale
     1/sqrt(mean(c(x)^2) + eps) as a constant. The added term is zero in value, so the
     forward pass is the model's to the last bit."""
-    norm, offset, slope, centred, eps = parts
-    x = norm.input
-    y = norm.output
-    gain = offset.to(x.device)
-    if slope is not None:  # the weight as the model holds it (on NDIF: NDIF's)
-        gain = gain + slope.to(x.device) * norm.weight.detach().float()
-    xc = (x - x.mean(dim=-1, keepdim=True) if centred else x).float()
-    scale = torch.rsqrt(xc.pow(2).mean(dim=-1, keepdim=True) + eps).detach()
-    linear = xc * scale * gain
+    norm = parts[0]
+    x, y = norm.input.float(), norm.output
+    linear = norm_centre(parts, x) * norm_scale(parts, x).detach() * norm_gain(parts, x.device)
     norm.output = y.detach() + (linear - linear.detach()).to(y.dtype)
+
+
+def norm_gain(parts, device) -> torch.Tensor:
+    """The norm's gain g = offset + slope * w, with w as the model holds it (on NDIF: NDIF's)."""
+    norm, offset, slope, _, _ = parts
+    gain = offset.to(device)
+    return gain if slope is None else gain + slope.to(device) * norm.weight.detach().float()
+
+
+def norm_scale(parts, x: torch.Tensor) -> torch.Tensor:
+    """The norm's per-token scale 1 / sqrt(mean(c(x)^2) + eps) at its real input x [..., d]."""
+    return torch.rsqrt(norm_centre(parts, x).pow(2).mean(dim=-1, keepdim=True) + parts[4])
+
+
+def norm_centre(parts, x: torch.Tensor) -> torch.Tensor:
+    """c(x): x less its mean for a LayerNorm, x itself for an RMSNorm."""
+    return x - x.mean(dim=-1, keepdim=True) if parts[3] else x
 
 
 def _identity_rule(act):

@@ -79,14 +79,9 @@ def _layer(model: Model, layer) -> int:
 
 def _layers(model: Model, layer) -> list[int]:
     """One block index, or several (an ablation usually edits many): sorted, each once."""
-    if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
-        return [_layer(model, layer)]
-    if isinstance(layer, (str, bytes)) or not hasattr(layer, "__iter__"):
-        raise InputError(f"layer must be a block index or a list of them, not {shown(layer)}.")
-    chosen = sorted({_layer(model, one) for one in layer})
-    if not chosen:
-        raise InputError("layer is an empty list: name at least one block.")
-    return chosen
+    if layer is None:  # check_layers' "all of them" is not a steering default
+        raise InputError("layer must be a block index or a list of them, not None.")
+    return model.check_layers(layer, "layer")
 
 
 def _prompts(prompts, what="prompts") -> list[str]:
