@@ -138,7 +138,7 @@ def load_pretrained(name: str, dtype):
                 AutoTokenizer.from_pretrained(name, local_files_only=True),
                 AutoModelForCausalLM.from_pretrained(name, local_files_only=True, **kwargs),
             )
-    except OSError as local_error:
+    except (OSError, ValueError) as local_error:  # ValueError: a folder without a tokenizer
         if Path(name).exists() or os.environ.get("HF_HUB_OFFLINE") == "1":
             raise ModelLoadError(
                 f"Could not load {name!r} offline: {local_error}. "

@@ -146,6 +146,10 @@ class Model:
             raise InputError(
                 f"The prompt is {ids.shape[1]:,} tokens long; {self.name} reads at most {limit:,}."
             )
+        rows = self.hf.get_input_embeddings().weight.shape[0]
+        if ids.numel() and int(ids.max()) >= rows:
+            raise InputError(f"The tokenizer gives token id {int(ids.max()):,} but {self.name} embeds {rows:,} tokens: "
+                             "the tokenizer is not this model's. Wrap the model with its own tokenizer.")
         return ids
 
     def token_texts(self, ids) -> list[str]:
@@ -157,8 +161,17 @@ class Model:
             self._texts.update(zip(new, readable(self.tokenizer, new)))
         return [self._texts[i] for i in ids]
 
-    def single_token(self, text: str | int) -> int:
-        """The id of a text that must be exactly one token (answers, lens targets)."""
+    def single_token(self, text: str | int, name: str | None = None) -> int:
+        """The id of a text that must be exactly one token (answers, lens targets); `name`, the
+        parameter's, starts any message."""
+        try:
+            return self._single_token(text)
+        except InputError as exc:
+            if name is None:
+                raise
+            raise InputError(f"{name} must be one token (its text, e.g. ' Paris', or its id): {exc}") from None
+
+    def _single_token(self, text) -> int:
         if isinstance(text, (int, np.integer)) and not isinstance(text, bool):
             text = int(text)
             if not 0 <= text < len(self.tokenizer):
@@ -237,6 +250,7 @@ def load(name_or_path: str | os.PathLike | None = None, *, device=None, dtype=No
     if remote not in (False, "local"):
         raise InputError(f"remote must be False, True or 'local', not {remote!r}.")
 
+    dtype = check_dtype(dtype)
     if name_or_path is None:
         tok, hf = load_gguf(default_gguf())
         name = DEFAULT_NAME
@@ -250,6 +264,22 @@ def load(name_or_path: str | os.PathLike | None = None, *, device=None, dtype=No
         tok, hf = load_pretrained(str(name_or_path), dtype)
         name = str(name_or_path)
     return wrap(hf, tok, name=name, device=device, dtype=dtype, remote=remote)
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_NAMES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+
+
+def check_dtype(dtype) -> torch.dtype | None:
+    """A floating-point torch dtype, given as one or by name ('bfloat16', 'bf16', 'torch.float16')."""
+    if dtype is None or isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return dtype
+    if isinstance(dtype, str):
+        name = dtype.lower().removeprefix("torch.")
+        if DTYPE_NAMES.get(name, name) in DTYPES:
+            return DTYPES[DTYPE_NAMES.get(name, name)]
+    raise InputError(f"dtype must be a floating-point torch dtype or its name ({', '.join(map(repr, DTYPES))}), "
+                     f"not {_checks.shown(dtype)}.")
 
 
 def _cast(hf_model, dtype) -> None:
@@ -266,6 +296,10 @@ def wrap(hf_model, tokenizer, *, name: str | None = None, device=None, dtype=Non
     """Wrap an already-built transformers model (tests build tiny ones from a config)."""
     import nnsight
 
+    if not isinstance(hf_model, torch.nn.Module) or not hasattr(hf_model, "config"):
+        raise InputError("wrap takes a transformers causal LM (e.g. from AutoModelForCausalLM.from_pretrained), "
+                         f"not {_checks.shown(hf_model)}; aw.load(name) loads one by name.")
+    dtype = check_dtype(dtype)
     if dtype is not None:
         _cast(hf_model, dtype)
     if device is not None:

@@ -10,7 +10,8 @@ import time
 
 import torch
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from actwidgets.model import DTYPES
+
 RANDOM_WEIGHTS = "random weights"  # the name `load` gives such a model
 
 

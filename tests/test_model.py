@@ -172,3 +172,46 @@ def test_a_trace_builds_no_key_value_cache_unless_asked(default_model, tiny_mode
             asked = nnsight.save(model.lm.output.cache)
         assert plain is None
         assert asked is not None and asked.get_seq_length() == ids.shape[1]
+
+
+@pytest.mark.parametrize("given, expected", [("bfloat16", torch.bfloat16), ("bf16", torch.bfloat16),
+                                             ("torch.float16", torch.float16), ("FP32", torch.float32),
+                                             (torch.bfloat16, torch.bfloat16), (None, None)])
+def test_a_dtype_may_be_named(given, expected):
+    from actwidgets.model import check_dtype
+
+    assert check_dtype(given) is expected
+
+
+@pytest.mark.parametrize("given", ["int8", torch.int64, 16, "cuda"])
+def test_a_dtype_that_is_not_a_float_says_which_are(given):
+    from actwidgets.model import check_dtype
+
+    with pytest.raises(aw.InputError, match=r"^dtype must be a floating-point torch dtype or its name "
+                                            r"\('float32', 'bfloat16', 'float16'\), not "):
+        check_dtype(given)
+
+
+def test_wrap_refuses_what_is_not_a_transformers_model(tokenizer):
+    for wrong in (None, "gpt2", torch.nn.Linear(3, 3)):
+        with pytest.raises(aw.InputError, match="wrap takes a transformers causal LM"):
+            aw.wrap(wrong, tokenizer)
+
+
+def test_a_folder_without_a_model_is_a_load_error(tmp_path):
+    with pytest.raises(aw.ModelLoadError, match="Could not load .* offline"):
+        aw.load(tmp_path)
+
+
+def test_a_tokenizer_larger_than_the_model_is_named_at_the_first_prompt(tokenizer):
+    """A mismatched tokenizer would index past the embedding (a raw IndexError inside the forward)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    small = aw.wrap(LlamaForCausalLM(config), tokenizer, name="tiny-1000")
+    with pytest.raises(aw.InputError, match=r"gives token id [\d,]+ but tiny-1000 embeds 1,000 tokens: the tokenizer "
+                                            r"is not this model's"):
+        small.encode("The Eiffel Tower is in Paris")
+    heatmap = aw.Heatmap(small, "The Eiffel Tower is in Paris").wait()
+    assert heatmap.status == "error" and "the tokenizer is not this model's" in heatmap.error

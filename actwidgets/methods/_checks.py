@@ -48,6 +48,17 @@ def real(value, name: str, *, above: float | None = None, below: float | None = 
     return number
 
 
+def interval(value, name: str) -> tuple[float, float]:
+    """(low, high): two finite numbers, low below high."""
+    message = f"{name} must be two finite numbers (low, high) with low below high, not {shown(value)}."
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise InputError(message)
+    low, high = (real(v, f"{name}'s bounds") for v in value)
+    if not low < high:
+        raise InputError(message)
+    return low, high
+
+
 def choice(value, options, name: str):
     """One of `options` (strings)."""
     if not isinstance(value, str) or value not in options:

@@ -55,8 +55,12 @@ def check_vector(model, vector, what: str = "The steering vector") -> torch.Tens
         raise InputError(f"{what} has {vec.numel()} entries; {model.name} needs {model.d_model} (d_model).")
     if not torch.isfinite(vec).all():
         raise InputError(f"{what} contains NaN or infinite values.")
-    if vec.norm() == 0:
+    norm = vec.norm()
+    if norm == 0:
         raise InputError(f"{what} is all zeros: it would not change anything.")
+    if not torch.isfinite(norm):  # its length, not an entry, overflows: every bound would read NaN
+        raise InputError(f"{what} is too long for float32 (its largest entry is {float(vec.abs().max()):.3g}): "
+                         "scale it down; the strength multiplies it.")
     return vec
 
 

@@ -140,13 +140,6 @@ def _layout(model: Model) -> _Layout:
     return layout
 
 
-def _token(model: Model, value, name: str) -> int:
-    try:
-        return model.single_token(value)
-    except InputError as exc:
-        raise InputError(f"{name} must be one token (its text, e.g. ' Paris', or its id): {exc}") from None
-
-
 def _note(model: Model) -> str:
     transform = model.adapter.logit_transform
     if not transform:
@@ -209,8 +202,8 @@ def logit_attribution(model: Model, prompt: str, target, *, wrong=None, position
     ids = model.encode(prompt)
     n_tokens = ids.shape[1]
     position = whole(position, "position", -n_tokens, n_tokens - 1) % n_tokens
-    target_id = _token(model, target, "target")
-    wrong_id = None if wrong is None or (isinstance(wrong, str) and wrong == "") else _token(model, wrong, "wrong")
+    target_id = model.single_token(target, "target")
+    wrong_id = None if wrong is None or (isinstance(wrong, str) and wrong == "") else model.single_token(wrong, "wrong")
     if wrong_id == target_id:
         raise InputError(f"wrong is the same token as target ({target!r}): their logit difference is 0. Pick "
                          "another wrong token, or none to attribute the logit itself.")

@@ -102,7 +102,10 @@ class JobWidget(anywidget.AnyWidget):
 
     snapshot_kind = ""  # the front-end module that draws a snapshot: "heatmap", "lens", ...
 
-    status = t.Unicode("idle").tag(sync=True)  # idle | running | done | error | cancelled
+    status = t.Unicode("idle").tag(sync=True)  # idle | queued | running | done | error | cancelled
+    # There is a figure, and it is an earlier input's: the run for this one failed, or was
+    # cancelled before it drew anything. The page and the PNG dim it and say so.
+    stale = t.Bool(False).tag(sync=True)
     progress = t.Float(0.0).tag(sync=True)
     error = t.Unicode("").tag(sync=True)
     # Where a remote (NDIF) job is while status is "running": "queued (position 2)", "running",
@@ -114,6 +117,8 @@ class JobWidget(anywidget.AnyWidget):
         self.model = model
         self._runner = Runner(worker_for(model))
         self._current: Callable[[], bool] = lambda: True
+        self._drawn_current = False  # whether the figure's traits come from the latest request
+        self._drawn_any = False  # whether there is a figure at all
         self._publisher = _snapshot.SnapshotPublisher(self)
         self._owns_layout = "layout" not in kwargs  # ipywidgets makes one Layout widget per widget
         self.memo = Memo()
@@ -171,7 +176,11 @@ class JobWidget(anywidget.AnyWidget):
 
     # --- scheduling ----------------------------------------------------------
     def schedule(self, *_change) -> None:
-        """Re-run `compute()` off the kernel thread; newer calls supersede older ones."""
+        """Re-run `compute()` off the kernel thread; newer calls supersede older ones. Until the
+        worker reaches it (it may be busy with another widget's job on the same model) the
+        widget says "queued"; set before submitting, so it cannot overwrite "running"."""
+        self._drawn_current = False
+        self.status = "queued"
         self._runner.submit(self._run)
 
     def wait(self, timeout: float | None = 120) -> "JobWidget":
@@ -181,10 +190,14 @@ class JobWidget(anywidget.AnyWidget):
         return self
 
     def cancel(self) -> None:
-        """Stop the running job at its next check; the last complete figure stays."""
+        """Stop the running job at its next check (or drop a queued one); the last figure stays,
+        marked stale if it is an earlier input's."""
         self._runner.cancel()
-        if self.status == "running":
-            self.status = "cancelled"
+        if self.status in ("queued", "running"):
+            with self.hold_sync():
+                self.status, self.error = "cancelled", ""
+                self.stale = self._drawn_any and not self._drawn_current
+            self._publisher.poke()
 
     def close(self) -> None:
         """Stop work and let go of results: the widget is on no screen any more (see `_cells.py`)."""
@@ -237,7 +250,7 @@ class JobWidget(anywidget.AnyWidget):
                 result = self.compute()
             self.check()
             with self.hold_sync():
-                self.apply(result)
+                self.show(result)
                 self.status, self.progress = "done", 1.0
         except Cancelled:
             return  # the newer job publishes
@@ -249,10 +262,22 @@ class JobWidget(anywidget.AnyWidget):
             self._fail(f"{type(exc).__name__}: {exc} (in {Path(frame.filename).name}:{frame.lineno})")
         self._publisher.poke()  # a saved notebook shows what is on screen, error included
 
+    def show(self, result) -> None:
+        """`apply` a result of the current request, whole or partial."""
+        with self.hold_sync():
+            self.apply(result)
+            self.drew()
+
+    def drew(self) -> None:
+        """The figure's traits now hold the current request's result, or the part made so far."""
+        self._drawn_current = self._drawn_any = True
+        self.stale = False
+
     def _fail(self, message: str) -> None:
         if self._current():
             with self.hold_sync():
                 self.status, self.error, self.progress = "error", message, 0.0
+                self.stale = self._drawn_any
 
     # --- to override ---------------------------------------------------------
     def compute(self):

@@ -61,13 +61,13 @@ def _label_axes(ax, state: dict) -> None:
 def _title(fig: Figure, title: str, state: dict, stale: bool = False) -> None:
     """A suptitle wrapped to the figure's width (about 11 characters per inch at 10 pt).
 
-    `stale`: the run for the current input failed and the figure is the previous input's
-    (Python keeps it), so it is faded and the title says so, as the widget does."""
+    `stale`: the figure is an earlier input's (the run for this one failed, or was cancelled
+    before it drew anything), so it is faded and the title says so, as the widget does."""
     width = int(fig.get_size_inches()[0] * 11)
     lines = textwrap.wrap(plain(title), width)
     if stale:
-        error = state.get("error") or "the last run failed"
-        lines += textwrap.wrap(plain(f"Error: {error} — {STALE_LABEL}"), width)
+        why = "Cancelled" if state.get("status") == "cancelled" else f"Error: {state.get('error') or 'the run failed'}"
+        lines += textwrap.wrap(plain(f"{why} — {STALE_LABEL}"), width)
         for ax in fig.axes:
             for artist in (*ax.images, *ax.patches, *ax.lines, *ax.collections, *ax.texts):
                 artist.set_alpha(STALE_ALPHA)
@@ -101,7 +101,7 @@ def grid_figure(state: dict, title: str) -> Figure:
     if "topk_index" in state and values.size <= _MAX_ANNOTATED:
         _annotate_top_tokens(axes[0], state, values.shape)
     fig.colorbar(image, ax=list(axes), label=plain(state.get("value_label", "")), shrink=0.9)
-    _title(fig, title, state, stale=state.get("status") == "error")
+    _title(fig, title, state, stale=bool(state.get("stale")))
     return fig
 
 
@@ -149,5 +149,5 @@ def steering_figure(state: dict, title: str) -> Figure:
             if x == "curve_temperature":
                 ax.set_xscale("log")
     shown = state.get("unsteered_tokens") or state.get("steered_tokens")
-    _title(fig, title, state, stale=state.get("status") == "error" and bool(shown))
+    _title(fig, title, state, stale=bool(state.get("stale")) and bool(shown))
     return fig

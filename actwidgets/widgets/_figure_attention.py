@@ -97,5 +97,5 @@ def attention_figure(state: dict, title: str) -> Figure:
         fig.colorbar(image, ax=ax, label="attention weight", shrink=0.9)
     query_text = plain(tokens[q]) if q < len(tokens) else ""
     ax.set_title(f"from token {q} “{query_text}”: each head of layer {layer}", fontsize=9)
-    _title(fig, title, state, stale=state.get("status") == "error")
+    _title(fig, title, state, stale=bool(state.get("stale")))
     return fig

@@ -56,5 +56,5 @@ def dla_figure(state: dict, title: str) -> Figure:
                f"(embedding {_signed(state.get('embed'))}, final-norm bias {_signed(state.get('norm_bias'))})")
     lines = textwrap.wrap(summary + (f". {state['note']}" if state.get("note") else ""), int(fig.get_size_inches()[0] * 12))
     fig.supxlabel("\n".join(plain(line) for line in lines), fontsize=9)
-    _title(fig, title, state, stale=state.get("status") == "error")
+    _title(fig, title, state, stale=bool(state.get("stale")))
     return fig

@@ -44,7 +44,8 @@ class GridWidget(JobWidget):
         return self
 
     def close(self) -> None:
-        self._linked.clear()
+        if hasattr(self, "_linked"):  # ipywidgets also closes in __del__ a widget whose __init__ never ran
+            self._linked.clear()
         super().close()
 
     def _point_linked(self, _change=None) -> None:

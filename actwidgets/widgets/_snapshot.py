@@ -21,6 +21,7 @@ from pathlib import Path
 import anywidget
 import numpy as np
 
+from ._figure import STALE_LABEL
 from ._runner import later
 
 log = logging.getLogger("actwidgets")
@@ -117,8 +118,16 @@ def static_bundle(widget) -> dict:
     return {
         SNAPSHOT_MIME: snap,
         "image/png": base64.b64encode(png).decode("ascii"),
-        "text/plain": snap["title"],
+        "text/plain": _text(snap["title"], values),
     }
+
+
+def _text(title: str, state: dict) -> str:
+    """The one-line text: the title, then what went wrong and whose figure is shown."""
+    notes = [f"error: {state['error']}"] if state.get("status") == "error" and state.get("error") else []
+    notes += ["cancelled"] if state.get("status") == "cancelled" else []
+    notes += [STALE_LABEL] if state.get("stale") else []
+    return title + "".join(f" ({note})" for note in notes)
 
 
 # --- a self-contained HTML page -----------------------------------------------

@@ -89,8 +89,7 @@ class LogitLens(GridWidget):
                     self.check()
                     if fraction < 1 and (time.monotonic() - shown >= PUBLISH_S or self._view_filled(lens, known)):
                         shown, known = time.monotonic(), ~np.isnan(lens.entropy[0])
-                        with self.hold_sync():
-                            self.apply((color_by, lens))
+                        self.show((color_by, lens))
                     self.progress = FORWARD_SHARE + (1 - FORWARD_SHARE) * fraction
             self.memo.put(key, lens)
         return color_by, lens

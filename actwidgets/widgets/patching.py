@@ -92,6 +92,7 @@ class PatchingGrid(GridWidget):
             self.check()
             with self.hold_sync():
                 self._show(inputs, approx, None)
+                self.drew()
         exact = self.memo.get(inputs.key("exact"))
         if exact is None:
             chunks = iter_exact(self.model, problem, inputs.site, denoise=inputs.denoise,
@@ -101,6 +102,7 @@ class PatchingGrid(GridWidget):
                     self.check()
                     with self.hold_sync():
                         self._show(inputs, approx or exact, exact if approx else None)
+                        self.drew()
                         self.progress = fraction
             if exact.done.all():  # a grid with holes is never remembered as the answer
                 self.memo.put(inputs.key("exact"), exact)

@@ -16,7 +16,7 @@ import traitlets as t
 
 from ..errors import InputError
 from ..methods import steering as S
-from ..methods._checks import choice, real
+from ..methods._checks import choice, interval, real
 from ..methods.steering_examples import CALIBRATION_PROMPTS
 from . import _figure
 from ._base import JobWidget, bundle, finite_or_none, quoted
@@ -83,9 +83,10 @@ class Steering(JobWidget):
         if strength is None:
             strength = 1.0 if operation == "ablate" else 0.0  # ablation's 1 removes the direction
         super().__init__(model, prompt=prompt, vector=vector, layers=layers, kl_budget=kl_budget, strength=strength,
-                         method=method, operation=operation, actions=list(actions), positions=positions,
+                         method=method, operation=operation, positions=positions,
+                         actions=[actions] if isinstance(actions, str) else list(actions),
                          max_new_tokens=max_new_tokens, **kwargs)
-        self._fixed_range = strength_range
+        self._fixed_range = None if strength_range is None else interval(strength_range, "strength_range")
         self.shown_strength: float | None = None  # the strength the steered text on screen was made with
         self.generations = 0  # steered generations started (tests count them)
         self.observe(self.schedule, ["prompt", "strength", "kl_budget", "vector", "layers", "positions", "method",
@@ -140,6 +141,8 @@ class Steering(JobWidget):
             raise InputError("method='east' needs actions=[...]: the single-token actions whose entropy EAST raises.")
         if run.method == "east" and run.operation == "ablate":
             raise InputError("method='east' steers by adding the vector; with operation='ablate' use method='asc'.")
+        if run.method == "east":
+            S.action_ids(self.model, run.actions)  # before any work
         vector = S.check_vector(self.model, run.vector)
         self.model.encode(run.prompt)  # an empty or too long prompt says so before any work
         if run.operation == "ablate":
@@ -205,14 +208,15 @@ class Steering(JobWidget):
         """A strength far beyond the calibrated one makes noise, not steering: say so instead."""
         reference = calibrated if calibrated is not None else closed
         limit = SANE_MULTIPLE * reference
-        if self._fixed_range:
-            limit = max(limit, *map(abs, self._fixed_range))
+        which = "calibrated strength" if calibrated is not None else "bound γ_max"
+        within = f"±{limit:.3g} ({SANE_MULTIPLE:g}x the {which}), or pass strength_range=(low, high) to allow more"
+        if self._fixed_range and max(map(abs, self._fixed_range)) > limit:
+            limit = max(map(abs, self._fixed_range))
+            within = f"±{limit:.3g} (strength_range), or widen strength_range"
         if np.isfinite(limit) and abs(run.strength) > limit:
-            which = "calibrated strength" if calibrated is not None else "bound γ_max"
             raise InputError(
                 f"strength {run.strength:.3g} is {abs(run.strength) / reference:.3g} times the {which} "
-                f"({reference:.3g}): the steered text would be noise. Choose a strength within ±{limit:.3g} "
-                f"({SANE_MULTIPLE:g}x the {which}), or pass strength_range=(low, high) to allow more.")
+                f"({reference:.3g}): the steered text would be noise. Choose a strength within {within}.")
 
     def _set_range(self, reference: float) -> None:
         low, high = self._fixed_range or (-3 * reference, 3 * reference)
@@ -229,7 +233,9 @@ class Steering(JobWidget):
                                       max_new_tokens=run.max_new_tokens, should_stop=lambda: not self._current())
             self.check()
             self.memo.put(key, result)
-        self.unsteered_tokens = list(result.tokens)
+        with self.hold_sync():
+            self.unsteered_tokens = list(result.tokens)
+            self.drew()  # the panel fills in from here
         return result
 
     def _steered_continuation(self, run: "_Run", vector, unsteered: S.GenerationResult) -> S.GenerationResult:

@@ -116,7 +116,7 @@ export const EMPTY = new DataView(new ArrayBuffer(0));
 /** Let coalesced (microtask) redraws run. */
 export const flush = () => new Promise<void>((r) => setTimeout(r, 0));
 
-/** The widget's cancel button is disabled unless a run is in flight, and a click asks Python to stop. */
+/** The widget's cancel button is disabled unless a run is in flight (queued or running), and a click asks Python to stop. */
 export function expectCancelButton<T extends StatusModel>(model: MockModel<T>, root: Element): void {
   model.send = vi.fn();
   const cancel = root.querySelector<HTMLButtonElement>("button.aw-cancel")!;
@@ -130,4 +130,8 @@ export function expectCancelButton<T extends StatusModel>(model: MockModel<T>, r
   expect(cancel.disabled).toBe(true);
   cancel.dispatchEvent(new MouseEvent("click")); // a click that races the end of the run sends nothing
   expect(model.send).toHaveBeenCalledTimes(1);
+  model.pySet("status", "queued"); // waiting behind another widget's job: that wait can be cancelled too
+  expect(cancel.disabled).toBe(false);
+  cancel.click();
+  expect(model.send).toHaveBeenCalledTimes(2);
 }

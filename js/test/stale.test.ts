@@ -1,5 +1,6 @@
-// After a failed run Python keeps the previous figure: every widget, live or as a
-// snapshot, dims it and says whose it is (one rule, in shell.ts), and only on "error".
+// After a failed run, or one cancelled before it drew, Python keeps the previous figure and
+// says so (`stale`): every widget, live or as a snapshot, dims it and says whose it is (one
+// rule, in shell.ts). Snapshots saved before `stale` existed: "error" alone meant it.
 import { afterEach, describe, expect, it } from "vitest";
 import heatmap from "../src/heatmap";
 import lens from "../src/lens";
@@ -80,11 +81,12 @@ function setup(kind: string, over: Record<string, unknown> = {}) {
 afterEach(() => document.body.replaceChildren());
 
 describe.each(Object.keys(KINDS))("%s after a failed run", (kind) => {
-  it("dims the previous figure and labels it, until the next run finishes", async () => {
-    const { model, el } = setup(kind);
+  it("dims the previous figure and labels it, until the next run draws", async () => {
+    const { model, el } = setup(kind, { stale: false });
     expect(stale(el)).toMatchObject({ dimmed: false, labelled: false });
     model.pySet("error", "The prompt is empty: type some text to run the model on.");
     model.pySet("status", "error");
+    model.pySet("stale", true);
     await flush();
     const s = stale(el);
     expect(s).toMatchObject({ dimmed: true, labelled: true });
@@ -92,15 +94,16 @@ describe.each(Object.keys(KINDS))("%s after a failed run", (kind) => {
     // the note sits between the error and the figure, outside the dimmed part
     expect(s.note.previousElementSibling!.classList.contains("aw-error")).toBe(true);
     expect(s.note.nextElementSibling).toBe(s.body);
-    model.pySet("status", "running");
+    model.pySet("status", "running"); // still the earlier input's figure on screen
+    expect(stale(el)).toMatchObject({ dimmed: true, labelled: true });
+    model.pySet("stale", false); // the new run drew (part of) its figure
     expect(stale(el)).toMatchObject({ dimmed: false, labelled: false });
-    model.pySet("status", "error");
     model.pySet("status", "done");
     expect(stale(el)).toMatchObject({ dimmed: false, labelled: false });
   });
 
   it("dims nothing when there is no previous figure, and marks one that arrives later", () => {
-    const { model, el } = setup(kind, { ...KINDS[kind].empty, status: "error", error: "bad input" });
+    const { model, el } = setup(kind, { ...KINDS[kind].empty, status: "error", error: "bad input", stale: true });
     expect(stale(el)).toMatchObject({ dimmed: false, labelled: false });
     for (const [trait, value] of Object.entries(KINDS[kind].state)) {
       if (trait in KINDS[kind].empty) model.pySet(trait, value);
@@ -108,15 +111,20 @@ describe.each(Object.keys(KINDS))("%s after a failed run", (kind) => {
     expect(stale(el)).toMatchObject({ dimmed: true, labelled: true });
   });
 
-  it("keeps a cancelled run's figure as it is: the last complete one, not stale", () => {
-    const { model, el } = setup(kind);
+  it("keeps the figure of a run cancelled after it drew; dims one cancelled before", () => {
+    const { model, el } = setup(kind, { stale: false });
     model.pySet("status", "cancelled");
     expect(stale(el)).toMatchObject({ dimmed: false, labelled: false });
+    model.pySet("status", "queued"); // a new input, then a cancel before its run drew
+    model.pySet("status", "cancelled");
+    model.pySet("stale", true);
+    expect(stale(el)).toMatchObject({ dimmed: true, labelled: true });
+    expect(el.querySelector<HTMLElement>(".aw-error")!.hidden).toBe(true);
   });
 
   it("marks a snapshot taken in the error state the same way", () => {
     const el = document.createElement("div");
-    const state: Record<string, unknown> = { ...KINDS[kind].state, status: "error", error: "Unknown token 'zzz'." };
+    const state: Record<string, unknown> = { ...KINDS[kind].state, status: "error", error: "Unknown token 'zzz'.", stale: true };
     const buffers: Record<string, { dtype: string; data: string }> = {};
     for (const [name, value] of Object.entries(state)) {
       if (value instanceof DataView) {
@@ -129,7 +137,11 @@ describe.each(Object.keys(KINDS))("%s after a failed run", (kind) => {
     expect(stale(el)).toMatchObject({ dimmed: true, labelled: true });
     expect(el.querySelector(".aw-error")!.textContent).toBe("Unknown token 'zzz'.");
     const done = document.createElement("div");
-    renderSnapshot(done, { format: "actwidgets.snapshot", version: 1, widget: kind, state: { ...state, status: "done", error: "" }, buffers });
+    renderSnapshot(done, { format: "actwidgets.snapshot", version: 1, widget: kind, state: { ...state, status: "done", error: "", stale: false }, buffers });
     expect(stale(done)).toMatchObject({ dimmed: false, labelled: false });
+    const older = document.createElement("div"); // saved before `stale` existed: "error" meant it
+    const { stale: _, ...legacy } = state;
+    renderSnapshot(older, { format: "actwidgets.snapshot", version: 1, widget: kind, state: legacy, buffers });
+    expect(stale(older)).toMatchObject({ dimmed: true, labelled: true });
   });
 });

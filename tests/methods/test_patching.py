@@ -250,6 +250,7 @@ def test_patching_grid_cancel_and_link(default_model):
     grid._on_front_end_message(grid, {"type": "cancel"}, [])
     grid.wait(120)
     assert grid.status == "cancelled" and np.isnan(np.frombuffer(grid.values, "<f4")).any()
+    assert not grid.stale  # the cells filled in so far are this input's
     lens = aw.LogitLens(default_model, "placeholder")
     grid.link(lens)
     grid.selected = {"row": 4, "col": 9}

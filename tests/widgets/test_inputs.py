@@ -50,6 +50,10 @@ CASES = [  # (widget, bad input, words the message must hold, a good value for t
     (_steering, {"strength": 1.5, "operation": "ablate"}, ["strength", "'ablate'", "fraction", "0 to 1", "1.5"], 1.0),
     (_steering, {"method": "east", "operation": "ablate", "layers": [0, 1], "actions": [" yes"]},
      ["method='east'", "operation='ablate'", "method='asc'"], "asc"),
+    # one action given as text is one action, not its characters; EAST needs two
+    (_steering, {"actions": " left", "method": "east"}, ["actions", "at least two", "[' left']"], [" left", " right"]),
+    (_steering, {"actions": [" left", " to the right"], "method": "east"},
+     ["each of actions must be one token", "' to the right' is 3 tokens"], [" left", " right"]),
 ]
 
 
@@ -121,3 +125,37 @@ def test_steering_spells_its_block_layers_like_every_widget(tiny_llama):
     assert as_int.wait().status == "error" and "one block index" in as_int.error
     as_int.layers = -1
     assert as_int.wait().status == "done" and as_int.layer == tiny_llama.n_layers - 1
+
+
+def test_a_vector_too_long_for_float32_says_so_and_a_shorter_one_steers(tiny_llama):
+    w = _steering(tiny_llama, vector=torch.ones(tiny_llama.d_model) * 1e20).wait()
+    assert w.status == "error" and "vector is too long for float32" in w.error and "scale it down" in w.error
+    w.vector = torch.ones(tiny_llama.d_model)
+    assert w.wait().status == "done", w.error
+
+
+@pytest.mark.parametrize("bad", [(-1, 1, 2), 5, "ab", (1, -1), (0, 0), (float("nan"), 1)])
+def test_a_strength_range_must_be_low_then_high(tiny_llama, bad):
+    with pytest.raises(aw.InputError, match=r"^strength_range"):
+        _steering(tiny_llama, strength_range=bad)
+
+
+def test_a_strength_beyond_a_given_range_names_that_range(tiny_llama):
+    w = _steering(tiny_llama, strength_range=(-1e4, 1e4), strength=1e6).wait()
+    assert w.status == "error" and "within ±1e+04 (strength_range), or widen strength_range" in w.error, w.error
+    assert "100x" not in w.error
+
+
+def test_a_positional_mistake_is_one_type_error_and_nothing_else(tiny_llama, monkeypatch):
+    """ipywidgets closes in __del__ even a widget whose __init__ never ran: that must not raise."""
+    import gc
+    import sys
+
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    for make in (lambda: aw.Heatmap(tiny_llama, "hi", "norm"), lambda: aw.LogitLens(tiny_llama, "hi", " Paris"),
+                 lambda: aw.PatchingGrid(tiny_llama, *IOI, "resid")):
+        with pytest.raises(TypeError, match="positional argument"):
+            make()
+    gc.collect()
+    assert unraisable == [], [u.exc_value for u in unraisable]

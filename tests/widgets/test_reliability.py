@@ -74,6 +74,36 @@ def test_a_cancel_is_idle_at_once_even_behind_another_widgets_job(tiny_llama):
     assert slow.wait().status == "done"
 
 
+def test_a_widget_waiting_for_the_worker_says_queued_and_a_cancel_there_marks_its_figure_stale(tiny_llama):
+    """A heatmap edited while another widget's job holds the model says "queued", not its old
+    "done"; cancelled before it ran, it keeps the old figure, says whose (the page dims it, the
+    PNG and text say so), and the next input runs and draws afresh."""
+    from actwidgets.widgets._figure import STALE_LABEL
+
+    heatmap = aw.Heatmap(tiny_llama, "one two").wait()
+    assert heatmap.status == "done" and not heatmap.stale
+    drawn = list(heatmap.tokens)
+    release, blocked = threading.Event(), threading.Event()
+    gate = _runner.Runner(heatmap._runner._worker)
+    gate.submit(lambda _current: (blocked.set(), release.wait(10)))
+    assert blocked.wait(10)
+    try:
+        heatmap.prompt = "three four five six"
+        assert heatmap.status == "queued"
+        heatmap.cancel()
+        assert heatmap.status == "cancelled" and heatmap.stale and heatmap.tokens == drawn
+        text = heatmap._repr_mimebundle_()[0]["text/plain"]
+        assert text.endswith(f"(cancelled) ({STALE_LABEL})"), text
+    finally:
+        release.set()
+    heatmap.prompt = ""  # an error keeps the figure too, and says so
+    assert heatmap.wait().status == "error" and heatmap.stale
+    heatmap.prompt = "seven eight"
+    assert heatmap.wait().status == "done" and not heatmap.stale and heatmap.tokens != drawn
+    empty = aw.Heatmap(tiny_llama, "").wait()  # no figure: nothing to call stale
+    assert empty.status == "error" and not empty.stale
+
+
 def _execute(client, code: str, cell_id: str | None = None) -> dict:
     msg = client.session.msg("execute_request", {"code": code, "silent": False, "store_history": True,
                                                 "user_expressions": {"out": "__result"},

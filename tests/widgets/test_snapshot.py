@@ -125,7 +125,7 @@ def test_steering_figure_after_an_error_says_so_only_when_it_has_a_figure():
 
     shown = {"unsteered_tokens": [" a"], "steered_tokens": [" b"], "kl_per_token": np.array([0.1], np.float32),
              "kl_budget": 0.05, "strength": 1.0, "measured_kl": 0.1}
-    failed = {"status": "error", "error": "The prompt is empty."}
+    failed = {"status": "error", "error": "The prompt is empty.", "stale": True}
     assert STALE_LABEL not in _texts(steering_figure({**shown, "status": "done"}, "t"))
     fig = steering_figure({**shown, **failed}, "t")
     assert STALE_LABEL in _texts(fig) and "The prompt is empty." in _texts(fig)

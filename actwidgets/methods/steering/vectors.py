@@ -91,11 +91,16 @@ def mean_difference(model: Model, positive: Sequence[str], negative: Sequence[st
     return (pos - neg).mean(dim=0)
 
 
-def _action_ids(model: Model, actions) -> list[int]:
+def action_ids(model: Model, actions) -> list[int]:
+    """EAST's actions as token ids: at least two, each one token, no two the same."""
+    if isinstance(actions, (str, bytes)):
+        raise InputError(f"actions must be a list of single-token actions, e.g. [' left', ' right'], "
+                         f"not the text {actions!r}.")
     actions = list(actions or [])
     if len(actions) < 2:
-        raise InputError("Give at least two actions (each a single token, e.g. [' left', ' right']).")
-    ids = [model.single_token(a) for a in actions]
+        raise InputError(f"actions must be at least two single-token actions, e.g. [' left', ' right'], "
+                         f"not {actions!r}.")
+    ids = [model.single_token(a, "each of actions") for a in actions]
     if len(set(ids)) != len(ids):
         raise InputError("Two of the actions are the same token: each action needs its own token.")
     return ids
@@ -130,9 +135,9 @@ def entropy_weighted(model: Model, episodes: Sequence[Sequence[str]], layer: int
         raise InputError("Every episode has a single step, so every centred state is zero: "
                          "give episodes of two or more steps.")
     layer = _layer(model, layer)
-    action_ids = _action_ids(model, actions)
+    chosen = action_ids(model, actions)
     flat = [p for ep in episodes for p in ep]
-    z, logits = _last_states(model, flat, layer, action_ids)
+    z, logits = _last_states(model, flat, layer, chosen)
     h = _entropy(logits).float()  # [N]
     total = torch.zeros(z.shape[1])
     start = 0
@@ -157,7 +162,7 @@ def action_entropy(model: Model, prompt: str, actions, vector=None, layer: int |
     against strength (beta) and against temperature.
     """
     temperature = real(temperature, "temperature", above=0)
-    action_ids = _action_ids(model, actions)
+    chosen = action_ids(model, actions)
     ids = model.encode(prompt).to(model.device)
     strength = real(strength, "strength")
     if vector is not None and strength != 0:
@@ -173,6 +178,6 @@ def action_entropy(model: Model, prompt: str, actions, vector=None, layer: int |
         with model.trace(ids[:, skip:], logits_to_keep=1, **kwargs):
             o = residual(block.output)
             o[:, -1, :] = steer(o[:, -1, :], vec, strength, 0.0)
-            unembed_only(unembed, action_ids)
+            unembed_only(unembed, chosen)
             logits = nnsight.save(lm.output.logits[0, -1].float())
     return float(_entropy(logits.cpu() / temperature))

@@ -1,9 +1,11 @@
 // The cancel button of widgets whose Python job runs in chunks (patching, steering, lens):
-// enabled only while a run is in flight, it sends the custom message {type: "cancel"}
+// enabled only while a run is in flight (queued or running), it sends the custom message {type: "cancel"}
 // and Python stops within one chunk.
 import type { Disposer } from "./dispose";
 import { createElement } from "./shell";
 import type { AnyModel, StatusModel } from "./types";
+
+const inFlight = (status: unknown): boolean => status === "running" || status === "queued";
 
 export function createCancelButton<T extends StatusModel>(model: AnyModel<T>, d: Disposer, title: string): HTMLButtonElement {
   const cancel = createElement("button", "aw-cancel");
@@ -12,10 +14,10 @@ export function createCancelButton<T extends StatusModel>(model: AnyModel<T>, d:
   cancel.title = title;
   d.listen(cancel, "click", () => {
     // Re-checked here: a click can land just after the run finished.
-    if (model.get("status") === "running") model.send({ type: "cancel" });
+    if (inFlight(model.get("status"))) model.send({ type: "cancel" });
   });
   const sync = () => {
-    cancel.disabled = model.get("status") !== "running";
+    cancel.disabled = !inFlight(model.get("status"));
   };
   d.onModel(model, "change:status", sync);
   sync();

@@ -34,7 +34,7 @@ export interface FigurePresence {
 export interface ShellOptions {
   /** false: no `textarea.aw-prompt` (a widget whose inputs are other traits, e.g. patching). */
   prompt?: boolean;
-  /** Lets the shell mark the figure stale after an error, but only when there is one to mark. */
+  /** Lets the shell mark the figure stale, but only when there is one to mark. */
   figure: FigurePresence;
 }
 
@@ -176,9 +176,9 @@ export function createShell<T extends StatusModel>(model: AnyModel<T>, host: HTM
     error.textContent = msg;
     error.hidden = msg === "";
   };
-  // Only "error": a cancelled run keeps the last complete figure, which is still current.
+  // Python says whose figure it is (`stale`): after an error, or a cancel before the run drew.
   const syncStale = () => {
-    const stale = model.get("status") === "error" && opts.figure.present();
+    const stale = (model.get("stale") ?? model.get("status") === "error") && opts.figure.present();
     body.classList.toggle("aw-stale", stale);
     staleNote.hidden = !stale;
   };
@@ -186,7 +186,7 @@ export function createShell<T extends StatusModel>(model: AnyModel<T>, host: HTM
   d.onModel(model, "change:progress", syncStatus);
   d.onModel(model, "change:remote_status", syncStatus);
   d.onModel(model, "change:error", syncError);
-  for (const t of ["status", ...opts.figure.traits]) d.onModel(model, `change:${t}`, syncStale);
+  for (const t of ["status", "stale", ...opts.figure.traits]) d.onModel(model, `change:${t}`, syncStale);
   syncStatus();
   syncError();
   syncStale();

@@ -20,7 +20,8 @@ export type RenderProps<T extends ModelState> = Pick<AnywidgetRenderProps<T>, "m
 /** Anywidget delivers a `Bytes` trait as a DataView; empty means "absent". */
 export type Bytes = DataView;
 
-export type Status = "idle" | "running" | "done" | "error" | "cancelled";
+/** "queued": asked for, waiting for the model's worker (another widget's job may hold it). */
+export type Status = "idle" | "queued" | "running" | "done" | "error" | "cancelled";
 
 /** The run-state traits every widget has, whatever its inputs are. */
 export interface StatusModel {
@@ -29,6 +30,9 @@ export interface StatusModel {
   error: string;
   /** Where a remote (NDIF) job is while running ("queued (position 2)", ...); "" when local. */
   remote_status: string;
+  /** The figure is an earlier input's: this input's run failed, or was cancelled before it drew.
+   * Absent from snapshots saved before it existed (then "error" alone meant it). */
+  stale?: boolean;
 }
 
 /** Traits common to every widget (`actwidgets/widgets/_base.py`). */
