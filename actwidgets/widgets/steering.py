@@ -144,7 +144,8 @@ class Steering(JobWidget):
         if run.method == "east":
             S.action_ids(self.model, run.actions)  # before any work
         vector = S.check_vector(self.model, run.vector)
-        self.model.encode(run.prompt)  # an empty or too long prompt says so before any work
+        # an empty or too long prompt says so before any work (calibration generates fewer tokens)
+        S.check_room(self.model, self.model.encode(run.prompt).shape[1], run.max_new_tokens)
         if run.operation == "ablate":
             self._ablation_range(run)
         else:

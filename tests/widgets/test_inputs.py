@@ -159,3 +159,11 @@ def test_a_positional_mistake_is_one_type_error_and_nothing_else(tiny_llama, mon
             make()
     gc.collect()
     assert unraisable == [], [u.exc_value for u in unraisable]
+
+
+def test_a_prompt_that_leaves_no_room_for_the_continuation_says_how_many_new_tokens(tiny_llama):
+    """The widget's own max_new_tokens, not the fewer its calibration generates first."""
+    w = aw.Steering(tiny_llama, "word " * 250, vector=torch.ones(tiny_llama.d_model), layers=1, max_new_tokens=32).wait()
+    assert w.status == "error" and "plus max_new_tokens=32 is more than tiny-llama reads (256)" in w.error, w.error
+    w.max_new_tokens = 4
+    assert w.wait().status == "done", w.error

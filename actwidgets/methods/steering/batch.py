@@ -29,7 +29,8 @@ from ...errors import InputError
 from ...model import Model
 from .._checks import choice, real, whole
 from .._trace import float32
-from .edit import MAX_NEW_TOKENS, MODES, POSITIONS, _block_module, _edit_vector, _layers, _prompts, coefficients, edit_hook
+from .edit import (MAX_NEW_TOKENS, MODES, POSITIONS, _block_module, _edit_vector, _layers, _prompts, check_room,
+                   coefficients, edit_hook)
 from .generation import GenerationResult, steer_generate
 from .kl import KLResult, _kl_inputs, _kl_rows
 
@@ -58,11 +59,7 @@ def steer_generate_batch(model: Model, prompts: Sequence[str], vector, layer: in
                                min_new_tokens=min_new_tokens, mode=mode, positions=positions)
                 for p, g in zip(prompts, strengths)]
     encoded = [model.encode(p)[0] for p in prompts]
-    limit = model.max_tokens
-    longest = max(len(ids) for ids in encoded)
-    if limit and longest + max_new_tokens > limit:
-        raise InputError(f"The longest prompt ({longest:,} tokens) plus {max_new_tokens} new tokens is more "
-                         f"than {model.name} reads ({limit:,}).")
+    check_room(model, max(len(ids) for ids in encoded), max_new_tokens, "The longest prompt")
     vec = _edit_vector(model, vector, mode)
     results: list[GenerationResult] = []
     with model.lock, torch.no_grad():

@@ -11,12 +11,13 @@ from typing import Callable
 import nnsight
 import torch
 
-from ...errors import Cancelled, InputError
+from ...errors import Cancelled
 from ...model import Model
 from .._checks import choice, real, whole
 from .._trace import residual
 from .. import prefix_cache
-from .edit import MAX_NEW_TOKENS, MODES, POSITIONS, _block_module, _edit_vector, _layers, coefficients, edit_hook, steer
+from .edit import (MAX_NEW_TOKENS, MODES, POSITIONS, _block_module, _edit_vector, _layers, check_room, coefficients,
+                   edit_hook, steer)
 
 
 @dataclass
@@ -60,10 +61,7 @@ def steer_generate(model: Model, prompt: str, vector, layer: int | list[int], st
     ids = model.encode(prompt)
     max_new_tokens = whole(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS)
     min_new_tokens = whole(min_new_tokens, "min_new_tokens", 0, max_new_tokens)
-    limit = model.max_tokens
-    if limit and ids.shape[1] + max_new_tokens > limit:
-        raise InputError(f"The prompt ({ids.shape[1]:,} tokens) plus {max_new_tokens} new tokens is more "
-                         f"than {model.name} reads ({limit:,}).")
+    check_room(model, ids.shape[1], max_new_tokens)
     layers = _layers(model, layer)
     strength = real(strength, "strength")
     choice(positions, POSITIONS, "positions")
