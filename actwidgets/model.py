@@ -192,6 +192,8 @@ class Model:
         n = self.n_layers
         if layers is None:
             return list(range(n))
+        if torch.is_tensor(layers) and not layers.is_floating_point() and layers.dtype != torch.bool:
+            layers = layers.tolist()  # as a numpy array of ints is taken
         if isinstance(layers, (int, np.integer)) and not isinstance(layers, bool):
             layers = [layers]
         if isinstance(layers, (str, bytes, dict)) or not hasattr(layers, "__iter__"):

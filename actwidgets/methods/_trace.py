@@ -45,6 +45,10 @@ def check_vector(model, vector, what: str = "The steering vector") -> torch.Tens
     """The vector as a float32 tensor [d_model]; InputError if it cannot steer this model."""
     if vector is None:
         raise InputError(f"{what} is missing: pass a vector of {model.d_model} numbers (d_model).")
+    if torch.is_tensor(vector) and vector.is_meta:
+        raise InputError(f"{what} is on the meta device: it has a shape but no values.")
+    if _not_real(vector):
+        raise InputError(f"{what} must hold real numbers, not booleans or complex numbers.")
     try:
         with np.errstate(over="ignore"):  # beyond float32 becomes inf, which the check below names
             vec = torch.as_tensor(np.asarray(vector.detach().float().cpu() if torch.is_tensor(vector) else vector,
@@ -62,6 +66,16 @@ def check_vector(model, vector, what: str = "The steering vector") -> torch.Tens
         raise InputError(f"{what} is too long for float32 (its largest entry is {float(vec.abs().max()):.3g}): "
                          "scale it down; the strength multiplies it.")
     return vec
+
+
+def _not_real(vector) -> bool:
+    """Booleans or complex numbers, which a cast to float32 would make numbers of silently."""
+    if torch.is_tensor(vector):
+        return vector.dtype == torch.bool or vector.is_complex()
+    kind = getattr(getattr(vector, "dtype", None), "kind", None)  # numpy
+    if kind is not None:
+        return kind in ("b", "c")
+    return isinstance(vector, (list, tuple)) and any(isinstance(x, (bool, complex)) for x in vector)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ import html
 import io
 import json
 import logging
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -104,7 +105,9 @@ def png_bytes(figure) -> bytes:
     cycles that only a full collection frees, and those are rare in a busy kernel: without
     this, a cell re-run 100 times kept ~12 MB per run of dead figures."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=PNG_DPI)
+    with warnings.catch_warnings():  # an emoji or a Hebrew token: the PNG shows a box, the cell no warning
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        figure.savefig(buffer, format="png", dpi=PNG_DPI)
     figure.clear()
     return buffer.getvalue()
 

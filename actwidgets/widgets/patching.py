@@ -63,6 +63,11 @@ class PatchingGrid(GridWidget):
         return self.memo.get(self._inputs().key(self.method))
 
     @property
+    def data(self) -> PatchingResult | None:
+        """`result`, by the name every widget gives its numbers."""
+        return self.result
+
+    @property
     def exact(self) -> PatchingResult | None:
         self.wait_unless_worker()
         return self.memo.get(self._inputs().key("exact"))

@@ -9,6 +9,7 @@ last token (methods/prefix_cache.py), so it costs the new tokens, not the prompt
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -25,6 +26,16 @@ from ._traits import Array
 
 METHODS = ("asc", "east")  # EAST adds the action-entropy curves
 SANE_MULTIPLE = 100.0  # the slider spans 3x the calibrated strength; beyond 100x is noise
+
+
+@dataclass(frozen=True)
+class SteeringData:
+    """One finished run's numbers."""
+
+    strength: float
+    unsteered: S.GenerationResult
+    steered: S.GenerationResult
+    kl: S.KLResult  # per generated position: KL(unsteered || steered) in nats, both entropies
 
 
 class Steering(JobWidget):
@@ -88,6 +99,7 @@ class Steering(JobWidget):
                          max_new_tokens=max_new_tokens, **kwargs)
         self._fixed_range = None if strength_range is None else interval(strength_range, "strength_range")
         self.shown_strength: float | None = None  # the strength the steered text on screen was made with
+        self._finished: SteeringData | None = None
         self.generations = 0  # steered generations started (tests count them)
         self.observe(self.schedule, ["prompt", "strength", "kl_budget", "vector", "layers", "positions", "method",
                                      "operation", "max_new_tokens", "actions"])
@@ -158,10 +170,18 @@ class Steering(JobWidget):
         self.check()
         if run.method == "east":
             self._update_curves(run, vector)
-        return run, steered, kl
+        return run, unsteered, steered, kl
+
+    @property
+    def data(self) -> SteeringData | None:
+        """The numbers of the current inputs' run, waiting for a run in progress; None when they
+        have none (an error, a cancel)."""
+        self.wait_unless_worker()
+        return self._finished if self.status == "done" else None
 
     def apply(self, result) -> None:
-        run, steered, kl = result
+        run, unsteered, steered, kl = result
+        self._finished = SteeringData(run.strength, unsteered, steered, kl)
         self.steered_tokens = list(steered.tokens)
         self.kl_per_token = kl.kl_per_token
         self.entropy_unsteered = kl.entropy_unsteered

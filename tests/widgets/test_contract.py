@@ -242,3 +242,11 @@ def test_the_stale_figure_label_reads_the_same_in_the_png_and_the_page():
     shell = (JS_SRC / "lib" / "shell.ts").read_text(encoding="utf-8")
     labels = re.findall(r'export const STALE_LABEL = "([^"]+)"', shell)
     assert len(labels) == 1 and labels[0].lower() == STALE_LABEL.lower()
+
+
+@pytest.mark.parametrize("cls", WIDGETS, ids=lambda cls: cls.__name__)
+def test_every_widget_has_what_the_others_have(cls):
+    """Its numbers (`data`), a figure for a paper, a page, a cancel, and a front-end module."""
+    for member in ("data", "figure", "to_html", "cancel", "wait", "snapshot_kind"):
+        assert hasattr(cls, member), f"{cls.__name__} has no {member}"
+    assert isinstance(cls.data, property) and cls.snapshot_kind

@@ -2,6 +2,9 @@
 given, shown in the widget, which stays usable: the next good input computes."""
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +15,14 @@ from actwidgets.methods import _checks
 IOI = ("When Mary and John went to the store, John gave a drink to",
        "When Mary and John went to the store, Mary gave a drink to", (" Mary", " John"))
 BUG = "(in "  # how an unexpected exception is shown: "TypeError: ... (in file.py:12)"
+
+
+@contextlib.contextmanager
+def _no_warning():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    assert not caught, [str(w.message) for w in caught]
 
 
 def _grid(model, **kw):
@@ -73,10 +84,32 @@ def test_a_bad_input_says_what_is_allowed_and_the_widget_recovers(tiny_llama, ma
     assert w.wait().status == "done", w.error
 
 
-def test_layers_accept_numpy_integers(tiny_llama):
+def test_layers_accept_numpy_and_torch_integers(tiny_llama):
     w = _heatmap(tiny_llama, layers=np.arange(2)).wait()
     assert w.status == "done" and w.row_labels == ["0", "1"]
     assert _heatmap(tiny_llama, layers=np.int64(-1)).wait().row_labels == ["2"]
+    assert _heatmap(tiny_llama, layers=torch.arange(2)).wait().row_labels == ["0", "1"]
+    assert _heatmap(tiny_llama, layers=torch.tensor(-1)).wait().row_labels == ["2"]
+    assert "whole numbers" in _heatmap(tiny_llama, layers=torch.tensor([0.5])).wait().error
+
+
+@pytest.mark.parametrize("kind", ["complex tensor", "bool array", "bool list", "meta tensor"])
+def test_a_vector_of_booleans_complex_numbers_or_no_values_is_refused(tiny_llama, kind):
+    d = tiny_llama.d_model
+    vector = {"complex tensor": torch.ones(d, dtype=torch.complex64), "bool array": np.ones(d, bool),
+              "bool list": [True] * d, "meta tensor": torch.ones(d, device="meta")}[kind]
+    with _no_warning():  # numpy's ComplexWarning was all a complex vector got
+        w = _steering(tiny_llama, vector=vector).wait()
+    assert w.status == "error" and w.error.startswith("The steering vector ") and BUG not in w.error, w.error
+    assert ("meta device" if kind == "meta tensor" else "real numbers") in w.error
+
+
+def test_a_figure_of_text_its_font_lacks_warns_nobody(tiny_llama):
+    """The PNG that goes with every display shows a box for a missing glyph; no warning reaches the cell."""
+    w = _heatmap(tiny_llama, prompt="שלום 😀 مرحبا").wait()
+    assert w.status == "done", w.error
+    with _no_warning():
+        w._repr_mimebundle_()
 
 
 @pytest.mark.parametrize("make, typo, meant", [(_heatmap, "layer", "layers"), (_lens, "targt", "target"),

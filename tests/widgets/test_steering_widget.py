@@ -37,6 +37,10 @@ def test_strength_streams_steered_text_and_measures_kl(widget):
     kl = np.frombuffer(widget.kl_per_token, "<f4")
     assert kl.shape == (12,) and widget.measured_kl == pytest.approx(float(kl.mean()), rel=1e-5)
     assert 0.5 * widget.kl_budget < widget.measured_kl < 2 * widget.kl_budget
+    data = widget.data  # the same numbers, unrounded, as a researcher reads them
+    assert data.strength == widget.calibrated and data.steered.tokens == widget.steered_tokens
+    assert data.unsteered.tokens == widget.unsteered_tokens and data.kl.mean_kl == pytest.approx(widget.measured_kl)
+    np.testing.assert_allclose(data.kl.kl_per_token, kl, rtol=1e-6)
 
 
 def test_slider_burst_runs_few_generations_and_ends_on_the_last_value(widget):
@@ -60,7 +64,7 @@ def test_bad_input_is_a_message(widget, asc_vector, change, message):
     for name, value in change.items():
         setattr(widget, name, value)
     widget.wait(600)
-    assert widget.status == "error" and message in widget.error
+    assert widget.status == "error" and message in widget.error and widget.data is None
     widget.vector, widget.layer, widget.kl_budget, widget.prompt = asc_vector, ASC_LAYER, 0.05, PROMPT
     widget.wait(600)
     assert widget.status == "done"
