@@ -115,7 +115,7 @@ def prepare(model: Model, clean: str, corrupted: str, answer) -> Problem:
         )
     if not isinstance(answer, (list, tuple)) or len(answer) != 2:
         raise InputError("answer must be a pair: (correct token, wrong token), e.g. (' Mary', ' John').")
-    correct, wrong = (model.single_token(a, "answer") for a in answer)
+    correct, wrong = (model.single_token(a, "each answer") for a in answer)
     if correct == wrong:
         raise InputError("The correct and wrong answers are the same token: the logit difference would be 0.")
     return Problem(clean_ids, corrupted_ids, correct, wrong, model.token_texts(clean_ids[0]))

@@ -8,8 +8,10 @@ Errors a user can act on become `error`.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
+import threading
 import time
 import traceback
 import uuid
@@ -119,6 +121,9 @@ class JobWidget(anywidget.AnyWidget):
         self._current: Callable[[], bool] = lambda: True
         self._drawn_current = False  # whether the figure's traits come from the latest request
         self._drawn_any = False  # whether there is a figure at all
+        # Taken by a new request (schedule, cancel) and by a job writing its result or its status:
+        # the job finds it is still current, and writes, before any newer request can intervene.
+        self._state_lock = threading.RLock()
         self._publisher = _snapshot.SnapshotPublisher(self)
         self._owns_layout = "layout" not in kwargs  # ipywidgets makes one Layout widget per widget
         self.memo = Memo()
@@ -178,10 +183,11 @@ class JobWidget(anywidget.AnyWidget):
     def schedule(self, *_change) -> None:
         """Re-run `compute()` off the kernel thread; newer calls supersede older ones. Until the
         worker reaches it (it may be busy with another widget's job on the same model) the
-        widget says "queued"; set before submitting, so it cannot overwrite "running"."""
-        self._drawn_current = False
-        self.status = "queued"
-        self._runner.submit(self._run)
+        widget says "queued"."""
+        with self._state_lock:
+            self._drawn_current = False
+            self.status = "queued"
+            self._runner.submit(self._run)
 
     def wait(self, timeout: float | None = 120) -> "JobWidget":
         """Block until the widget is idle; returns self so `w.wait().error` reads well."""
@@ -192,12 +198,14 @@ class JobWidget(anywidget.AnyWidget):
     def cancel(self) -> None:
         """Stop the running job at its next check (or drop a queued one); the last figure stays,
         marked stale if it is an earlier input's."""
-        self._runner.cancel()
-        if self.status in ("queued", "running"):
+        with self._state_lock:
+            self._runner.cancel()
+            if self.status not in ("queued", "running"):
+                return
             with self.hold_sync():
                 self.status, self.error = "cancelled", ""
                 self.stale = self._drawn_any and not self._drawn_current
-            self._publisher.poke()
+        self._publisher.poke()
 
     def close(self) -> None:
         """Stop work and let go of results: the widget is on no screen any more (see `_cells.py`)."""
@@ -242,15 +250,16 @@ class JobWidget(anywidget.AnyWidget):
 
     def _run(self, is_current: Callable[[], bool]) -> None:
         self._current, self._reported_at = is_current, 0.0
-        with self.hold_sync():
+        with self._state_lock, self.hold_sync():
+            if not is_current():  # cancelled between the worker taking it and here
+                return
             self.status, self.progress, self.error = "running", 0.0, ""
         try:
             # A remote wait gives up within 0.1 s of this job being superseded or cancelled.
             with watching(lambda: not self._current(), lambda text: self.set_trait("remote_status", text)):
                 result = self.compute()
-            self.check()
-            with self.hold_sync():
-                self.show(result)
+            with self.drawing():
+                self.apply(result)
                 self.status, self.progress = "done", 1.0
         except Cancelled:
             return  # the newer job publishes
@@ -262,22 +271,33 @@ class JobWidget(anywidget.AnyWidget):
             self._fail(f"{type(exc).__name__}: {exc} (in {Path(frame.filename).name}:{frame.lineno})")
         self._publisher.poke()  # a saved notebook shows what is on screen, error included
 
+    @contextlib.contextmanager
+    def writing(self):
+        """Write traits for the current request, in one message; raises Cancelled instead when a
+        newer request came first (its `schedule` waits meanwhile, so none comes in between)."""
+        with self._state_lock, self.hold_sync():
+            self.check()
+            yield
+
+    @contextlib.contextmanager
+    def drawing(self):
+        """`writing` the figure: it then holds the current request's result, or the part made so far."""
+        with self.writing():
+            yield
+            self._drawn_current = self._drawn_any = True
+            self.stale = False
+
     def show(self, result) -> None:
         """`apply` a result of the current request, whole or partial."""
-        with self.hold_sync():
+        with self.drawing():
             self.apply(result)
-            self.drew()
-
-    def drew(self) -> None:
-        """The figure's traits now hold the current request's result, or the part made so far."""
-        self._drawn_current = self._drawn_any = True
-        self.stale = False
 
     def _fail(self, message: str) -> None:
-        if self._current():
-            with self.hold_sync():
-                self.status, self.error, self.progress = "error", message, 0.0
-                self.stale = self._drawn_any
+        with self._state_lock:
+            if self._current():
+                with self.hold_sync():
+                    self.status, self.error, self.progress = "error", message, 0.0
+                    self.stale = self._drawn_any and not self._drawn_current
 
     # --- to override ---------------------------------------------------------
     def compute(self):

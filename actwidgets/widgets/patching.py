@@ -94,10 +94,8 @@ class PatchingGrid(GridWidget):
                 approx = attribution_patching(self.model, inputs.clean, inputs.corrupted, inputs.answer, inputs.site,
                                               relp=inputs.method == "relp", denoise=inputs.denoise)
                 self.memo.put(inputs.key(inputs.method), approx)
-            self.check()
-            with self.hold_sync():
+            with self.drawing():
                 self._show(inputs, approx, None)
-                self.drew()
         exact = self.memo.get(inputs.key("exact"))
         if exact is None:
             chunks = iter_exact(self.model, problem, inputs.site, denoise=inputs.denoise,
@@ -105,9 +103,8 @@ class PatchingGrid(GridWidget):
             with closing(chunks):  # a cancel closes the generator now, releasing the model's lock
                 for exact, fraction in chunks:
                     self.check()
-                    with self.hold_sync():
+                    with self.drawing():
                         self._show(inputs, approx or exact, exact if approx else None)
-                        self.drew()
                         self.progress = fraction
             if exact.done.all():  # a grid with holes is never remembered as the answer
                 self.memo.put(inputs.key("exact"), exact)

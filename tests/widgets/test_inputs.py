@@ -64,7 +64,7 @@ CASES = [  # (widget, bad input, words the message must hold, a good value for t
     # one action given as text is one action, not its characters; EAST needs two
     (_steering, {"actions": " left", "method": "east"}, ["actions", "at least two", "[' left']"], [" left", " right"]),
     (_steering, {"actions": [" left", " to the right"], "method": "east"},
-     ["each of actions must be one token", "' to the right' is 3 tokens"], [" left", " right"]),
+     ["each action must be one token", "' to the right' is 3 tokens"], [" left", " right"]),
 ]
 
 

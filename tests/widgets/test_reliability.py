@@ -104,6 +104,40 @@ def test_a_widget_waiting_for_the_worker_says_queued_and_a_cancel_there_marks_it
     assert empty.status == "error" and not empty.stale
 
 
+def test_a_request_made_while_a_result_is_written_is_never_reported_done(tiny_llama, monkeypatch):
+    """A new prompt typed while the previous run writes its figure waits for that write, then
+    says "queued": the old run's "done" cannot land on top of it, so a cancel of the new request
+    (here while another widget's job holds the model) leaves "cancelled" and a stale figure."""
+    heatmap = aw.Heatmap(tiny_llama, "one").wait()
+    writing, release, gate_release = threading.Event(), threading.Event(), threading.Event()
+    apply = type(heatmap).apply
+
+    def slow_apply(self, result):
+        if self is heatmap and not writing.is_set():
+            writing.set()
+            release.wait(10)
+        apply(self, result)
+
+    monkeypatch.setattr(type(heatmap), "apply", slow_apply)
+    heatmap.prompt = "two words"
+    assert writing.wait(10)  # the run for "two words" is writing its result
+    gate = _runner.Runner(heatmap._runner._worker)
+    gate.submit(lambda _current: gate_release.wait(10))  # the next job on this model is another widget's
+    typed = threading.Thread(target=lambda: setattr(heatmap, "prompt", "three more words here"))
+    typed.start()
+    typed.join(0.3)
+    assert typed.is_alive(), "the new request did not wait for the write in progress"
+    release.set()
+    typed.join(10)
+    try:
+        assert heatmap.status == "queued"
+        heatmap.cancel()
+    finally:
+        gate_release.set()
+    heatmap.wait()
+    assert heatmap.status == "cancelled" and heatmap.stale and len(heatmap.tokens) < 5
+
+
 def _execute(client, code: str, cell_id: str | None = None) -> dict:
     msg = client.session.msg("execute_request", {"code": code, "silent": False, "store_history": True,
                                                 "user_expressions": {"out": "__result"},

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from ...model import Model
-from .._checks import choice, real
+from .._checks import choice, real, whole
 from .._trace import check_vector, float32
-from .edit import MODES, POSITIONS, _edit_vector, _layer, _prompts
+from .edit import MAX_NEW_TOKENS, MODES, POSITIONS, _edit_vector, _layer, _prompts, check_room
 from .batch import steer_generate_batch
 from .kl import _kl_rows
 
@@ -59,6 +59,8 @@ def calibrate_strength(model: Model, vector, layer: int, prompts: Sequence[str],
     kl_budget = real(kl_budget, "kl_budget", above=0, unit=" nats")
     tolerance = real(tolerance, "tolerance", above=0, below=1)
     g = real(start, "start", above=0) if start is not None else (1.0 / norm if mode == "add" else 0.1)
+    n_tokens = whole(n_tokens, "n_tokens", 1, MAX_NEW_TOKENS)
+    check_room(model, max(model.encode(p).shape[1] for p in prompts), n_tokens, "The longest prompt", "n_tokens")
 
     continuations = steer_generate_batch(model, prompts, vec, layer, 0.0, max_new_tokens=n_tokens,
                                          min_new_tokens=1, mode=mode)

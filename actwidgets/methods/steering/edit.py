@@ -84,11 +84,12 @@ def _layers(model: Model, layer) -> list[int]:
     return model.check_layers(layer, "layer")
 
 
-def check_room(model: Model, prompt_tokens: int, max_new_tokens: int, what: str = "The prompt") -> None:
-    """The prompt and its continuation fit in what the model reads."""
+def check_room(model: Model, prompt_tokens: int, new_tokens: int, what: str = "The prompt",
+               name: str = "max_new_tokens") -> None:
+    """The prompt and its continuation (`name`, the parameter that asks for it) fit in what the model reads."""
     limit = model.max_tokens
-    if limit and prompt_tokens + max_new_tokens > limit:
-        raise InputError(f"{what} ({prompt_tokens:,} tokens) plus max_new_tokens={max_new_tokens} is more than "
+    if limit and prompt_tokens + new_tokens > limit:
+        raise InputError(f"{what} ({prompt_tokens:,} tokens) plus {name}={new_tokens} is more than "
                          f"{model.name} reads ({limit:,}): shorten it or ask for fewer new tokens.")
 
 

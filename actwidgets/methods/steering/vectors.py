@@ -100,7 +100,7 @@ def action_ids(model: Model, actions) -> list[int]:
     if len(actions) < 2:
         raise InputError(f"actions must be at least two single-token actions, e.g. [' left', ' right'], "
                          f"not {actions!r}.")
-    ids = [model.single_token(a, "each of actions") for a in actions]
+    ids = [model.single_token(a, "each action") for a in actions]
     if len(set(ids)) != len(ids):
         raise InputError("Two of the actions are the same token: each action needs its own token.")
     return ids
