@@ -123,3 +123,32 @@ def test_exported_error_state_dims_the_previous_figure(default_model, offline_pa
     expect(root).to_have_attribute("data-status", "error")
     expect(root.locator(".aw-stale-note")).to_be_hidden()
     assert float(root.locator(".aw-body").evaluate("el => getComputedStyle(el).opacity")) == 1
+
+
+def test_exported_cancel_before_the_run_drew_dims_the_previous_figure(default_model, offline_page, tmp_path):
+    """Cancelled while queued behind another widget's job: the page shows the earlier prompt's
+    figure dimmed, says whose it is, and shows no error."""
+    import threading
+
+    from actwidgets.widgets import _runner
+
+    widget = aw.Heatmap(default_model, "The Eiffel Tower is located in the city of").wait()
+    release = threading.Event()
+    gate = _runner.Runner(widget._runner._worker)
+    gate.submit(lambda _current: release.wait(30))
+    try:
+        widget.prompt = "A completely different prompt about the sea"
+        assert widget.status == "queued"
+        widget.cancel()
+    finally:
+        release.set()
+    assert widget.wait().status == "cancelled" and widget.stale
+    page = offline_page
+    page.goto(widget.to_html(tmp_path / "cancelled.html").as_uri())
+    root = page.locator(".aw-snapshot .aw-root[data-widget=heatmap]")
+    expect(root).to_have_attribute("data-status", "cancelled")
+    expect(root.locator(".aw-stale-note")).to_have_text("Figure from the previous input")
+    expect(root.locator(".aw-error")).to_be_hidden()
+    expect(root.locator(".aw-body")).to_have_class("aw-body aw-stale")
+    screenshot(page, "cancelled-stale")
+    assert page.aw_problems == [], page.aw_problems
