@@ -7,7 +7,7 @@ import { Colorbar } from "./lib/colorbar";
 import { formatNumber, formatPercent } from "./lib/format";
 import type { CellPainter } from "./lib/grid";
 import { baseTooltip, bindGrid, gridColorbar, gridFigure, readGridData } from "./lib/gridModel";
-import { bindSelect, createElement, createShell, labelled } from "./lib/shell";
+import { bindSelect, createElement, createShell, inFlight, labelled } from "./lib/shell";
 import { toFloat32, toInt32 } from "./lib/tensor";
 import { throttle } from "./lib/throttle";
 import { displayToken, quoteToken } from "./lib/tokens";
@@ -104,7 +104,7 @@ function render({ model, el }: RenderProps<LensModel>): () => void {
     model.save_changes();
   }, VIEW_SEND_MS);
   const sendView = () => {
-    if (model.get("status") === "running") send(); // idle, nothing is steered by it
+    if (inFlight(model.get("status"))) send(); // idle, nothing is steered by it
   };
   d.add(() => send.cancel());
   d.onModel(model, "change:status", sendView);
@@ -149,7 +149,7 @@ function render({ model, el }: RenderProps<LensModel>): () => void {
         const lines = baseTooltip(model, data, aux, { row, col });
         // A long prompt's lens fills in: this position is not computed yet (or never will be).
         if (i < lens.entropy.length && Number.isNaN(lens.entropy[i]))
-          return [...lines, model.get("status") === "running" ? "computing…" : "not computed: the run was stopped"];
+          return [...lines, inFlight(model.get("status")) ? "computing…" : "not computed: the run was stopped"];
         for (let r = 0; r < lens.k; r++) {
           const j = lens.index[i * lens.k + r];
           if (j === undefined || j < 0) break;

@@ -114,6 +114,10 @@ describe("lens render", () => {
     const text = q("div.aw-tooltip").textContent!;
     expect(text).toContain("not computed: the run was stopped");
     expect(text).not.toContain("computing…");
+    model.pySet("status", "queued"); // asked again, waiting for the model: those cells are coming
+    canvas.dispatchEvent(new MouseEvent("mousemove", at(1, 1)));
+    canvas.dispatchEvent(new MouseEvent("mousemove", at(1, 2)));
+    expect(q("div.aw-tooltip").textContent).toContain("computing…");
   });
 
   it("tells Python which columns are on screen while it runs, so those fill in next", () => {

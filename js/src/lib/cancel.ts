@@ -2,10 +2,8 @@
 // enabled only while a run is in flight (queued or running), it sends the custom message {type: "cancel"}
 // and Python stops within one chunk.
 import type { Disposer } from "./dispose";
-import { createElement } from "./shell";
+import { createElement, inFlight } from "./shell";
 import type { AnyModel, StatusModel } from "./types";
-
-const inFlight = (status: unknown): boolean => status === "running" || status === "queued";
 
 export function createCancelButton<T extends StatusModel>(model: AnyModel<T>, d: Disposer, title: string): HTMLButtonElement {
   const cancel = createElement("button", "aw-cancel");

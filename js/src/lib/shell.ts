@@ -40,6 +40,9 @@ export interface ShellOptions {
 
 export const STALE_LABEL = "Figure from the previous input";
 
+/** A run is asked for and not over: queued behind another widget's job, or running. */
+export const inFlight = (status: unknown): boolean => status === "running" || status === "queued";
+
 /** How a text box reads and writes its trait(s); see bindText. */
 export interface TextBinding {
   /** The text the model holds now. */

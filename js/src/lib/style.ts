@@ -64,7 +64,7 @@ const CSS = `
 .aw-root button { cursor: pointer; min-width: 26px; }
 .aw-root button:hover { background: var(--aw-bg-alt); }
 .aw-status { color: var(--aw-fg-dim); font-size: 11px; }
-.aw-root[data-status="running"] .aw-status { color: var(--aw-accent); }
+.aw-root[data-status="running"] .aw-status, .aw-root[data-status="queued"] .aw-status { color: var(--aw-accent); }
 .aw-root[data-status="error"] .aw-status { color: var(--aw-error-fg); }
 .aw-progress { width: 100px; height: 8px; }
 .aw-error {
