@@ -209,13 +209,20 @@ class JobWidget(anywidget.AnyWidget):
 
     def close(self) -> None:
         """Stop work and let go of results: the widget is on no screen any more (see `_cells.py`)."""
-        if hasattr(self, "_runner"):  # ipywidgets also closes in __del__, even a half-made widget
-            self._runner.cancel()
+        if hasattr(self, "memo"):  # ipywidgets also closes in __del__ a half-made widget (memo is set last)
+            self.cancel()  # a variable that still holds it reads "cancelled", not "running" forever
             self._publisher.stop()
             self.memo.clear()
             if self._owns_layout:
                 self.layout.close()
         super().close()
+
+    def as_saved(self, values: dict) -> dict:
+        """The traits a page without a kernel shows: a run in flight never finishes there, so it
+        reads as stopped, its figure stale unless this run drew it (a lens's first screen)."""
+        if values.get("status") not in ("queued", "running"):
+            return values
+        return {**values, "status": "cancelled", "stale": self._drawn_any and not self._drawn_current}
 
     def _on_front_end_message(self, _widget, content, _buffers) -> None:
         if isinstance(content, dict) and content.get("type") == "cancel":  # the cancel button

@@ -115,8 +115,9 @@ def png_bytes(figure) -> bytes:
 def static_bundle(widget) -> dict:
     """The mime types that outlive the kernel: snapshot, PNG and text."""
     # One read of the traits: a run finishing meanwhile cannot make the PNG and snapshot disagree.
-    values, arrays = traits = _traits(widget)
-    snap = snapshot(widget, traits)
+    values, arrays = _traits(widget)
+    values = widget.as_saved(values)
+    snap = snapshot(widget, (values, arrays))
     png = png_bytes(widget.draw({**values, **arrays}))
     return {
         SNAPSHOT_MIME: snap,

@@ -40,7 +40,14 @@ class Heatmap(GridWidget):
         super().__init__(model, prompt=prompt, stat=stat, compare=compare or "", layers=layers, direction=direction,
                          log_scale=log_scale, **kwargs)
         self.observe(self.schedule, ["prompt", "compare", "stat", "layers", "direction", "log_scale"])
+        self.observe(self._offer_stats, ["direction", "stat"])
+        self._offer_stats()
         self.schedule()
+
+    def _offer_stats(self, _change=None) -> None:
+        """The stat select offers "direction" only with a direction to project on (or chosen)."""
+        offered = self.direction is not None or self.stat == "direction"
+        self.stat_options = [s for s in STATS if s != "direction" or offered]
 
     @property
     def data(self) -> ResidualStats | None:

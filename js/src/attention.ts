@@ -56,7 +56,7 @@ function readThumbs(model: AnyModel<AttentionModel>): ThumbData {
 }
 
 function render({ model, el }: RenderProps<AttentionModel>): () => void {
-  const shell = createShell(model, el, "attention", { figure: gridFigure(model) });
+  const shell = createShell(model, el, "attention", { figure: gridFigure(model), promptResets: { query: null } });
   const d = shell.disposer;
   const tokens = () => model.get("tokens") ?? [];
 

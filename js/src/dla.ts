@@ -75,7 +75,7 @@ function summaryText(model: Model): string {
 }
 
 function render({ model, el }: RenderProps<LogitAttributionModel>): () => void {
-  const shell = createShell(model, el, "dla", { figure: gridFigure(model) });
+  const shell = createShell(model, el, "dla", { figure: gridFigure(model), promptResets: { position: -1 } });
   const d = shell.disposer;
 
   // target and wrong commit on Enter or blur (each commit re-runs the attribution)

@@ -158,7 +158,8 @@ function render({ model, el }: RenderProps<LensModel>): () => void {
         if (i < lens.entropy.length) lines.push(`entropy: ${formatNumber(lens.entropy[i])} nats`);
         const tgt = model.get("target") ?? "";
         if (i < lens.targetProb.length) {
-          const rank = i < lens.targetRank.length ? ` (rank ${lens.targetRank[i]})` : "";
+          // the trait counts the tokens above it (0 = top); the list above counts from 1
+          const rank = i < lens.targetRank.length ? ` (rank ${lens.targetRank[i] + 1})` : "";
           lines.push(`target ${quoteToken(tgt)}: ${formatPercent(lens.targetProb[i])}${rank}`);
         }
         return lines;

@@ -135,6 +135,17 @@ describe("attention render", () => {
     expect(model.saves).toBe(1);
   });
 
+  it("a prompt typed in the box looks from its last token again: a clicked query was the old prompt's", () => {
+    const { model, q } = setup({ query: 2 });
+    const box = q<HTMLTextAreaElement>("textarea.aw-prompt");
+    box.value = "Hi";
+    box.dispatchEvent(new Event("input"));
+    box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
+    expect(model.get("prompt")).toBe("Hi");
+    expect(model.get("query")).toBeNull();
+    expect(model.saves).toBe(1);
+  });
+
   it("a pooled pattern names its bins of tokens", () => {
     const { q } = setup({ pattern_size: 2, pattern: f32([1, NaN, 0.5, 0.5]), pattern_bins: i32([0, 2]) });
     expect(q(".aw-pattern-title").textContent).toContain("pooled to 2 bins of 2 tokens");

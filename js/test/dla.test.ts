@@ -129,6 +129,17 @@ describe("dla render", () => {
     });
   });
 
+  it("a prompt typed in the box attributes at its last token again: a clicked position was the old prompt's", () => {
+    const { model, q } = setup({ position: 1 });
+    const box = q<HTMLTextAreaElement>("textarea.aw-prompt");
+    box.value = "The capital of France is";
+    box.dispatchEvent(new Event("input"));
+    box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
+    expect(model.get("prompt")).toBe("The capital of France is");
+    expect(model.get("position")).toBe(-1);
+    expect(model.saves).toBe(1); // one message: the two never run apart
+  });
+
   it("says the model's logit beside the sum of the parts, and the note when there is one", () => {
     const { q, model } = setup();
     expect(q("div.aw-dla-sum").textContent).toBe("model +1.250 · sum of parts +1.250 · embedding +0.375 · final-norm bias 0.000");

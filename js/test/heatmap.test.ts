@@ -112,12 +112,14 @@ describe("heatmap render", () => {
     const ta = q<HTMLTextAreaElement>("textarea.aw-prompt");
     ta.value = "typed";
     ta.dispatchEvent(new Event("input"));
+    ta.setSelectionRange(5, 5);
     ta.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", shiftKey: true }));
+    expect(ta.value).toBe("typed\n"); // a newline, put in by the box itself (JupyterLab cancels a native one)
     expect(model.saves).toBe(0);
     vi.advanceTimersByTime(PROMPT_DEBOUNCE_MS - 10);
     expect(model.saves).toBe(0);
     vi.advanceTimersByTime(20);
-    expect(model.get("prompt")).toBe("typed");
+    expect(model.get("prompt")).toBe("typed\n");
     expect(model.saves).toBe(1);
     ta.value = "typed again";
     ta.dispatchEvent(new Event("input"));

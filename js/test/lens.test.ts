@@ -88,7 +88,7 @@ describe("lens render", () => {
     expect(text).toContain("1. “<script>x</script>” 62.5%");
     expect(text).toContain("2. “␣France” 12.5%");
     expect(text).toContain("entropy: 1.5 nats");
-    expect(text).toContain("target “␣France”: 1.00% (rank 5)");
+    expect(text).toContain("target “␣France”: 1.00% (rank 6)"); // five tokens above it, as the top-k list counts
     expect(q("div.aw-tooltip script")).toBeNull();
   });
 

@@ -132,11 +132,12 @@ describe("patching render", () => {
     const ta = q<HTMLTextAreaElement>("textarea.aw-corrupted");
     ta.value = "typed";
     ta.dispatchEvent(new Event("input"));
+    ta.setSelectionRange(5, 5);
     ta.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", shiftKey: true }));
     vi.advanceTimersByTime(PROMPT_DEBOUNCE_MS - 10);
     expect(model.saves).toBe(0);
     vi.advanceTimersByTime(20);
-    expect(model.get("corrupted")).toBe("typed");
+    expect(model.get("corrupted")).toBe("typed\n");
     expect(model.saves).toBe(1);
     ta.value = "typed again";
     ta.dispatchEvent(new Event("input"));

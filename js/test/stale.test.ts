@@ -1,6 +1,7 @@
 // After a failed run, or one cancelled before it drew, Python keeps the previous figure and
 // says so (`stale`): every widget, live or as a snapshot, dims it and says whose it is (one
-// rule, in shell.ts). Snapshots saved before `stale` existed: "error" alone meant it.
+// rule, in shell.ts). Snapshots saved before `stale` existed: "error" alone meant it. The
+// same shell keeps the keys its controls use away from the notebook's shortcuts.
 import { afterEach, describe, expect, it } from "vitest";
 import heatmap from "../src/heatmap";
 import lens from "../src/lens";
@@ -79,6 +80,27 @@ function setup(kind: string, over: Record<string, unknown> = {}) {
 }
 
 afterEach(() => document.body.replaceChildren());
+
+describe.each(Object.keys(KINDS))("%s keeps its keys", (kind) => {
+  it("keeps Enter and the arrows from the notebook's shortcuts, and lets Ctrl+S through", async () => {
+    const { el } = setup(kind);
+    const suppressed: Record<string, boolean> = {};
+    // where and when JupyterLab matches its shortcuts: a capture listener on the document
+    const listen = (ev: KeyboardEvent) => {
+      const name = `${ev.ctrlKey ? "Ctrl+" : ""}${ev.shiftKey ? "Shift+" : ""}${ev.key}`;
+      suppressed[name] = (ev.target as Element).closest("[data-lm-suppress-shortcuts]") !== null;
+    };
+    document.addEventListener("keydown", listen, true);
+    const inside = el.querySelector<HTMLElement>("textarea, input, canvas")!;
+    for (const init of [{ key: "Enter", shiftKey: true }, { key: "ArrowLeft" }, { key: "s", ctrlKey: true }, { key: "Escape" }]) {
+      inside.dispatchEvent(new KeyboardEvent("keydown", { ...init, bubbles: true }));
+      await flush(); // each key is its own task in a browser: the mark is for that key only
+    }
+    expect(el.querySelector("[data-lm-suppress-shortcuts]")).toBeNull();
+    document.removeEventListener("keydown", listen, true);
+    expect(suppressed).toEqual({ "Shift+Enter": true, ArrowLeft: true, "Ctrl+s": false, Escape: false });
+  });
+});
 
 describe.each(Object.keys(KINDS))("%s after a failed run", (kind) => {
   it("dims the previous figure and labels it, until the next run draws", async () => {

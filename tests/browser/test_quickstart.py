@@ -97,8 +97,17 @@ def test_quickstart_heatmap_is_live(quickstart):
     assert after["hash"] != before["hash"]
     assert kernel_exec(page, "print(heatmap.tokens[-1])").strip() == "dog"
 
-    # a bad input is a message in the widget, and the widget still works afterwards
+    # Shift+Enter in the box is a new line, as its placeholder says, not JupyterLab's run-cell
     box = heat.locator("textarea.aw-prompt")
+    runs = kernel_exec(page, "print(len(In))").strip()
+    box.fill("Line one")
+    box.press("Shift+Enter")
+    box.press_sequentially("line two")
+    expect(box).to_have_value("Line one\nline two")
+    expect(box).to_be_focused()
+    assert kernel_exec(page, "print(len(In))").strip() == runs  # no cell ran
+
+    # a bad input is a message in the widget, and the widget still works afterwards
     box.fill("")
     box.press("Enter")
     expect(heat.locator(".aw-error")).to_contain_text("prompt is empty", timeout=30_000)

@@ -138,6 +138,30 @@ def test_a_request_made_while_a_result_is_written_is_never_reported_done(tiny_ll
     assert heatmap.status == "cancelled" and heatmap.stale and len(heatmap.tokens) < 5
 
 
+def test_a_notebook_saved_mid_run_shows_the_run_stopped_not_running_forever(tiny_llama):
+    """The bundle a save keeps is all a reopened notebook has: no kernel will finish that run.
+    A widget closed mid-run (its cell re-run) reads "cancelled" too."""
+    from actwidgets.widgets import _snapshot as S
+    from actwidgets.widgets._figure import STALE_LABEL
+
+    heatmap = aw.Heatmap(tiny_llama, "one two").wait()
+    release, blocked = threading.Event(), threading.Event()
+    gate = _runner.Runner(heatmap._runner._worker)
+    gate.submit(lambda _current: (blocked.set(), release.wait(10)))
+    assert blocked.wait(10)
+    try:
+        heatmap.prompt = "three four five"
+        bundle = heatmap._repr_mimebundle_()[0]
+        saved = bundle[S.SNAPSHOT_MIME]["state"]
+        assert (saved["status"], saved["stale"]) == ("cancelled", True), saved
+        assert bundle["text/plain"].endswith(f"(cancelled) ({STALE_LABEL})")
+        assert heatmap.status == "queued"  # the live widget goes on
+        heatmap.close()
+        assert heatmap.status == "cancelled"
+    finally:
+        release.set()
+
+
 def _execute(client, code: str, cell_id: str | None = None) -> dict:
     msg = client.session.msg("execute_request", {"code": code, "silent": False, "store_history": True,
                                                 "user_expressions": {"out": "__result"},

@@ -66,6 +66,15 @@ def test_direction_stat_is_diverging(default_model):
     assert w.vmin == -w.vmax
 
 
+def test_the_stat_select_offers_direction_only_with_a_direction(tiny_llama):
+    w = aw.Heatmap(tiny_llama, "one two").wait()
+    assert w.stat_options == ["norm", "max_abs", "delta"]
+    w.direction = np.ones(tiny_llama.d_model)
+    assert w.stat_options == ["norm", "max_abs", "delta", "direction"]
+    w.stat = "direction"
+    assert w.wait().status == "done", w.error
+
+
 @pytest.mark.parametrize("change, message", [
     (dict(prompt=""), "prompt is empty"),
     (dict(layers=[30]), "out of range: SmolLM2-135M-Instruct has 30 layers"),

@@ -36,9 +36,32 @@ export interface ShellOptions {
   prompt?: boolean;
   /** Lets the shell mark the figure stale, but only when there is one to mark. */
   figure: FigurePresence;
+  /** Traits a prompt typed in the box sets back, in the same message: a clicked position
+   * belongs to the prompt it was clicked in. */
+  promptResets?: Record<string, unknown>;
 }
 
 export const STALE_LABEL = "Figure from the previous input";
+
+/** The keys the widget's own controls use: a prompt box's Enter, a slider's or a grid's arrows. */
+const OWN_KEYS = new Set(["Enter", "ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight", "Home", "End", "PageUp", "PageDown"]);
+export const SUPPRESS_SHORTCUTS = "lmSuppressShortcuts"; // data-lm-suppress-shortcuts
+
+let guarding = false;
+/** JupyterLab matches its shortcuts in a capture listener on the document, before a widget sees
+ * the key (Shift+Enter would run the cell, an arrow on a focused slider move between cells);
+ * Lumino skips an element marked data-lm-suppress-shortcuts. A capture listener on the window
+ * runs first and marks the widget for that one key, so Ctrl+S and Escape still reach the notebook. */
+function guardOwnKeys(): void {
+  if (guarding) return;
+  guarding = true;
+  window.addEventListener("keydown", (ev) => {
+    const root = ev.target instanceof Element ? ev.target.closest<HTMLElement>(".aw-root") : null;
+    if (!root || !OWN_KEYS.has(ev.key) || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    root.dataset[SUPPRESS_SHORTCUTS] = "true";
+    setTimeout(() => delete root.dataset[SUPPRESS_SHORTCUTS], 0);
+  }, true);
+}
 
 /** A run is asked for and not over: queued behind another widget's job, or running. */
 export const inFlight = (status: unknown): boolean => status === "running" || status === "queued";
@@ -85,9 +108,14 @@ export function bindText<T extends ModelState>(model: AnyModel<T>, d: Disposer, 
     if (b.debounceMs !== undefined) timer = setTimeout(commit, b.debounceMs);
   });
   d.listen(box, "keydown", (ev) => {
-    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
-      ev.preventDefault(); // Enter runs; Shift+Enter keeps its newline
-      commit();
+    if (ev.key !== "Enter" || ev.isComposing) return;
+    ev.preventDefault();
+    if (!ev.shiftKey) {
+      commit(); // Enter runs
+    } else if (box instanceof HTMLTextAreaElement) {
+      // Shift+Enter is a newline, put in here: JupyterLab cancels one typed inside a cell's output
+      box.setRangeText("\n", box.selectionStart, box.selectionEnd, "end");
+      box.dispatchEvent(new Event("input", { bubbles: true }));
     }
   });
   d.listen(box, "blur", () => {
@@ -134,13 +162,23 @@ export function createShell<T extends StatusModel>(model: AnyModel<T>, host: HTM
   const root = createElement("div", "aw-root");
   root.dataset.widget = widget;
   injectStyle(root);
+  guardOwnKeys();
 
   const inputs = createElement("div", "aw-bar aw-inputs");
   if (opts.prompt !== false) {
     const prompt = createPromptBox("aw-prompt", "prompt", "Prompt (Enter to run, Shift+Enter for a new line)");
     inputs.append(prompt);
     // The overloads guarantee a `prompt` trait whenever the box exists.
-    bindTextTrait(model as unknown as AnyModel<BaseModel>, d, prompt, "prompt", PROMPT_DEBOUNCE_MS);
+    const m = model as unknown as AnyModel<ModelState>;
+    bindText(m, d, prompt, {
+      get: () => String(m.get("prompt") ?? ""),
+      set: (text) => {
+        m.set("prompt", text);
+        for (const [trait, value] of Object.entries(opts.promptResets ?? {})) m.set(trait, value);
+      },
+      traits: ["prompt"],
+      debounceMs: PROMPT_DEBOUNCE_MS,
+    });
   }
 
   const statusBar = createElement("div", "aw-bar");

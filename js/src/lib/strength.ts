@@ -53,6 +53,8 @@ export class StrengthSlider {
     this.input = createElement("input", "aw-strength");
     this.input.type = "range";
     this.input.setAttribute("aria-label", "steering strength");
+    // The markers let the pointer through to the slider, so the slider names them.
+    this.input.title = "strength; marks: " + opts.markers.map((m) => m.title).join(", ");
     this.valueText = createElement("span", "aw-strength-value");
     this.markerPairs = opts.markers.map((m) => {
       const pair = ["+", "−"].map((sign) => {

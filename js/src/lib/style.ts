@@ -115,6 +115,8 @@ const CSS = `
 .aw-strength { display: block; width: 100%; margin: 0; }
 /* --aw-at is 0..1 along the range; the thumb's centre travels 16 px less than the width. */
 .aw-gamma-marker, .aw-calibrated-marker {
+  /* under the thumb near 0: a drag must reach the slider (the slider's title names them) */
+  pointer-events: none;
   position: absolute; top: -3px; bottom: -3px; width: 2px; margin-left: -1px;
   left: calc(8px + var(--aw-at, 0) * (100% - 16px));
 }
