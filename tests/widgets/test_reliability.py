@@ -2,6 +2,7 @@
 cell releasing the widgets it made (in a real kernel, with the cellId JupyterLab sends)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -58,19 +59,26 @@ def test_widgets_of_one_model_share_one_long_lived_worker(tiny_llama):
     assert [w.status for w in widgets] == ["done"] * 12
 
 
-def test_a_cancel_is_idle_at_once_even_behind_another_widgets_job(tiny_llama):
-    slow = aw.Heatmap(tiny_llama, "one")
-    blocked = threading.Event()
-    worker = slow._runner._worker
-    release = threading.Event()
-    gate = _runner.Runner(worker)
+@contextlib.contextmanager
+def _model_busy(widget):
+    """Another widget's job holds the worker of `widget`'s model until the block ends."""
+    release, blocked = threading.Event(), threading.Event()
+    gate = _runner.Runner(widget._runner._worker)
     gate.submit(lambda _current: (blocked.set(), release.wait(10)))
     assert blocked.wait(10)
-    queued = aw.Heatmap(tiny_llama, "two")  # queued behind the gate on the same worker
-    assert not queued.idle
-    queued.cancel()
-    assert queued._runner.wait(1), "a cancelled widget waited for another widget's job"
-    release.set()
+    try:
+        yield
+    finally:
+        release.set()
+
+
+def test_a_cancel_is_idle_at_once_even_behind_another_widgets_job(tiny_llama):
+    slow = aw.Heatmap(tiny_llama, "one")
+    with _model_busy(slow):
+        queued = aw.Heatmap(tiny_llama, "two")  # queued behind the other job on the same worker
+        assert not queued.idle
+        queued.cancel()
+        assert queued._runner.wait(1), "a cancelled widget waited for another widget's job"
     assert slow.wait().status == "done"
 
 
@@ -83,19 +91,13 @@ def test_a_widget_waiting_for_the_worker_says_queued_and_a_cancel_there_marks_it
     heatmap = aw.Heatmap(tiny_llama, "one two").wait()
     assert heatmap.status == "done" and not heatmap.stale
     drawn = list(heatmap.tokens)
-    release, blocked = threading.Event(), threading.Event()
-    gate = _runner.Runner(heatmap._runner._worker)
-    gate.submit(lambda _current: (blocked.set(), release.wait(10)))
-    assert blocked.wait(10)
-    try:
+    with _model_busy(heatmap):
         heatmap.prompt = "three four five six"
         assert heatmap.status == "queued"
         heatmap.cancel()
         assert heatmap.status == "cancelled" and heatmap.stale and heatmap.tokens == drawn
         text = heatmap._repr_mimebundle_()[0]["text/plain"]
         assert text.endswith(f"(cancelled) ({STALE_LABEL})"), text
-    finally:
-        release.set()
     heatmap.prompt = ""  # an error keeps the figure too, and says so
     assert heatmap.wait().status == "error" and heatmap.stale
     heatmap.prompt = "seven eight"
@@ -145,11 +147,7 @@ def test_a_notebook_saved_mid_run_shows_the_run_stopped_not_running_forever(tiny
     from actwidgets.widgets._figure import STALE_LABEL
 
     heatmap = aw.Heatmap(tiny_llama, "one two").wait()
-    release, blocked = threading.Event(), threading.Event()
-    gate = _runner.Runner(heatmap._runner._worker)
-    gate.submit(lambda _current: (blocked.set(), release.wait(10)))
-    assert blocked.wait(10)
-    try:
+    with _model_busy(heatmap):
         heatmap.prompt = "three four five"
         bundle = heatmap._repr_mimebundle_()[0]
         saved = bundle[S.SNAPSHOT_MIME]["state"]
@@ -158,8 +156,6 @@ def test_a_notebook_saved_mid_run_shows_the_run_stopped_not_running_forever(tiny
         assert heatmap.status == "queued"  # the live widget goes on
         heatmap.close()
         assert heatmap.status == "cancelled"
-    finally:
-        release.set()
 
 
 def _execute(client, code: str, cell_id: str | None = None) -> dict:
