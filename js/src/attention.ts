@@ -60,10 +60,9 @@ function render({ model, el }: RenderProps<AttentionModel>): () => void {
   const d = shell.disposer;
   const tokens = () => model.get("tokens") ?? [];
 
-  // --- query: a position, blank for the last token; committed on Enter, change or blur
+  // --- query: a position (negative counts from the end), blank for the last token; committed on Enter, change or blur
   const query = createElement("input", "aw-query");
   query.type = "number";
-  query.min = "0";
   query.step = "1";
   query.placeholder = "last";
   const queryToken = createElement("span", "aw-query-token");

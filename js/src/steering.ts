@@ -81,7 +81,9 @@ function render({ model, el }: RenderProps<SteeringModel>): () => void {
     lit = i === null ? undefined : unsteered.stream.span(i);
     lit?.classList.add("aw-hl");
   });
-  unsteered.el.append(strip.el); // under the text it scores
+  const stripLabel = createElement("div", "aw-kl-strip-label");
+  stripLabel.textContent = "KL per token (bar height; hover for the numbers)";
+  unsteered.el.append(stripLabel, strip.el); // under the text it scores
   const curves = createElement("div", "aw-curves");
   const betaPlot = new LinePlot("aw-curve-beta", { title: "action entropy vs steering β", x: "β", y: "entropy" });
   const tempPlot = new LinePlot("aw-curve-temperature", { title: "action entropy vs temperature", x: "temperature", y: "entropy" });

@@ -166,7 +166,7 @@ describe("attention render", () => {
     expect(tip.querySelector("img")).toBeNull();
   });
 
-  it("the query box commits whole numbers, blank for the last token, and refuses the rest", () => {
+  it("the query box commits whole numbers (negative from the end), blank for the last token, and refuses the rest", () => {
     const { model, q } = setup();
     const box = q<HTMLInputElement>("input.aw-query");
     expect(box.value).toBe("");
@@ -181,6 +181,10 @@ describe("attention render", () => {
     box.dispatchEvent(new Event("change"));
     expect(model.get("query")).toBeNull();
     expect(model.saves).toBe(2);
+    expect(box.min).toBe(""); // negative counts from the end, as in Python
+    box.value = "-2";
+    box.dispatchEvent(new Event("change"));
+    expect(model.get("query")).toBe(-2);
   });
 
   it("redraws when Python sends another head", async () => {

@@ -43,6 +43,7 @@ describe("steering render", () => {
       "div.aw-unsteered",
       "div.aw-steered",
       "div.aw-kl-strip",
+      "div.aw-kl-strip-label",
       "div.aw-curves",
     ])
       expect(root.querySelector(sel), sel).not.toBeNull();
@@ -199,6 +200,7 @@ describe("steering render", () => {
       box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
       expect(box.classList.contains("aw-invalid"), bad).toBe(true);
       expect(box.getAttribute("aria-invalid")).toBe("true");
+      expect(box.title).toBe(`KL budget (nats): the mean KL the steering may cost: a number above 0, not “${bad}”`);
     }
     box.value = "abc"; // a number input drops non-numeric text: reads as ""
     box.dispatchEvent(new Event("change"));
@@ -211,6 +213,7 @@ describe("steering render", () => {
     expect(model.get("kl_budget")).toBe(0.1);
     expect(model.saves).toBe(1);
     expect(box.classList.contains("aw-invalid")).toBe(false);
+    expect(box.title).toBe("KL budget (nats): the mean KL the steering may cost");
     box.dispatchEvent(new Event("change")); // same value: no re-run
     expect(model.saves).toBe(1);
     model.pySet("kl_budget", 0.2);

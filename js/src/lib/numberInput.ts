@@ -8,8 +8,11 @@ import type { AnyModel, ModelState } from "./types";
 export function bindPositiveNumber<T extends ModelState>(model: AnyModel<T>, d: Disposer, box: HTMLInputElement, trait: keyof T & string): void {
   let dirty = false; // typed, not yet committed
   const current = () => Number(model.get(trait));
+  const title = box.title;
   const setInvalid = (bad: boolean) => {
     box.classList.toggle("aw-invalid", bad);
+    // the outline says something is wrong; the title (and a screen reader) says what
+    box.title = bad ? `${title ? title + ": " : ""}a number above 0, not “${box.value.trim()}”` : title;
     if (bad) box.setAttribute("aria-invalid", "true");
     else box.removeAttribute("aria-invalid");
   };

@@ -138,6 +138,7 @@ const CSS = `
 }
 .aw-tok.aw-diff { background: var(--aw-diff-bg); border-radius: 2px; }
 .aw-tok.aw-hl { outline: 1px solid var(--aw-accent); }
+.aw-kl-strip-label { color: var(--aw-fg-dim); font-size: 11px; margin-top: 4px; }
 .aw-kl-strip {
   display: flex; align-items: flex-end; gap: 1px; height: 28px; overflow-x: auto;
   border-bottom: 1px solid var(--aw-border);
