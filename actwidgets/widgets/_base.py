@@ -95,6 +95,9 @@ def _parameters(cls) -> list[str]:
     return [name for name in inspect.signature(cls.__init__).parameters if name not in skip] + ["layout"]
 
 
+IN_FLIGHT = ("queued", "running")  # a run asked for and not over (js/src/lib/shell.ts: inFlight)
+
+
 class JobWidget(anywidget.AnyWidget):
     """An anywidget whose model work runs on a Runner and reports status.
 
@@ -200,11 +203,11 @@ class JobWidget(anywidget.AnyWidget):
         marked stale if it is an earlier input's."""
         with self._state_lock:
             self._runner.cancel()
-            if self.status not in ("queued", "running"):
+            if self.status not in IN_FLIGHT:
                 return
             with self.hold_sync():
                 self.status, self.error = "cancelled", ""
-                self.stale = self._drawn_any and not self._drawn_current
+                self.stale = self._earlier_figure
         self._publisher.poke()
 
     def close(self) -> None:
@@ -217,12 +220,17 @@ class JobWidget(anywidget.AnyWidget):
                 self.layout.close()
         super().close()
 
+    @property
+    def _earlier_figure(self) -> bool:
+        """There is a figure and the latest request has drawn none of it: `stale`, once settled."""
+        return self._drawn_any and not self._drawn_current
+
     def as_saved(self, values: dict) -> dict:
         """The traits a page without a kernel shows: a run in flight never finishes there, so it
         reads as stopped, its figure stale unless this run drew it (a lens's first screen)."""
-        if values.get("status") not in ("queued", "running"):
+        if values.get("status") not in IN_FLIGHT:
             return values
-        return {**values, "status": "cancelled", "stale": self._drawn_any and not self._drawn_current}
+        return {**values, "status": "cancelled", "stale": self._earlier_figure}
 
     def _on_front_end_message(self, _widget, content, _buffers) -> None:
         if isinstance(content, dict) and content.get("type") == "cancel":  # the cancel button
@@ -304,7 +312,7 @@ class JobWidget(anywidget.AnyWidget):
             if self._current():
                 with self.hold_sync():
                     self.status, self.error, self.progress = "error", message, 0.0
-                    self.stale = self._drawn_any and not self._drawn_current
+                    self.stale = self._earlier_figure
 
     # --- to override ---------------------------------------------------------
     def compute(self):

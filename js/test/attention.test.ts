@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import attention from "../src/attention";
 import type { AttentionModel } from "../src/lib/types";
 import { renderSnapshot, type Snapshot } from "../src/snapshot";
-import { contexts, EMPTY, expectCancelButton, f32, i32, mockModel } from "./helpers";
+import { contexts, EMPTY, expectCancelButton, f32, i32, mockModel, typeAndEnter } from "./helpers";
 
 const EVIL = "<img src=x onerror=alert(1)>";
 const SHOWN = "<img␣src=x␣onerror=alert(1)>"; // as quoteToken shows it: spaces made visible, still text
@@ -137,10 +137,7 @@ describe("attention render", () => {
 
   it("a prompt typed in the box looks from its last token again: a clicked query was the old prompt's", () => {
     const { model, q } = setup({ query: 2 });
-    const box = q<HTMLTextAreaElement>("textarea.aw-prompt");
-    box.value = "Hi";
-    box.dispatchEvent(new Event("input"));
-    box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
+    typeAndEnter(q<HTMLTextAreaElement>("textarea.aw-prompt"), "Hi");
     expect(model.get("prompt")).toBe("Hi");
     expect(model.get("query")).toBeNull();
     expect(model.saves).toBe(1);

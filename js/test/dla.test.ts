@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import dla from "../src/dla";
 import type { LogitAttributionModel } from "../src/lib/types";
 import { renderSnapshot, type Snapshot } from "../src/snapshot";
-import { contexts, f32, mockModel } from "./helpers";
+import { contexts, f32, mockModel, typeAndEnter } from "./helpers";
 
 const LAYERS = 2;
 const HEADS = 3;
@@ -131,10 +131,7 @@ describe("dla render", () => {
 
   it("a prompt typed in the box attributes at its last token again: a clicked position was the old prompt's", () => {
     const { model, q } = setup({ position: 1 });
-    const box = q<HTMLTextAreaElement>("textarea.aw-prompt");
-    box.value = "The capital of France is";
-    box.dispatchEvent(new Event("input"));
-    box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
+    typeAndEnter(q<HTMLTextAreaElement>("textarea.aw-prompt"), "The capital of France is");
     expect(model.get("prompt")).toBe("The capital of France is");
     expect(model.get("position")).toBe(-1);
     expect(model.saves).toBe(1); // one message: the two never run apart

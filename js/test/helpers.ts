@@ -113,6 +113,13 @@ export function i32(values: number[]): DataView {
 
 export const EMPTY = new DataView(new ArrayBuffer(0));
 
+/** Type `text` into a text box and press Enter, as a person does. */
+export function typeAndEnter(box: HTMLTextAreaElement | HTMLInputElement, text: string): void {
+  box.value = text;
+  box.dispatchEvent(new Event("input"));
+  box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
+}
+
 /** Let coalesced (microtask) redraws run. */
 export const flush = () => new Promise<void>((r) => setTimeout(r, 0));
 

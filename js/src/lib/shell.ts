@@ -45,7 +45,7 @@ export const STALE_LABEL = "Figure from the previous input";
 
 /** The keys the widget's own controls use: a prompt box's Enter, a slider's or a grid's arrows. */
 const OWN_KEYS = new Set(["Enter", "ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight", "Home", "End", "PageUp", "PageDown"]);
-export const SUPPRESS_SHORTCUTS = "lmSuppressShortcuts"; // data-lm-suppress-shortcuts
+const SUPPRESS_SHORTCUTS = "lmSuppressShortcuts"; // data-lm-suppress-shortcuts
 
 let guarding = false;
 /** JupyterLab matches its shortcuts in a capture listener on the document, before a widget sees
@@ -136,10 +136,15 @@ export function bindTextTrait<T extends ModelState>(
   box: HTMLTextAreaElement | HTMLInputElement,
   trait: keyof T & string,
   debounceMs?: number,
+  resets: Record<string, unknown> = {},
 ): void {
+  const m = model as unknown as AnyModel<ModelState>;
   bindText(model, d, box, {
     get: () => String(model.get(trait) ?? ""),
-    set: (text) => model.set(trait, text as T[typeof trait]),
+    set: (text) => {
+      model.set(trait, text as T[typeof trait]);
+      for (const [other, value] of Object.entries(resets)) m.set(other, value); // sent with it
+    },
     traits: [trait],
     debounceMs,
   });
@@ -169,16 +174,7 @@ export function createShell<T extends StatusModel>(model: AnyModel<T>, host: HTM
     const prompt = createPromptBox("aw-prompt", "prompt", "Prompt (Enter to run, Shift+Enter for a new line)");
     inputs.append(prompt);
     // The overloads guarantee a `prompt` trait whenever the box exists.
-    const m = model as unknown as AnyModel<ModelState>;
-    bindText(m, d, prompt, {
-      get: () => String(m.get("prompt") ?? ""),
-      set: (text) => {
-        m.set("prompt", text);
-        for (const [trait, value] of Object.entries(opts.promptResets ?? {})) m.set(trait, value);
-      },
-      traits: ["prompt"],
-      debounceMs: PROMPT_DEBOUNCE_MS,
-    });
+    bindTextTrait(model as unknown as AnyModel<BaseModel>, d, prompt, "prompt", PROMPT_DEBOUNCE_MS, opts.promptResets);
   }
 
   const statusBar = createElement("div", "aw-bar");
