@@ -277,20 +277,20 @@ class Steering(JobWidget):
 
     def _update_curves(self, run: "_Run", vector) -> None:
         """EAST: action entropy against steering strength, and against temperature."""
-        key = ("curves", run.prompt, vector.numpy().tobytes(), run.layer, run.actions, self.strength_max)
-        curves = self.memo.get(key) or self.memo.put(key, self._curves(run, vector))
+        betas = np.linspace(self.strength_min, self.strength_max, 9)
+        key = ("curves", run.prompt, vector.numpy().tobytes(), run.layer, run.actions, betas.tobytes())
+        curves = self.memo.get(key) or self.memo.put(key, self._curves(run, vector, betas))
         with self.hold_sync():
             self.curve_beta, self.curve_entropy_beta, self.curve_temperature, self.curve_entropy_temperature = curves
 
-    def _curves(self, run: "_Run", vector) -> tuple[bytes, bytes, bytes, bytes]:
-        betas = np.linspace(self.strength_min, self.strength_max, 9)
-        temperatures = np.geomspace(0.25, 4.0, 9)
-        by_beta, by_temp = [], []
-        for beta, temperature in zip(betas, temperatures):
+    def _curves(self, run: "_Run", vector, betas: np.ndarray) -> tuple:
+        by_beta = []
+        for beta in betas:
             self.check()
             by_beta.append(S.action_entropy(self.model, run.prompt, list(run.actions), vector, run.layer, float(beta)))
-            by_temp.append(S.action_entropy(self.model, run.prompt, list(run.actions), temperature=float(temperature)))
-        return betas, by_beta, temperatures, by_temp
+        temperatures = np.geomspace(0.25, 4.0, 9)
+        return betas, by_beta, temperatures, S.entropy_by_temperature(self.model, run.prompt, list(run.actions),
+                                                                       temperatures)
 
 
 class _Run(NamedTuple):

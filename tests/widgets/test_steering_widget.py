@@ -85,6 +85,12 @@ def test_east_method_draws_both_curves(default_model):
     by_temp = np.frombuffer(w.curve_entropy_temperature, "<f4")
     assert by_beta.shape == by_temp.shape == (9,) and np.isfinite(by_beta).all()
     assert (by_beta <= np.log(2) + 1e-5).all() and (by_temp <= np.log(2) + 1e-5).all()
+    # the temperature curve comes from one forward; each point is the entropy at that temperature
+    temperatures = np.frombuffer(w.curve_temperature, "<f4")
+    each = [aw.steering.action_entropy(default_model, EAST_EPISODES[0][1], EAST_ACTIONS, temperature=float(t))
+            for t in temperatures]
+    np.testing.assert_allclose(by_temp, each, atol=1e-5)
+    assert by_temp[0] < by_temp[-1]  # colder is more certain
 
 
 def test_a_budget_the_kl_never_reaches_says_so_instead_of_a_huge_calibrated_strength(tiny_llama):

@@ -40,12 +40,12 @@ from .calibration import Calibration, calibrate_strength
 from .edit import MAX_NEW_TOKENS, MODES, POSITIONS, ablate_direction, add, check_room, steer
 from .generation import GenerationResult, steer_generate
 from .kl import KLResult, measure_kl
-from .vectors import action_entropy, action_ids, entropy_weighted, mean_difference
+from .vectors import action_entropy, action_ids, entropy_by_temperature, entropy_weighted, mean_difference
 
 __all__ = [
     "MAX_NEW_TOKENS", "MODES", "POSITIONS", "Calibration", "Curvature", "GenerationResult", "KLResult",
     "ablate_direction", "action_entropy", "action_ids", "add", "calibrate_strength", "check_room", "check_vector",
-    "entropy_weighted",
+    "entropy_by_temperature", "entropy_weighted",
     "estimate_curvature", "gamma_max", "mean_difference", "measure_kl", "steer", "steer_generate",
     "measure_kl_strengths", "steer_generate_batch",
 ]

@@ -162,6 +162,21 @@ def action_entropy(model: Model, prompt: str, actions, vector=None, layer: int |
     against strength (beta) and against temperature.
     """
     temperature = real(temperature, "temperature", above=0)
+    return float(_entropy(_action_logits(model, prompt, actions, vector, layer, strength) / temperature))
+
+
+def entropy_by_temperature(model: Model, prompt: str, actions, temperatures: Sequence[float]) -> list[float]:
+    """`action_entropy` without steering at each of `temperatures`: one forward for them all, as
+    a temperature only divides the same logits."""
+    temperatures = [real(t, "temperature", above=0) for t in temperatures]
+    logits = _action_logits(model, prompt, actions)
+    return [float(_entropy(logits / t)) for t in temperatures]
+
+
+def _action_logits(model: Model, prompt: str, actions, vector=None, layer: int | None = None,
+                   strength: float = 0.0) -> torch.Tensor:
+    """Next-token logits over the action tokens [A] (float32, cpu), the last prompt position
+    steered by ``strength * vector`` at block `layer` when a vector is given."""
     chosen = action_ids(model, actions)
     ids = model.encode(prompt).to(model.device)
     strength = real(strength, "strength")
@@ -180,4 +195,4 @@ def action_entropy(model: Model, prompt: str, actions, vector=None, layer: int |
             o[:, -1, :] = steer(o[:, -1, :], vec, strength, 0.0)
             unembed_only(unembed, chosen)
             logits = nnsight.save(lm.output.logits[0, -1].float())
-    return float(_entropy(logits.cpu() / temperature))
+    return logits.cpu()
