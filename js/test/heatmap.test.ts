@@ -206,6 +206,18 @@ describe("heatmap render", () => {
     expect(q("span.aw-status").textContent).toContain("running");
   });
 
+  it("says why a local run is queued: another widget holds the model", () => {
+    const { model, q } = setup();
+    const status = q<HTMLSpanElement>("span.aw-status");
+    model.pySet("status", "queued");
+    expect(status.textContent).toBe("queued: the model is busy");
+    expect(status.title).toContain("Another widget's run is using this model");
+    model.pySet("progress", 0);
+    model.pySet("status", "running");
+    expect(status.textContent).toBe("running");
+    expect(status.title).toBe("");
+  });
+
   it("says where a remote job is while it runs, and forgets it when done", () => {
     const { model, q } = setup();
     const status = q("span.aw-status");

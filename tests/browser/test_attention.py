@@ -59,3 +59,17 @@ def test_attention_live(widget_server, page):
     labels = root.locator(".aw-square-rows span.aw-token").all_text_contents()
     assert "".join(labels).replace("␣", " ") == "".join(tokens)
     screenshot(page, "attention_head_9_4")
+
+    # a query typed in its box, then a new prompt typed: the query was the old prompt's, so it goes back to the last token
+    query = root.locator("input.aw-query")
+    query.fill("3")
+    query.press("Enter")
+    expect(root.locator(".aw-query-token")).to_have_text(shown(tokens[3]), timeout=60_000)
+    expect(root).to_have_attribute("data-status", "done", timeout=60_000)
+    box = root.locator("textarea.aw-prompt")
+    box.fill("The Eiffel Tower is in")
+    box.press("Enter")
+    expect(root.locator(".aw-query-token")).to_have_text(shown(" in"), timeout=60_000)
+    expect(root).to_have_attribute("data-status", "done", timeout=60_000)
+    expect(query).to_have_value("")
+    assert kernel_exec(page, "print(att.query, att.query_index)").split() == ["None", "5"]

@@ -58,6 +58,14 @@ def test_dla_draws_hovers_and_follows_the_lens(widget_server, page):
     expect(root).to_have_attribute("data-status", "done", timeout=60_000)
     assert kernel_exec(page, "print(dla.position, dla.token_index)").split() == ["10", "10"]
 
+    # a prompt typed in the box attributes at its own last token: the clicked position was the old prompt's
+    box = root.locator("textarea.aw-prompt")
+    box.fill("When Mary and John went out, John gave a drink to")  # token 10 is now ' drink'
+    box.press("Enter")
+    expect(root.locator(".aw-dla-what")).to_contain_text("at token 11 “␣to”", timeout=60_000)
+    expect(root).to_have_attribute("data-status", "done", timeout=60_000)
+    assert kernel_exec(page, "print(dla.position, dla.token_index)").split() == ["-1", "11"]
+
     # a click on the lens (any layer of column 5, ' located') points the attribution there
     lens = page.locator(".aw-root[data-widget=lens]:not([data-snapshot])")
     expect(lens).to_have_attribute("data-status", "done", timeout=60_000)

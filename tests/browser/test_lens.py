@@ -113,6 +113,8 @@ def test_a_long_lens_fills_in_where_the_user_looks_and_stops_on_cancel(jupyter_s
 HEATMAP = """import actwidgets as aw
 model = aw.load()
 prompt = " ".join(f"Line {i}: the quick brown fox jumps over the lazy dog." for i in range(500))
+small = aw.Heatmap(model, "The cat sat")
+display(small)
 heat = aw.Heatmap(model, prompt)
 heat"""
 
@@ -120,15 +122,29 @@ heat"""
 def test_a_long_heatmap_shows_progress_and_stops_on_cancel(jupyter_server, page):
     """~7,900 tokens (the model reads 8,192): one forward of a minute or so on 2 cores."""
     run_code_notebook(page, jupyter_server, "long_heatmap.ipynb", HEATMAP, height=1000)
-    root = page.locator(".aw-root[data-widget=heatmap]:not([data-snapshot])")
+    small, root = page.locator(".aw-root[data-widget=heatmap]:not([data-snapshot])").all()
     root.scroll_into_view_if_needed()
     expect(root).to_have_attribute("data-status", "running", timeout=60_000)
     bar = root.locator("progress.aw-progress")
     page.wait_for_function("(bar) => bar.value > 0", arg=bar.element_handle(), timeout=120_000)  # mid-forward
     assert kernel_exec(page, "print(heat.status)").strip() == "running"
     screenshot(page, "heatmap_long_running")
+
+    # another widget of the same model, edited now, waits for the model and says so
+    small_box = small.locator("textarea.aw-prompt")
+    small_box.fill("The dog sat down")
+    small_box.press("Enter")
+    expect(small).to_have_attribute("data-status", "queued", timeout=10_000)
+    expect(small.locator(".aw-status")).to_have_text("queued: the model is busy")
+    expect(small.locator("button.aw-cancel")).to_be_enabled()
+    assert kernel_exec(page, "print(small.status, heat.status)").split() == ["queued", "running"]
+    small.scroll_into_view_if_needed()
+    screenshot(page, "heatmap_queued")
+
     root.locator("button.aw-cancel").click()
     expect(root).to_have_attribute("data-status", "cancelled", timeout=30_000)
+    expect(small).to_have_attribute("data-status", "done", timeout=60_000)  # the model is free: its turn
+    assert kernel_exec(page, "print(list(small.shape))").strip() == "[31, 4]"
     expect(root.locator("button.aw-cancel")).to_be_disabled()
     assert kernel_exec(page, "print(heat.status, list(heat.shape))").strip() == "cancelled [0, 0]"  # stopped mid-way: nothing drawn
     box = root.locator("textarea.aw-prompt")

@@ -63,6 +63,10 @@ function guardOwnKeys(): void {
   }, true);
 }
 
+// A local "queued" waits for the one model's worker; without a reason it reads like a hang.
+const QUEUED = "queued: the model is busy";
+const QUEUED_TITLE = "Another widget's run is using this model; this one starts when it ends. Cancel drops this request.";
+
 /** A run is asked for and not over: queued behind another widget's job, or running. */
 export const inFlight = (status: unknown): boolean => status === "running" || status === "queued";
 
@@ -203,8 +207,9 @@ export function createShell<T extends StatusModel>(model: AnyModel<T>, host: HTM
     const p = Number(model.get("progress") ?? 0);
     const running = s === "running";
     // A remote job says where it is (queued, its position, running, downloading).
-    const shown = (running && String(model.get("remote_status") ?? "")) || s;
+    const shown = (running && String(model.get("remote_status") ?? "")) || (s === "queued" ? QUEUED : s);
     status.textContent = running && p > 0 ? `${shown} ${Math.round(p * 100)}%` : shown;
+    status.title = s === "queued" ? QUEUED_TITLE : "";
     progress.value = Number.isFinite(p) ? Math.min(1, Math.max(0, p)) : 0;
     progress.hidden = !running;
   };
