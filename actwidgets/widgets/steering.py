@@ -156,7 +156,7 @@ class Steering(JobWidget):
         if run.method == "east":
             S.action_ids(self.model, run.actions)  # before any work
         vector = S.check_vector(self.model, run.vector)
-        # an empty or too long prompt says so before any work (calibration generates fewer tokens)
+        # an empty or too long prompt says so before any work
         S.check_room(self.model, self.model.encode(run.prompt).shape[1], run.max_new_tokens)
         if run.operation == "ablate":
             self._ablation_range(run)
@@ -201,7 +201,8 @@ class Steering(JobWidget):
             self.strength_min, self.strength_max, self.strength_step = float(low), float(high), 0.01
 
     def _update_bounds(self, run: "_Run", vector) -> tuple[float, float | None]:
-        key = ("bounds", run.prompt, vector.numpy().tobytes(), run.layer, run.kl_budget, run.positions)
+        key = ("bounds", run.prompt, vector.numpy().tobytes(), run.layer, run.kl_budget, run.positions,
+               run.max_new_tokens)
         closed, calibrated, note = self.memo.get(key) or self.memo.put(key, self._bounds(run, vector))
         with self.hold_sync():
             self.gamma_max, self.calibrated = finite_or_none(closed), finite_or_none(calibrated)
@@ -216,7 +217,7 @@ class Steering(JobWidget):
         self.report(0.15)
         closed = S.gamma_max(run.kl_budget, curvature.a, curvature.lipschitz)
         calibration = S.calibrate_strength(self.model, vector, run.layer, [run.prompt], run.kl_budget,
-                                           positions=run.positions, n_tokens=min(run.max_new_tokens, 16))
+                                           positions=run.positions, n_tokens=run.max_new_tokens)
         self.check()
         calibrated = calibration.strength if calibration.converged else None
         note = "" if calibration.converged else (

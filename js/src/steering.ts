@@ -17,13 +17,14 @@ import { toFloat32 } from "./lib/tensor";
 import { TokenStream } from "./lib/tokenStream";
 import type { AnyModel, AnyWidget, RenderProps, SteeringModel } from "./lib/types";
 
-/** `KL 0.0123 · budget 0.05 · bound γ_max 0.42`, leaving out what is NaN/null. */
+/** `KL(unsteered ‖ steered) 0.0123 · budget 0.05 · bound γ_max 0.42`, leaving out what is NaN/null.
+ * KL is not symmetric: the readout names its direction, as the PNG does. */
 function klText(model: AnyModel<SteeringModel>): string {
   const parts: string[] = [];
   const kl = asNumber(model.get("measured_kl"));
   const budget = asNumber(model.get("kl_budget"));
   const gamma = asNumber(model.get("gamma_max"));
-  if (Number.isFinite(kl)) parts.push(`KL ${formatNumber(kl)}`);
+  if (Number.isFinite(kl)) parts.push(`KL(unsteered ‖ steered) ${formatNumber(kl)}`);
   if (Number.isFinite(budget)) parts.push(`budget ${formatNumber(budget)}`);
   if (Number.isFinite(gamma)) parts.push(`bound γ_max ${formatNumber(gamma)}`);
   return parts.join(" · ");
@@ -82,7 +83,7 @@ function render({ model, el }: RenderProps<SteeringModel>): () => void {
     lit?.classList.add("aw-hl");
   });
   const stripLabel = createElement("div", "aw-kl-strip-label");
-  stripLabel.textContent = "KL per token (bar height; hover for the numbers)";
+  stripLabel.textContent = "KL(unsteered ‖ steered) at each unsteered token, teacher-forced (bar height; hover for the numbers)";
   unsteered.el.append(stripLabel, strip.el); // under the text it scores
   const curves = createElement("div", "aw-curves");
   const betaPlot = new LinePlot("aw-curve-beta", { title: "action entropy vs steering β", x: "β", y: "entropy" });

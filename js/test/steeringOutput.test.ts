@@ -58,11 +58,11 @@ describe("steering output", () => {
   it("shows the KL readout and flags it over budget", () => {
     const { model, q } = setup();
     const kl = q<HTMLSpanElement>("span.aw-kl");
-    expect(kl.textContent).toBe("KL 0.0123 · budget 0.05 · bound γ_max 1");
+    expect(kl.textContent).toBe("KL(unsteered ‖ steered) 0.0123 · budget 0.05 · bound γ_max 1");
     expect(kl.classList.contains("aw-over-budget")).toBe(false);
     model.pySet("gamma_max", 0.42);
     model.pySet("measured_kl", 0.07);
-    expect(kl.textContent).toBe("KL 0.07 · budget 0.05 · bound γ_max 0.42");
+    expect(kl.textContent).toBe("KL(unsteered ‖ steered) 0.07 · budget 0.05 · bound γ_max 0.42");
     expect(kl.classList.contains("aw-over-budget")).toBe(true);
     model.pySet("kl_budget", 0.1);
     expect(kl.classList.contains("aw-over-budget")).toBe(false);

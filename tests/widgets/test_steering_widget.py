@@ -36,11 +36,28 @@ def test_strength_streams_steered_text_and_measures_kl(widget):
     assert max(frames) == 12 and len(set(frames)) > 3, "tokens must arrive one by one"
     kl = np.frombuffer(widget.kl_per_token, "<f4")
     assert kl.shape == (12,) and widget.measured_kl == pytest.approx(float(kl.mean()), rel=1e-5)
-    assert 0.5 * widget.kl_budget < widget.measured_kl < 2 * widget.kl_budget
+    assert widget.measured_kl == pytest.approx(widget.kl_budget, rel=0.05)  # the calibration's tolerance
     data = widget.data  # the same numbers, unrounded, as a researcher reads them
     assert data.strength == widget.calibrated and data.steered.tokens == widget.steered_tokens
     assert data.unsteered.tokens == widget.unsteered_tokens and data.kl.mean_kl == pytest.approx(widget.measured_kl)
     np.testing.assert_allclose(data.kl.kl_per_token, kl, rtol=1e-6)
+
+
+def test_at_the_calibrated_strength_the_kl_shown_is_the_budget(default_model, asc_vector):
+    """The calibration measures the KL the readout shows: over the whole continuation
+    (max_new_tokens), so the slider at the marker reads the budget within the search's 5%.
+    Calibrated on its first 16 tokens, 32 read 0.0417 for a budget of 0.05."""
+    w = aw.Steering(default_model, "Q: What is 9 + 8?\nA:", vector=asc_vector, layer=ASC_LAYER, kl_budget=0.05,
+                    max_new_tokens=32).wait(600)
+    for max_new_tokens in (32, 8):
+        w.max_new_tokens = max_new_tokens
+        w.wait(600)
+        w.strength = w.calibrated
+        w.wait(600)
+        assert w.status == "done", w.error
+        scored = np.frombuffer(w.kl_per_token, "<f4").size  # the continuation may stop early, at its end
+        assert scored > 16 if max_new_tokens == 32 else scored <= 8
+        assert w.measured_kl == pytest.approx(w.kl_budget, rel=0.05), max_new_tokens
 
 
 def test_slider_burst_runs_few_generations_and_ends_on_the_last_value(widget):
