@@ -12,9 +12,10 @@ from .errors import ActWidgetsError, InputError, ModelLoadError, RemoteRunError
 from .model import Model, load, wrap
 from .methods import activations, attention, dla, lens, patching, steering
 from .widgets import Attention, Heatmap, LogitAttribution, LogitLens, PatchingGrid, Steering
+from .widgets._snapshot import settle
 
 __version__ = "0.1.0"
 _malloc.large_blocks_from_mmap()  # a long lens must not leave the kernel at its peak (see _malloc)
 __all__ = ["ActWidgetsError", "Attention", "Heatmap", "InputError", "LogitAttribution", "LogitLens",
            "Model", "ModelLoadError", "PatchingGrid", "RemoteRunError", "Steering",
-           "activations", "attention", "dla", "lens", "load", "patching", "steering", "wrap"]
+           "activations", "attention", "dla", "lens", "load", "patching", "settle", "steering", "wrap"]

@@ -1,6 +1,8 @@
 """aw.load and the adapter: the default model offline, the cache, clear load errors."""
 import dataclasses
+import os
 import re
+import shutil
 import time
 
 import pytest
@@ -28,6 +30,22 @@ def test_default_model_is_cached_after_first_load(default_model):
     again = aw.load()
     assert time.perf_counter() - start < 60  # a bound against hangs; bench/load.py measures speed
     assert again.n_layers == 30
+
+
+def test_the_converted_copy_is_found_again_after_a_reinstall(tmp_path):
+    """The same GGUF file written anew (a reinstalled wheel, another environment) has a new
+    mtime, not new contents: it maps to the same converted copy, and a changed file does not."""
+    original = default_gguf()
+    copy = tmp_path / original.name
+    shutil.copyfile(original, copy)
+    os.utime(copy, (1_000_000, 1_000_000))
+    assert _gguf_cache_path(copy) == _gguf_cache_path(original)
+    with open(copy, "r+b") as f:
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last[0] ^ 1]))
+    assert _gguf_cache_path(copy) != _gguf_cache_path(original)
 
 
 def test_gguf_first_load_builds_the_same_model_as_the_cache(tmp_path, monkeypatch, capfd, default_model):

@@ -68,6 +68,8 @@ def test_notebook_runs_within_binder_memory(path, tmp_path):
     for data in figures:
         assert {"image/png", "text/plain"} <= set(data)
         assert data[SNAPSHOT_MIME]["format"] == "actwidgets.snapshot"
+        # run headless, as nbconvert --execute and papermill do: each figure is saved finished
+        assert data[SNAPSHOT_MIME]["state"]["status"] == "done", data["text/plain"]
     # The committed, executed copy (`make notebooks`) shows a figure in every cell this run did.
     assert set(_figure_cells(nb)) <= set(_figure_cells(nbformat.read(path, as_version=4))), "run `make notebooks`"
     assert 0 < peak < BINDER_RSS_LIMIT
@@ -75,3 +77,25 @@ def test_notebook_runs_within_binder_memory(path, tmp_path):
 
 def _figure_cells(nb) -> list[int]:
     return [i for i, cell in enumerate(nb.cells) if any(SNAPSHOT_MIME in o.get("data", {}) for o in cell.get("outputs", []))]
+
+
+GRID = """grid = aw.PatchingGrid(model, "When Mary and John went to the store, John gave a drink to",
+                        "When Mary and John went to the store, Mary gave a drink to", answer=(" Mary", " John"), site="heads")
+grid"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("last", ["grid.wait(600).status", "aw.settle()"], ids=["wait", "settle"])
+def test_a_figure_finished_after_its_cell_is_saved_finished_when_run_headless(last, tmp_path):
+    """nbclient (nbconvert --execute, papermill) records a cell's messages only while that cell
+    runs, and nothing after the last. A heads grid (seconds) outlives the cell that shows it; its
+    final figure is saved by the cell that waits for it (sent when that cell ends, not a moment
+    later), or by `aw.settle()` at the end. Before, both saved a grid "cancelled", part empty."""
+    cells = ["import actwidgets as aw\nmodel = aw.load()", GRID, last]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    (saved,) = [o["data"] for o in nb.cells[1].outputs if SNAPSHOT_MIME in o.get("data", {})]
+    state = saved[SNAPSHOT_MIME]["state"]
+    assert (state["status"], state["shape"]) == ("done", [30, 9]), saved["text/plain"]
+    assert "cancelled" not in saved["text/plain"]

@@ -26,18 +26,10 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 SNAPSHOT_MIME = "application/vnd.actwidgets.snapshot+json"
 META_KEY = "actwidgets"
 
-# Run after the last cell, then removed. A slow widget (a patching grid, a steering sweep) can
-# still be running when its cell returns; its final bundle is re-sent under the same display id
-# only once it settles, and nbclient records updates only while a cell is executing. This cell
-# waits for every widget and re-sends each final bundle while nbclient is still listening.
-_SETTLE = """
-import ipywidgets.widgets.widget as _w
-from actwidgets.widgets._base import JobWidget as _J
-for _x in list(_w._instances.values()):
-    if isinstance(_x, _J):
-        _x.wait(600)
-        _x._publisher._publish()
-"""
+# Run after the last cell, then removed, for a notebook that does not end with `aw.settle()`:
+# nbclient records nothing after the last cell, so a widget still running then would be saved
+# unfinished (see actwidgets/widgets/_snapshot.py).
+_SETTLE = "import actwidgets as _aw\n_aw.settle()"
 
 
 def code_hash(nb) -> str:

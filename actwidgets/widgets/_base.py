@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 import traceback
-import uuid
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
@@ -32,6 +31,8 @@ from ._runner import Runner, on_worker, worker_for
 log = logging.getLogger("actwidgets")
 STATIC = Path(__file__).resolve().parent.parent / "static"
 DISPLAY_WAIT_S = 1.5
+SAVED_MID_RUN = ("Saved before this run finished: run the cell again, or end a notebook run headless "
+                 "(nbconvert --execute, papermill) with aw.settle().")
 BLOCK_REPORT_S = 0.25  # a forward's per-block progress syncs at most this often (4 messages a second)
 
 
@@ -173,8 +174,7 @@ class JobWidget(anywidget.AnyWidget):
             self.__dict__.pop("_repr_mimebundle_", None)  # ipywidgets' close() blanks it per instance
             self.schedule()
         _cells.belongs_here(self)
-        if self._publisher.display_id is None:
-            self._publisher.display_id = uuid.uuid4().hex
+        self._publisher.shown()
         # A run that finishes within a moment (a heatmap, a lens) is displayed finished, so
         # its saved output is complete even where later display updates are not recorded
         # (nbclient keeps none after the last cell); a slower one shows its progress live.
@@ -227,10 +227,11 @@ class JobWidget(anywidget.AnyWidget):
 
     def as_saved(self, values: dict) -> dict:
         """The traits a page without a kernel shows: a run in flight never finishes there, so it
-        reads as stopped, its figure stale unless this run drew it (a lens's first screen)."""
+        reads as stopped, and says why; its figure is stale unless this run drew it (a lens's
+        first screen)."""
         if values.get("status") not in IN_FLIGHT:
             return values
-        return {**values, "status": "cancelled", "stale": self._earlier_figure}
+        return {**values, "status": "cancelled", "stale": self._earlier_figure, "error": SAVED_MID_RUN}
 
     def _on_front_end_message(self, _widget, content, _buffers) -> None:
         if isinstance(content, dict) and content.get("type") == "cancel":  # the cancel button

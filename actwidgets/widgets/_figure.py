@@ -25,7 +25,17 @@ STALE_ALPHA = 0.35
 
 def plain(text: str) -> str:
     """Token text as matplotlib should print it: `$` is not mathtext, a newline is visible."""
-    return str(text).replace("$", r"\$").replace("\n", "⏎").replace("\t", "⇥")
+    return _visible(text).replace("$", r"\$")
+
+
+def _visible(text: str) -> str:
+    return str(text).replace("\n", "⏎").replace("\t", "⇥")
+
+
+def _wrapped(text: str, width: int, lines: int | None = None) -> list[str]:
+    """`plain` text in lines of `width` (the first `lines`): wrapped before `$` is escaped, so
+    no line ends in the escape's lone backslash."""
+    return [line.replace("$", r"\$") for line in textwrap.wrap(_visible(text), width)[:lines]]
 
 
 def _size(rows: int, cols: int, panels: int = 1) -> tuple[float, float]:
@@ -64,10 +74,11 @@ def _title(fig: Figure, title: str, state: dict, stale: bool = False) -> None:
     `stale`: the figure is an earlier input's (the run for this one failed, or was cancelled
     before it drew anything), so it is faded and the title says so, as the widget does."""
     width = int(fig.get_size_inches()[0] * 11)
-    lines = textwrap.wrap(plain(title), width)
+    lines = _wrapped(title, width)
     if stale:
-        why = "Cancelled" if state.get("status") == "cancelled" else f"Error: {state.get('error') or 'the run failed'}"
-        lines += textwrap.wrap(plain(f"{why} — {STALE_LABEL}"), width)
+        error = state.get("error")
+        why = (error or "Cancelled") if state.get("status") == "cancelled" else f"Error: {error or 'the run failed'}"
+        lines += _wrapped(f"{why} — {STALE_LABEL}", width)
         for ax in fig.axes:
             for artist in (*ax.images, *ax.patches, *ax.lines, *ax.collections, *ax.texts):
                 artist.set_alpha(STALE_ALPHA)
@@ -76,7 +87,7 @@ def _title(fig: Figure, title: str, state: dict, stale: bool = False) -> None:
 
 def _waiting(fig: Figure, state: dict) -> Figure:
     message = state.get("error") or "no result yet"
-    fig.text(0.5, 0.5, "\n".join(textwrap.wrap(plain(message), 60)), ha="center", va="center", fontsize=11)
+    fig.text(0.5, 0.5, "\n".join(_wrapped(message, 60)), ha="center", va="center", fontsize=11)
     return fig
 
 
@@ -119,12 +130,12 @@ def steering_figure(state: dict, title: str) -> Figure:
     """The two continuations, the KL per token against the budget, and EAST's curves."""
     curves = len(state.get("curve_beta", [])) > 0
     fig = Figure(figsize=(10.0, 7.0 if curves else 5.0), layout="constrained")
-    grid = fig.add_gridspec(3 if curves else 2, 2, height_ratios=[0.8, 1, 1] if curves else [0.8, 1])
+    grid = fig.add_gridspec(3 if curves else 2, 2, height_ratios=[0.6, 1, 1] if curves else [0.6, 1])
     strength = state.get("strength", 0.0)
     for col, (name, label) in enumerate([("unsteered_tokens", "unsteered"), ("steered_tokens", f"strength {strength:+.3g}")]):
         ax = fig.add_subplot(grid[0, col])
         ax.axis("off")
-        text = "\n".join(textwrap.wrap(plain("".join(state.get(name, []))), 60)[:7]) or "(nothing yet)"
+        text = "\n".join(_wrapped("".join(state.get(name, [])), 60, 7)) or "(nothing yet)"
         ax.set_title(label, fontsize=9, loc="left")
         ax.text(0, 1, text, va="top", ha="left", fontsize=8, family="monospace", transform=ax.transAxes)
     ax = fig.add_subplot(grid[1, :])
@@ -132,13 +143,13 @@ def steering_figure(state: dict, title: str) -> Figure:
     budget = state.get("kl_budget", 0.0)
     colors = ["#d6604d" if v > budget else "#4393c3" for v in kl]
     ax.bar(np.arange(kl.size), kl, color=colors)
-    ax.axhline(budget, color="#b2182b", linestyle="--", linewidth=1, label=f"budget {budget:.3g} nats")
+    ax.axhline(budget, color="#b2182b", linestyle="--", linewidth=1)
     measured = state.get("measured_kl")
-    ax.set_title(f"KL(unsteered || steered) per token, mean {measured:.3g} nats" if measured is not None
-                 else "KL per token", fontsize=9)
+    # the budget is named in the title, not a legend: a legend sat on the highest bars
+    mean = f", mean {measured:.3g} nats" if measured is not None else ""
+    ax.set_title(f"KL(unsteered || steered) per token{mean}; dashed: budget {budget:.3g} nats", fontsize=9)
     ax.set_xlabel("unsteered token")
     ax.set_ylabel("nats")
-    ax.legend(fontsize=8, loc="upper right")
     if curves:
         for col, (x, y, xlabel) in enumerate([("curve_beta", "curve_entropy_beta", "steering strength beta"),
                                               ("curve_temperature", "curve_entropy_temperature", "temperature")]):

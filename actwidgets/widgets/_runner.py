@@ -197,6 +197,16 @@ class Later:
         with self._cv:
             self._due.pop(key, None)
 
+    def flush(self) -> None:
+        """Make every pending call now, on this thread."""
+        with self._cv:
+            due, self._due = list(self._due.values()), {}
+        for _, fn in due:
+            try:
+                fn()
+            except Exception:
+                log.exception("actwidgets: a deferred call failed")
+
     def _loop(self) -> None:
         while True:
             with self._cv:

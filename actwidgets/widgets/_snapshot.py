@@ -7,6 +7,11 @@ with the live widget's own front-end code, plus a matplotlib PNG for GitHub and
 nbviewer and a one-line text/plain. The kernel re-sends the bundle under the same
 display id after each finished run (`SnapshotPublisher`), so a notebook saved at any
 time holds the figure as it is on screen.
+
+A notebook run headless (nbconvert --execute, papermill, nbclient) records only the
+messages of the cell being run, and nothing after the last one. So a bundle due to be
+re-sent is sent at once when a cell ends, one re-sent while no cell ran is sent again
+when the next cell starts, and `settle()` waits for every displayed widget.
 """
 from __future__ import annotations
 
@@ -15,7 +20,10 @@ import html
 import io
 import json
 import logging
+import threading
+import uuid
 import warnings
+import weakref
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -130,6 +138,7 @@ def _text(title: str, state: dict) -> str:
     """The one-line text: the title, then what went wrong and whose figure is shown."""
     notes = [f"error: {state['error']}"] if state.get("status") == "error" and state.get("error") else []
     notes += ["cancelled"] if state.get("status") == "cancelled" else []
+    notes += [state["error"]] if state.get("status") == "cancelled" and state.get("error") else []
     notes += [STALE_LABEL] if state.get("stale") else []
     return title + "".join(f" ({note})" for note in notes)
 
@@ -214,6 +223,13 @@ class SnapshotPublisher:
         self._widget = widget
         self.display_id: str | None = None
         self.published = 0
+        self._unrecorded: tuple | None = None  # the bundle last sent while no cell ran: a headless run kept none
+
+    def shown(self) -> None:
+        """The widget is being displayed: from now on its saved output is kept current."""
+        if self.display_id is None:
+            self.display_id = uuid.uuid4().hex
+        _watch_cells(self)
 
     def poke(self) -> None:
         if self.display_id is not None:
@@ -233,5 +249,59 @@ class SnapshotPublisher:
             data, metadata = widget._repr_mimebundle_()
             update_display(data, metadata=metadata, raw=True, display_id=self.display_id)
             self.published += 1
+            self._unrecorded = None if _in_cell.is_set() else (data, metadata)
         except Exception:  # a figure that fails to draw must not break the live widget
             log.warning("actwidgets: could not update the saved snapshot", exc_info=True)
+
+    def _resend(self) -> None:
+        """The bundle last sent while no cell ran, again (not drawn again), from this cell."""
+        sent, self._unrecorded = self._unrecorded, None
+        if sent is not None and self.display_id is not None:
+            from IPython.display import update_display
+
+            update_display(sent[0], metadata=sent[1], raw=True, display_id=self.display_id)
+
+
+_publishers: "weakref.WeakSet[SnapshotPublisher]" = weakref.WeakSet()
+_in_cell = threading.Event()
+_hooked = False
+
+
+def _watch_cells(publisher: SnapshotPublisher) -> None:
+    global _hooked
+    _publishers.add(publisher)
+    if _hooked:
+        return
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:  # a script: nothing is recorded per cell
+        return
+    shell.events.register("pre_run_cell", _cell_starts)
+    shell.events.register("post_run_cell", _cell_ends)
+    _hooked = True
+    _in_cell.set()  # hooked from inside a cell
+
+
+def _cell_starts(_info=None) -> None:
+    _in_cell.set()
+    for publisher in list(_publishers):
+        publisher._resend()
+
+
+def _cell_ends(_result=None) -> None:
+    later.flush()  # re-sends due in a moment go now, while this cell's output is still recorded
+    _in_cell.clear()
+
+
+def settle(timeout: float | None = 600) -> None:
+    """Wait for every displayed widget's run to finish, then re-send each final figure from
+    this cell: end a notebook with it when it is run headless (``jupyter nbconvert --execute``,
+    papermill), which records nothing after the last cell, so slow figures are saved finished."""
+    for publisher in list(_publishers):
+        if publisher.display_id is not None:
+            publisher._widget.wait(timeout)
+    later.flush()
+    for publisher in list(_publishers):
+        if publisher.display_id is not None:
+            publisher._publish()

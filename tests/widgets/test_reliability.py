@@ -144,6 +144,7 @@ def test_a_notebook_saved_mid_run_shows_the_run_stopped_not_running_forever(tiny
     """The bundle a save keeps is all a reopened notebook has: no kernel will finish that run.
     A widget closed mid-run (its cell re-run) reads "cancelled" too."""
     from actwidgets.widgets import _snapshot as S
+    from actwidgets.widgets._base import SAVED_MID_RUN
     from actwidgets.widgets._figure import STALE_LABEL
 
     heatmap = aw.Heatmap(tiny_llama, "one two").wait()
@@ -152,7 +153,8 @@ def test_a_notebook_saved_mid_run_shows_the_run_stopped_not_running_forever(tiny
         bundle = heatmap._repr_mimebundle_()[0]
         saved = bundle[S.SNAPSHOT_MIME]["state"]
         assert (saved["status"], saved["stale"]) == ("cancelled", True), saved
-        assert bundle["text/plain"].endswith(f"(cancelled) ({STALE_LABEL})")
+        assert saved["error"] == SAVED_MID_RUN
+        assert bundle["text/plain"].endswith(f"(cancelled) ({SAVED_MID_RUN}) ({STALE_LABEL})")
         assert heatmap.status == "queued"  # the live widget goes on
         heatmap.close()
         assert heatmap.status == "cancelled"

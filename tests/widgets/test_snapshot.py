@@ -134,6 +134,23 @@ def test_steering_figure_after_an_error_says_so_only_when_it_has_a_figure():
     assert STALE_LABEL not in _texts(steering_figure({"kl_budget": 0.05, **failed}, "t"))
 
 
+def test_steering_figure_prints_dollars_as_text_and_keeps_the_kl_bars_clear():
+    """A wrapped line never ends in the lone backslash of an escaped `$` (it was escaped before
+    wrapping), and the budget is named in the title: a legend sat on the highest bars."""
+    from actwidgets.widgets._figure import steering_figure
+
+    text = "x" * 59 + "$" + "y" * 10 + " costs $5 and $6"  # the 60th character is the `$`
+    kl = np.array([0.01, 0.3, 0.02], np.float32)
+    fig = steering_figure({"unsteered_tokens": [text], "steered_tokens": [text], "kl_per_token": kl,
+                           "kl_budget": 0.05, "strength": 1.0, "measured_kl": 0.11, "status": "done"}, "t")
+    panel = fig.axes[0].texts[0].get_text().split("\n")
+    assert not any(line.endswith("\\") for line in panel), panel
+    assert "".join(panel).replace("\\$", "$").replace(" ", "") == text.replace(" ", "")
+    fig.canvas.draw()  # mathtext would raise on an unbalanced `$`
+    kl_axes = fig.axes[2]
+    assert kl_axes.get_legend() is None and "budget 0.05 nats" in kl_axes.get_title()
+
+
 def test_snapshot_of_30_by_2048_heatmap_is_compact(default_model):
     ids = torch.randint(1000, 20000, (2048,), generator=torch.Generator().manual_seed(0))
     prompt = default_model.tokenizer.decode(ids)
