@@ -36,11 +36,14 @@ SAVED_MID_RUN = ("Saved before this run finished: run the cell again, or end a n
 BLOCK_REPORT_S = 0.25  # a forward's per-block progress syncs at most this often (4 messages a second)
 
 
-def bundle(name: str) -> Path | str:
-    """The built front-end module for a widget, or a stand-in that says how to build it."""
+def bundle(name: str) -> str:
+    """The built front-end module for a widget, or a stand-in that says how to build it.
+
+    Its text, not its path: anywidget watches a path for edits (hot reload) through a signal
+    that holds every instance, so no widget, nor its model, was ever freed, closed or not."""
     path = STATIC / f"{name}.js"
     if path.exists():
-        return path
+        return path.read_text(encoding="utf-8")
     return (
         "export default { render({ el }) { el.textContent = "
         f"'actwidgets: the front-end bundle {name}.js is missing; build it with `make js`.'; }} }}"
@@ -69,6 +72,7 @@ class Memo:
     def __init__(self, size: int = 16) -> None:
         self.size = size
         self._items: OrderedDict = OrderedDict()
+        self._closed = False
 
     def get(self, key, default=None):
         if key not in self._items:
@@ -77,6 +81,8 @@ class Memo:
         return self._items[key]
 
     def put(self, key, value):
+        if self._closed:  # a job still finishing after close(): its result is nobody's
+            return value
         self._items[key] = value
         self._items.move_to_end(key)
         while len(self._items) > self.size:
@@ -84,6 +90,10 @@ class Memo:
         return value
 
     def clear(self) -> None:
+        self._items.clear()
+
+    def close(self) -> None:
+        self._closed = True
         self._items.clear()
 
     def __len__(self) -> int:
@@ -172,6 +182,7 @@ class JobWidget(anywidget.AnyWidget):
                 self.layout.open()  # first: the widget's state names its layout's comm
             self.open()
             self.__dict__.pop("_repr_mimebundle_", None)  # ipywidgets' close() blanks it per instance
+            self.memo = Memo(self.memo.size)
             self.schedule()
         _cells.belongs_here(self)
         self._publisher.shown()
@@ -215,7 +226,7 @@ class JobWidget(anywidget.AnyWidget):
         if hasattr(self, "memo"):  # ipywidgets also closes in __del__ a half-made widget (memo is set last)
             self.cancel()  # a variable that still holds it reads "cancelled", not "running" forever
             self._publisher.stop()
-            self.memo.clear()
+            self.memo.close()
             if self._owns_layout:
                 self.layout.close()
         super().close()

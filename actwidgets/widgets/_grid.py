@@ -49,6 +49,7 @@ class GridWidget(JobWidget):
         super().close()
 
     def _point_linked(self, _change=None) -> None:
+        self._linked = [view for view in self._linked if view.comm is not None]  # a closed view is let go
         cell = self.selection
         for view in list(self._linked) if cell else ():
             with view.hold_trait_notifications():  # one re-run, with every input new

@@ -19,6 +19,19 @@ def test_a_heads_grid_click_shows_that_heads_pattern(tiny_llama):
     assert att.data.pattern.tolist() == expected.pattern.tolist()
 
 
+def test_a_closed_view_is_let_go_not_pointed(tiny_llama):
+    """A view closed (its cell re-run) is on no screen: a click on the grid must not run it
+    again, nor keep it alive. Its results, even a job's that ends after the close, are dropped."""
+    grid = aw.PatchingGrid(tiny_llama, CLEAN, CORRUPTED, answer=(" Mary", " John"), site="heads").wait(300)
+    att = aw.Attention(tiny_llama, "another prompt entirely").wait()
+    grid.link(att)
+    att.close()
+    grid.selected = {"row": 2, "col": 3}
+    assert att.prompt == "another prompt entirely" and att.idle and grid._linked == []
+    att.memo.put("late", 1)  # what a job still finishing after close() writes
+    assert att.memo.get("late") is None
+
+
 def test_a_token_grid_click_shows_where_that_token_looks(tiny_llama):
     grid = aw.PatchingGrid(tiny_llama, CLEAN, CORRUPTED, answer=(" Mary", " John"), site="resid").wait(300)
     att, lens = aw.Attention(tiny_llama, CLEAN).wait(), aw.LogitLens(tiny_llama, "x").wait()

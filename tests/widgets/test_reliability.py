@@ -3,19 +3,23 @@ cell releasing the widgets it made (in a real kernel, with the cellId JupyterLab
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import subprocess
 import sys
 import textwrap
 import threading
 import uuid
+import weakref
 from pathlib import Path
 
 import pytest
+import torch
 from jupyter_client.manager import start_new_kernel
 
 import actwidgets as aw
 from actwidgets.widgets import _runner
+from families import hf_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "The Eiffel Tower is in the city of Paris, and the Colosseum is in the city of"
@@ -57,6 +61,30 @@ def test_widgets_of_one_model_share_one_long_lived_worker(tiny_llama):
         w.wait()
     assert widgets[0]._runner._worker._thread.ident == ident
     assert [w.status for w in widgets] == ["done"] * 12
+
+
+@pytest.mark.parametrize("kind", ["Heatmap", "LogitLens", "Attention", "LogitAttribution", "PatchingGrid", "Steering"])
+def test_a_closed_widget_and_then_its_model_are_freed(kind, tokenizer):
+    """A session that switches models must get the memory back: once closed and dropped, the
+    widget goes, and with the user's last reference the model (and its worker) goes too.
+    anywidget's hot-reload signal for a bundle given as a path held every widget forever."""
+    held = [aw.wrap(hf_model("llama", len(tokenizer)), tokenizer)]  # the user's one reference (families caches the weights)
+    widget, model = _closed_after_a_run(kind, held[0])
+    gc.collect()
+    assert widget() is None, gc.get_referrers(widget())
+    held.clear()
+    gc.collect()
+    assert model() is None, gc.get_referrers(model())
+
+
+def _closed_after_a_run(kind: str, model) -> tuple[weakref.ref, weakref.ref]:
+    args = ("The cat sat", "The dog sat") if kind == "PatchingGrid" else ("The cat sat",)
+    kwargs = {"PatchingGrid": dict(answer=(" on", " in")), "LogitAttribution": dict(target=" on"),
+              "Steering": dict(vector=torch.ones(model.d_model), layer=1, max_new_tokens=2)}.get(kind, {})
+    widget = getattr(aw, kind)(model, *args, **kwargs).wait(300)
+    assert widget.status == "done", widget.error
+    widget.close()
+    return weakref.ref(widget), weakref.ref(model)
 
 
 @contextlib.contextmanager
