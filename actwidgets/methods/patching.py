@@ -33,7 +33,7 @@ from ..errors import Cancelled, InputError
 from ..model import Model
 from .._adapter import get_path
 from ._checks import choice, whole
-from ._prefix import common_start, plan, prefix_inputs, prefix_keys
+from ._prefix import common_start, plan, prefix_inputs, prefix_keys, rows_within
 from ._trace import residual
 from .metric import LogitDiff, last_metric
 from .relp import apply_rules, ln_rule, lrp_rules
@@ -202,8 +202,9 @@ def iter_exact(model: Model, problem: Problem, site: str = "resid", *, denoise: 
                ) -> Iterator[tuple[PatchingResult, float]]:
     """Exact patching, yielding (partial result, fraction done) after every chunk of cells.
 
-    Cells are run `chunk_size` at a time along the batch dimension (memory stays bounded);
-    a cancel (`should_stop`) takes effect between chunks.
+    Cells are run at most `chunk_size` at a time along the batch dimension, fewer on a long
+    prompt (`_prefix.rows_within`: a chunk holds at most about 512 MB); a cancel
+    (`should_stop`) takes effect between chunks.
     """
     check_site(site)
     chunk_size = whole(chunk_size, "chunk_size", 1)
@@ -227,7 +228,8 @@ def iter_exact(model: Model, problem: Problem, site: str = "resid", *, denoise: 
             same[:, :problem.shared] = True
         grid[same], result.done[same] = tgt_ld, True
         moved = [(int(layer), int(col)) for layer, col in zip(*np.nonzero(~same))]
-        chunks = plan(moved, chunk_size, model.n_layers, target_ids.shape[1], keys is not None)
+        rows_at_once = min(chunk_size, rows_within(model, tgt_cache, target_ids.shape[1]))
+        chunks = plan(moved, rows_at_once, model.n_layers, target_ids.shape[1], keys is not None)
         if not chunks:
             yield result, 1.0
         for n, chunk in enumerate(chunks, 1):

@@ -384,3 +384,23 @@ def test_heads_and_short_sliding_windows_run_the_whole_prompt(tokenizer):
         assert set(lengths) == {14}, (site, lengths)
         naive = [[naive_cell(windowed, problem, layer, col, site) for col in range(len(result.cols))] for layer in range(2)]
         np.testing.assert_allclose(result.patched_ld, naive, atol=1e-4)
+
+
+@pytest.mark.parametrize("site", ["resid", "heads"])
+def test_a_long_prompt_runs_fewer_rows_at_once_and_the_same_grid(tiny_llama, site, monkeypatch):
+    """A patched row holds every layer's keys and values over the prompt: on a long prompt
+    64 rows at once took 3.4 GB (default model, 1,026 tokens), so a chunk is cut to what
+    `_prefix.CHUNK_BYTES` holds, with the same values."""
+    from actwidgets.methods import _prefix
+
+    filler = " ".join(["The old keeper counted the boats at dawn."] * 8)
+    clean, corrupted = f"{filler} {CLEAN}", f"{filler} {CORRUPTED}"
+    whole = P.exact_patching(tiny_llama, clean, corrupted, ANSWER, site, chunk_size=64)
+    monkeypatch.setattr(_prefix, "CHUNK_BYTES", 400_000)
+    widths = []
+    batch = P._patched_batch
+    monkeypatch.setattr(P, "_patched_batch", lambda *a: widths.append(len(a[2])) or batch(*a))
+    cut = P.exact_patching(tiny_llama, clean, corrupted, ANSWER, site, chunk_size=64)
+    n_tokens = tiny_llama.encode(clean).shape[1]
+    assert n_tokens > 80 and 1 <= max(widths) <= 4 and len(widths) > 10, (n_tokens, widths)
+    np.testing.assert_allclose(cut.patched_ld, whole.patched_ld, atol=1e-5)
