@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,10 @@ class Model:
 
     `remote` is False (run here), True (run on NDIF) or "local" (nnsight's
     serialize -> deserialize -> execute path in-process, used by tests).
-    All model work takes `lock`, so widgets sharing a model never interleave traces.
+    All model work takes `lock`, so widgets sharing a model never interleave traces; it is
+    one lock per set of weights, whichever wrapper holds them. Your own calls of the model
+    (``model.hf(...)``, a trace of your own) take it too while a widget may be running:
+    ``with model.lock: ...``.
     """
 
     lm: object
@@ -128,6 +132,9 @@ class Model:
         """Keyword arguments for an nnsight trace or generation of this model: remote ones
         send the actwidgets helpers a trace body calls along. (nnsight must see the `with`
         line, so a generation is opened as ``with model.lm.generate(**model.where(...))``.)"""
+        if self.remote is False and self.hf.training:
+            raise InputError("The model is in training mode (model.hf.train() was called): its dropout makes "
+                             "every run differ. Call model.hf.eval(), then run the widget again.")
         if self.remote:
             _ship_actwidgets_by_value()
             if self.remote is True and "backend" not in kwargs:  # NDIF, its failures said in one sentence
@@ -309,7 +316,20 @@ def wrap(hf_model, tokenizer, *, name: str | None = None, device=None, dtype=Non
             hf_model = hf_model.to(device)
         except (RuntimeError, AssertionError) as exc:
             raise ModelLoadError(f"Could not move the model to {device!r}: {exc}") from None
+    if remote is False and any(p.is_meta for p in hf_model.parameters()):
+        raise ModelLoadError("The model's weights are on the meta device, not loaded (an empty-weights init, or "
+                             "device_map='meta'): load them, or give aw.load the model's name or folder.")
     hf_model.eval()
     adapter = Adapter.for_model(hf_model)
     lm = nnsight.TransformersModel(hf_model, tokenizer=tokenizer, task="text-generation")
-    return Model(lm, tokenizer, adapter, name or type(hf_model).__name__, remote=remote)
+    return Model(lm, tokenizer, adapter, name or type(hf_model).__name__, remote=remote, lock=_lock_of(hf_model))
+
+
+_locks: "weakref.WeakKeyDictionary[torch.nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+
+
+def _lock_of(hf_model) -> threading.RLock:
+    """One lock per set of weights: a cell that wraps the same model again (re-run) must not
+    give its widgets a second lock, under which their traces would interleave. (Kept beside
+    the model, not on it: a lock cannot be deep-copied.)"""
+    return _locks.setdefault(hf_model, threading.RLock())

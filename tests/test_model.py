@@ -216,6 +216,46 @@ def test_wrap_refuses_what_is_not_a_transformers_model(tokenizer):
             aw.wrap(wrong, tokenizer)
 
 
+def _tiny_config():
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+
+
+def test_a_model_wrapped_twice_has_one_lock(tokenizer):
+    """A re-run cell wraps the same weights again: its widgets and the old ones must not trace
+    at the same time, so both wrappers hold the one lock of those weights."""
+    from transformers import LlamaForCausalLM
+
+    hf = LlamaForCausalLM(_tiny_config())
+    first, again = aw.wrap(hf, tokenizer), aw.wrap(hf, tokenizer)
+    assert first.lock is again.lock
+    assert aw.wrap(LlamaForCausalLM(_tiny_config()), tokenizer).lock is not first.lock
+
+
+def test_a_model_on_the_meta_device_is_a_load_error(tokenizer):
+    from transformers import LlamaForCausalLM
+
+    with torch.device("meta"):
+        empty = LlamaForCausalLM(_tiny_config())
+    with pytest.raises(aw.ModelLoadError, match="on the meta device, not loaded"):
+        aw.wrap(empty, tokenizer)
+
+
+def test_a_model_put_in_training_mode_is_refused_with_a_sentence(tokenizer):
+    """Dropout makes every run differ: a widget says so, and runs again once the model is in eval mode."""
+    from transformers import LlamaForCausalLM
+
+    model = aw.wrap(LlamaForCausalLM(_tiny_config()), tokenizer)
+    model.hf.train()
+    widget = aw.Heatmap(model, "The cat sat").wait()
+    assert widget.status == "error" and "training mode (model.hf.train() was called)" in widget.error
+    model.hf.eval()
+    widget.prompt = "The dog sat"
+    assert widget.wait().status == "done", widget.error
+
+
 def test_a_folder_without_a_model_is_a_load_error(tmp_path):
     with pytest.raises(aw.ModelLoadError, match="Could not load .* offline"):
         aw.load(tmp_path)

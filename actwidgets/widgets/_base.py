@@ -33,6 +33,10 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 DISPLAY_WAIT_S = 1.5
 SAVED_MID_RUN = ("Saved before this run finished: run the cell again, or end a notebook run headless "
                  "(nbconvert --execute, papermill) with aw.settle().")
+# nnsight's errors when the model ran a forward of its own in the middle of this widget's trace
+OUTSIDE_RUN_ERRORS = frozenset({"OutOfOrderError"})
+OUTSIDE_RUN = ("The model ran outside this widget during its run (your own model call in another cell?): "
+               "put such code in `with model.lock:`, then run the widget again. ")
 BLOCK_REPORT_S = 0.25  # a forward's per-block progress syncs at most this often (4 messages a second)
 
 
@@ -295,7 +299,8 @@ class JobWidget(anywidget.AnyWidget):
         except Exception as exc:  # a bug: say what broke, keep the widget alive
             log.debug("actwidgets job failed", exc_info=True)
             frame = traceback.extract_tb(exc.__traceback__)[-1]
-            self._fail(f"{type(exc).__name__}: {exc} (in {Path(frame.filename).name}:{frame.lineno})")
+            cause = f"{type(exc).__name__}: {exc} (in {Path(frame.filename).name}:{frame.lineno})"
+            self._fail(OUTSIDE_RUN + cause if type(exc).__name__ in OUTSIDE_RUN_ERRORS else cause)
         self._publisher.poke()  # a saved notebook shows what is on screen, error included
 
     @contextlib.contextmanager
