@@ -147,7 +147,10 @@ class Model:
     def encode(self, prompt: str, name: str = "prompt") -> torch.Tensor:
         """Token ids [1, T] for one prompt, checked against the model's context."""
         _checks.text(prompt, name)
-        ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"]
+        # a prompt that already begins with the BOS token (a chat template wrote it) gets no second one
+        bos = getattr(self.tokenizer, "bos_token", None)
+        fresh = not (bos and prompt.startswith(bos))
+        ids = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=fresh)["input_ids"]
         limit = self.max_tokens
         if limit and ids.shape[1] > limit:
             raise InputError(
@@ -158,6 +161,19 @@ class Model:
             raise InputError(f"The tokenizer gives token id {int(ids.max()):,} but {self.name} embeds {rows:,} tokens: "
                              "the tokenizer is not this model's. Wrap the model with its own tokenizer.")
         return ids
+
+    def chat(self, messages, name: str = "prompt") -> str:
+        """A chat ([{"role": "user", "content": "..."}, ...]) as the text the model reads: its
+        tokenizer's chat template, ending where the assistant's reply begins."""
+        if not (isinstance(messages, (list, tuple)) and messages and all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                for m in messages)):
+            raise InputError(f"{name} must be text, or a chat: a list of {{'role': ..., 'content': ...}} "
+                             f"messages with text in both, not {_checks.shown(messages)}.")
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise InputError(f"{name} is a chat, but {self.name}'s tokenizer has no chat template: "
+                             "pass the prompt as text.")
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
 
     def token_texts(self, ids) -> list[str]:
         """One decoded string per token id, so labels read as the text they came from

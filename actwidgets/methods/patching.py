@@ -306,8 +306,10 @@ def attribution_patching(model: Model, clean: str, corrupted: str, answer, site:
     source_ids, target_ids = problem.source_target(denoise)
     refs = _site_refs(model, site)
     rules = lrp_rules(model, site) if relp else None
-    both = torch.cat([source_ids, target_ids]).to(model.device)  # row 0: source, row 1: target
-    with model.lock, _frozen_parameters(model):
+    # a gradient even where the caller turned them off (a notebook under torch.no_grad or
+    # inference_mode); tensors made in here are ordinary ones, which a backward may save
+    with model.lock, torch.inference_mode(False), torch.enable_grad(), _frozen_parameters(model):
+        both = torch.cat([source_ids, target_ids]).to(model.device)  # row 0: source, row 1: target
         # Positions before the first differing token are the same in both rows: their scores
         # are 0 and need no gradient, so they run once, without a graph (3 row-positions saved
         # for each: one forward row, two backward rows).

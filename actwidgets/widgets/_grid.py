@@ -11,12 +11,12 @@ import traitlets as t
 
 from . import _figure
 from ._base import JobWidget
-from ._traits import Array
+from ._traits import Array, Prompt
 
 
 class GridWidget(JobWidget):
     links_to: tuple[str, ...] = ()  # the widget classes `link` accepts; `_point` says what a click does
-    prompt = t.Unicode("").tag(sync=True)
+    prompt = Prompt()
     tokens = t.List(t.Unicode()).tag(sync=True)
     row_labels = t.List(t.Unicode()).tag(sync=True)
     shape = t.List(t.Int(), default_value=[0, 0]).tag(sync=True)

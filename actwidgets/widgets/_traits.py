@@ -5,6 +5,9 @@ which `js/src/lib/tensor.ts` decodes by the `dtype` tag (and `_snapshot.py` pack
 Assign an array (or `b""`/None for none): it is cast here, once, so no widget converts by
 hand and no buffer can go out in the wrong dtype. The shape travels beside it (a grid's
 `shape`; a 1-D curve's length is its own).
+
+`Prompt`: text, or a chat (a list of role/content messages), which becomes the text the model
+reads (`Model.chat`): the widget shows, saves and re-runs that text.
 """
 from __future__ import annotations
 
@@ -26,3 +29,14 @@ class Array(t.Bytes):
             return np.ascontiguousarray(value, dtype=self.metadata["dtype"]).tobytes()
         except (TypeError, ValueError):
             self.error(obj, value)
+
+
+class Prompt(t.Unicode):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self.tag(sync=True)
+
+    def validate(self, obj, value):
+        if isinstance(value, (list, tuple)):
+            value = obj.model.chat(value, self.name)
+        return super().validate(obj, value)

@@ -9,6 +9,7 @@ from ..methods.activations import (STAT_LABELS, STATS, ResidualStats, difference
                                   residual_stats_pair)
 from ._base import bundle, quoted
 from ._grid import GridWidget
+from ._traits import Prompt
 
 
 class Heatmap(GridWidget):
@@ -29,7 +30,7 @@ class Heatmap(GridWidget):
     _esm = bundle("heatmap")
     snapshot_kind = "heatmap"
     stat = t.Unicode("norm").tag(sync=True)
-    compare = t.Unicode("").tag(sync=True)
+    compare = Prompt()
     stat_options = t.List(t.Unicode(), default_value=list(STATS)).tag(sync=True)
     layers = t.Any(None)
     direction = t.Any(None)

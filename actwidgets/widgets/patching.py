@@ -11,7 +11,7 @@ from ..methods._checks import choice
 from ..methods.patching import (METHODS, SITES, PatchingResult, attribution_patching, check_site, iter_exact, pearson,
                                 prepare)
 from ._base import bundle, finite_or_none, quoted
-from ._traits import Array
+from ._traits import Array, Prompt
 from ._grid import GridWidget
 
 
@@ -30,8 +30,8 @@ class PatchingGrid(GridWidget):
 
     _esm = bundle("patching")
     snapshot_kind = "patching"
-    clean = t.Unicode("").tag(sync=True)
-    corrupted = t.Unicode("").tag(sync=True)
+    clean = Prompt()
+    corrupted = Prompt()
     answer = t.List(t.Unicode(), default_value=["", ""]).tag(sync=True)
     site = t.Unicode("resid").tag(sync=True)
     site_options = t.List(t.Unicode(), default_value=list(SITES)).tag(sync=True)

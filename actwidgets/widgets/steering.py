@@ -17,11 +17,11 @@ import traitlets as t
 
 from ..errors import InputError
 from ..methods import steering as S
-from ..methods._checks import choice, interval, real
+from ..methods._checks import choice, interval, real, whole
 from ..methods.steering_examples import CALIBRATION_PROMPTS
 from . import _figure
 from ._base import JobWidget, bundle, finite_or_none, quoted
-from ._traits import Array
+from ._traits import Array, Prompt
 
 
 METHODS = ("asc", "east")  # EAST adds the action-entropy curves
@@ -55,7 +55,7 @@ class Steering(JobWidget):
 
     _esm = bundle("steering")
     snapshot_kind = "steering"
-    prompt = t.Unicode("").tag(sync=True)
+    prompt = Prompt()
     strength = t.Float(0.0).tag(sync=True)
     strength_min = t.Float(-1.0).tag(sync=True)
     strength_max = t.Float(1.0).tag(sync=True)
@@ -149,6 +149,7 @@ class Steering(JobWidget):
                    tuple(self.actions))  # read once
         real(run.kl_budget, "kl_budget", above=0, unit=" nats")
         real(run.strength, "strength")
+        whole(run.max_new_tokens, "max_new_tokens", 1, S.MAX_NEW_TOKENS)
         if run.method == "east" and not run.actions:
             raise InputError("method='east' needs actions=[...]: the single-token actions whose entropy EAST raises.")
         if run.method == "east" and run.operation == "ablate":

@@ -404,3 +404,14 @@ def test_a_long_prompt_runs_fewer_rows_at_once_and_the_same_grid(tiny_llama, sit
     n_tokens = tiny_llama.encode(clean).shape[1]
     assert n_tokens > 80 and 1 <= max(widths) <= 4 and len(widths) > 10, (n_tokens, widths)
     np.testing.assert_allclose(cut.patched_ld, whole.patched_ld, atol=1e-5)
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_approximations_take_their_gradient_inside_a_callers_no_grad(tiny_llama, context):
+    """A notebook may run everything under torch.no_grad or inference_mode: the gradient the
+    approximations need is theirs to turn on (nnsight said "This tensor does not require grad")."""
+    for relp in (False, True):
+        outside = P.attribution_patching(tiny_llama, CLEAN, CORRUPTED, ANSWER, "resid", relp=relp)
+        with context():
+            inside = P.attribution_patching(tiny_llama, CLEAN, CORRUPTED, ANSWER, "resid", relp=relp)
+        np.testing.assert_array_equal(inside.patched_ld, outside.patched_ld)

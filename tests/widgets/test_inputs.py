@@ -200,3 +200,27 @@ def test_a_prompt_that_leaves_no_room_for_the_continuation_says_how_many_new_tok
     assert w.status == "error" and "plus max_new_tokens=32 is more than tiny-llama reads (256)" in w.error, w.error
     w.max_new_tokens = 4
     assert w.wait().status == "done", w.error
+    w.max_new_tokens = 0  # named as the widget's parameter, before any work
+    assert w.wait().status == "error" and w.error.startswith("max_new_tokens must be a whole number from 1 to "), w.error
+
+
+CHAT = [{"role": "user", "content": "When Mary and John went to the store, John gave a drink to"}]
+
+
+def test_a_chat_prompt_is_written_with_the_models_chat_template(default_model, monkeypatch):
+    """An instruct model is asked in its chat format: a list of messages becomes the text its
+    template writes, ready for the reply, which the widget shows, saves and re-runs."""
+    text = default_model.tokenizer.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True)
+    assert text.endswith("<|im_start|>assistant\n")
+    heatmap = aw.Heatmap(default_model, CHAT).wait()
+    assert heatmap.status == "done" and heatmap.prompt == text and heatmap.tokens[0] == "<|im_start|>"
+    assert default_model.encode(text)[0].tolist() == default_model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    swapped = [{"role": "user", "content": CHAT[0]["content"].replace("John gave", "Mary gave")}]
+    grid = aw.PatchingGrid(default_model, CHAT, swapped, answer=(" Mary", " John")).wait(300)
+    assert grid.status == "done" and grid.clean == text and grid.corrupted.endswith("<|im_start|>assistant\n")
+    with pytest.raises(aw.InputError, match=r"^prompt must be text, or a chat: a list of \{'role'"):
+        heatmap.prompt = [{"role": "user"}]
+    monkeypatch.setattr(default_model.tokenizer, "chat_template", None)
+    with pytest.raises(aw.InputError, match="tokenizer has no chat template: pass the prompt as text"):
+        aw.Heatmap(default_model, CHAT)
+    assert heatmap.prompt == text  # a refused value leaves the widget as it was
