@@ -134,7 +134,7 @@ class JobWidget(anywidget.AnyWidget):
 
     def __init__(self, model, **kwargs) -> None:
         _checks.keywords(type(self).__name__, kwargs, _parameters(type(self)), self.class_trait_names())
-        self.model = model
+        self._model = model
         self._runner = Runner(worker_for(model))
         self._current: Callable[[], bool] = lambda: True
         self._drawn_current = False  # whether the figure's traits come from the latest request
@@ -148,6 +148,16 @@ class JobWidget(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self.on_msg(self._on_front_end_message)
         _cells.belongs_here(self)
+
+    @property
+    def model(self):
+        """The model this widget reads: fixed, as its worker and remembered results are that model's."""
+        return self._model
+
+    @model.setter
+    def model(self, _other) -> None:
+        raise AttributeError(f"A widget keeps the model it was made with; for another model make a new one, "
+                             f"e.g. aw.{type(self).__name__}(other_model, ...).")
 
     # --- what outlives the kernel ----------------------------------------------
     @property

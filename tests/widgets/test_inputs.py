@@ -224,3 +224,12 @@ def test_a_chat_prompt_is_written_with_the_models_chat_template(default_model, m
     with pytest.raises(aw.InputError, match="tokenizer has no chat template: pass the prompt as text"):
         aw.Heatmap(default_model, CHAT)
     assert heatmap.prompt == text  # a refused value leaves the widget as it was
+
+
+def test_a_widget_keeps_the_model_it_was_made_with(tiny_llama, default_model):
+    """Its worker and remembered results are that model's: another model swapped in showed the
+    old model's figure for a prompt seen before."""
+    heatmap = aw.Heatmap(tiny_llama, "The cat sat").wait()
+    with pytest.raises(AttributeError, match=r"keeps the model it was made with; .* aw.Heatmap\(other_model"):
+        heatmap.model = default_model
+    assert heatmap.model is tiny_llama
