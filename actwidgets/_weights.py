@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -52,9 +53,11 @@ def _gguf_cache_path(gguf: Path) -> Path:
     """Keyed on the file's contents (0.1 s for the default's 98 MB): a reinstalled wheel, or
     one in another environment, writes the same file with a new mtime, and each used to add
     a 517 MB copy."""
+    digest = hashlib.sha256()
     with open(gguf, "rb") as f:
-        key = hashlib.file_digest(f, "sha256").hexdigest()[:16]
-    return cache_dir() / f"{gguf.stem}-{key}"
+        for block in iter(lambda: f.read(1 << 20), b""):  # hashlib.file_digest is Python 3.11+
+            digest.update(block)
+    return cache_dir() / f"{gguf.stem}-{digest.hexdigest()[:16]}"
 
 
 @contextlib.contextmanager
@@ -113,7 +116,20 @@ def load_gguf(gguf: Path):
     model.load_state_dict(quantized.state_dict())
     del quantized
     _save_atomically(model, tok, cached)
+    _drop_older_copies(cached)
     return tok, model
+
+
+def _drop_older_copies(kept: Path) -> None:
+    """Remove the other converted copies of the same file (an earlier version of it, or ones
+    cached under the earlier mtime key, 517 MB each), not touched for a day: none is in use."""
+    stem = kept.name.rsplit("-", 1)[0]
+    for other in kept.parent.glob(f"{stem}-*"):
+        try:
+            if other != kept and other.is_dir() and time.time() - other.stat().st_mtime > 86400:
+                shutil.rmtree(other)
+        except OSError:  # another process's, or read-only: it can stay
+            pass
 
 
 def _save_atomically(model, tok, target: Path) -> None:

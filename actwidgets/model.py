@@ -128,13 +128,18 @@ class Model:
             kwargs["use_cache"] = False
         return self.lm.trace(*inputs, **self.where(**kwargs))
 
+    def check_eval(self) -> None:
+        """Refuse a local model in training mode: its dropout makes every run differ. Called
+        before every forward actwidgets makes (traces through `where`, generations, prefills)."""
+        if self.remote is False and self.hf.training:
+            raise InputError("The model is in training mode (model.hf.train() was called): its dropout makes "
+                             "every run differ. Call model.hf.eval(), then run the widget again.")
+
     def where(self, **kwargs) -> dict:
         """Keyword arguments for an nnsight trace or generation of this model: remote ones
         send the actwidgets helpers a trace body calls along. (nnsight must see the `with`
         line, so a generation is opened as ``with model.lm.generate(**model.where(...))``.)"""
-        if self.remote is False and self.hf.training:
-            raise InputError("The model is in training mode (model.hf.train() was called): its dropout makes "
-                             "every run differ. Call model.hf.eval(), then run the widget again.")
+        self.check_eval()
         if self.remote:
             _ship_actwidgets_by_value()
             if self.remote is True and "backend" not in kwargs:  # NDIF, its failures said in one sentence

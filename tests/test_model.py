@@ -48,6 +48,20 @@ def test_the_converted_copy_is_found_again_after_a_reinstall(tmp_path):
     assert _gguf_cache_path(copy) != _gguf_cache_path(original)
 
 
+def test_a_new_conversion_removes_the_old_copies_of_the_same_file(tmp_path):
+    from actwidgets._weights import _drop_older_copies
+
+    kept, old, recent, other = (tmp_path / name for name in (
+        "SmolLM2.Q4_1-aaaa", "SmolLM2.Q4_1-bbbb", "SmolLM2.Q4_1-cccc", "Other.Q4_1-dddd"))
+    for folder in (kept, old, recent, other):
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+    for folder in (old, other):
+        os.utime(folder, (time.time() - 3 * 86400,) * 2)
+    _drop_older_copies(kept)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Other.Q4_1-dddd", "SmolLM2.Q4_1-aaaa", "SmolLM2.Q4_1-cccc"]
+
+
 def test_gguf_first_load_builds_the_same_model_as_the_cache(tmp_path, monkeypatch, capfd, default_model):
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
 
@@ -247,10 +261,21 @@ def test_a_model_put_in_training_mode_is_refused_with_a_sentence(tokenizer):
     """Dropout makes every run differ: a widget says so, and runs again once the model is in eval mode."""
     from transformers import LlamaForCausalLM
 
+    from actwidgets.methods import prefix_cache
+
     model = aw.wrap(LlamaForCausalLM(_tiny_config()), tokenizer)
     model.hf.train()
     widget = aw.Heatmap(model, "The cat sat").wait()
     assert widget.status == "error" and "training mode (model.hf.train() was called)" in widget.error
+    # every way in is refused before a forward: a generation, and a shared prompt start that
+    # would be computed with dropout and kept for the runs after eval()
+    held = prefix_cache.cached_bytes()
+    start = "The old keeper counted the boats at dawn and wrote their names in a book. " * 3
+    with pytest.raises(aw.InputError, match="training mode"):
+        aw.steering.steer_generate(model, "The cat sat", torch.ones(32), [0], 1.0, max_new_tokens=2)
+    with pytest.raises(aw.InputError, match="training mode"):
+        aw.patching.attribution_patching(model, start + "John gave it to", start + "Mary gave it to", (" Mary", " John"))
+    assert prefix_cache.cached_bytes() == held
     model.hf.eval()
     widget.prompt = "The dog sat"
     assert widget.wait().status == "done", widget.error

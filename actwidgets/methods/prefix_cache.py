@@ -107,6 +107,7 @@ def _stamp(hf) -> tuple:
 def _prefill(model, prefix: torch.Tensor):
     """The prefix through the decoder stack only (no unembedding: only the keys and values
     are kept), with the attention mask a generation passes."""
+    model.check_eval()  # a prefix computed with dropout would be kept, and reused after eval()
     hf = model.hf
     cache = empty_cache(hf)
     prefix = prefix.to(model.device)

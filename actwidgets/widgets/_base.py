@@ -35,8 +35,8 @@ SAVED_MID_RUN = ("Saved before this run finished: run the cell again, or end a n
                  "(nbconvert --execute, papermill) with aw.settle().")
 # nnsight's errors when the model ran a forward of its own in the middle of this widget's trace
 OUTSIDE_RUN_ERRORS = frozenset({"OutOfOrderError"})
-OUTSIDE_RUN = ("The model ran outside this widget during its run (your own model call in another cell?): "
-               "put such code in `with model.lock:`, then run the widget again. ")
+OUTSIDE_RUN = ("The trace lost its place in the model's run. If code of your own ran the model meanwhile "
+               "(another cell), put it in `with model.lock:` and run the widget again. ")
 BLOCK_REPORT_S = 0.25  # a forward's per-block progress syncs at most this often (4 messages a second)
 
 
@@ -99,6 +99,9 @@ class Memo:
     def close(self) -> None:
         self._closed = True
         self._items.clear()
+
+    def reopen(self) -> None:
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self._items)
@@ -196,7 +199,7 @@ class JobWidget(anywidget.AnyWidget):
                 self.layout.open()  # first: the widget's state names its layout's comm
             self.open()
             self.__dict__.pop("_repr_mimebundle_", None)  # ipywidgets' close() blanks it per instance
-            self.memo = Memo(self.memo.size)
+            self._reopen()
             self.schedule()
         _cells.belongs_here(self)
         self._publisher.shown()
@@ -244,6 +247,10 @@ class JobWidget(anywidget.AnyWidget):
             if self._owns_layout:
                 self.layout.close()
         super().close()
+
+    def _reopen(self) -> None:
+        """Shown again after close(): remember results again."""
+        self.memo.reopen()
 
     @property
     def _earlier_figure(self) -> bool:

@@ -247,9 +247,11 @@ class SnapshotPublisher:
             from IPython.display import update_display
 
             data, metadata = widget._repr_mimebundle_()
+            in_cell = _in_cell.is_set()  # read before sending: a cell may end meanwhile
             update_display(data, metadata=metadata, raw=True, display_id=self.display_id)
             self.published += 1
-            self._unrecorded = None if _in_cell.is_set() else (data, metadata)
+            # sent twice rather than never: a cell that started meanwhile may have looked already
+            self._unrecorded = None if in_cell and _in_cell.is_set() else (data, metadata)
         except Exception:  # a figure that fails to draw must not break the live widget
             log.warning("actwidgets: could not update the saved snapshot", exc_info=True)
 
@@ -275,7 +277,7 @@ def _watch_cells(publisher: SnapshotPublisher) -> None:
     from IPython import get_ipython
 
     shell = get_ipython()
-    if shell is None:  # a script: nothing is recorded per cell
+    if getattr(shell, "kernel", None) is None:  # a script or a terminal: no cell output is recorded
         return
     shell.events.register("pre_run_cell", _cell_starts)
     shell.events.register("post_run_cell", _cell_ends)

@@ -31,6 +31,9 @@ class Array(t.Bytes):
             self.error(obj, value)
 
 
+PromptText = str | list[dict]  # a parameter's type: text, or a chat of role/content messages
+
+
 class Prompt(t.Unicode):
     def __init__(self, **kwargs) -> None:
         super().__init__("", **kwargs)

@@ -19,7 +19,7 @@ from ..methods.attention import (KEEP_ALL_BYTES, AttentionResult, HeadPattern, a
 from ._figure_attention import attention_figure
 from ._base import Memo, bundle, quoted
 from ._grid import GridWidget
-from ._traits import Array
+from ._traits import Array, PromptText
 
 EVERY_HEAD_KEPT = 2  # results whose every head is kept (up to 64 MB each, see KEEP_ALL_BYTES)
 
@@ -60,7 +60,7 @@ class Attention(GridWidget):
     pattern_head = t.List(t.Int()).tag(sync=True)
     layers = t.Any(None)
 
-    def __init__(self, model, prompt: str = "", *, layers=None, head=None, query: int | None = None, **kwargs):
+    def __init__(self, model, prompt: PromptText = "", *, layers=None, head=None, query: int | None = None, **kwargs):
         head = [] if head is None else list(head) if isinstance(head, (list, tuple, np.ndarray)) else [head]
         self._every = Memo(EVERY_HEAD_KEPT)
         super().__init__(model, prompt=prompt, layers=layers, head=head, query=query, **kwargs)
@@ -92,8 +92,12 @@ class Attention(GridWidget):
 
     def close(self) -> None:
         if hasattr(self, "_every"):
-            self._every.clear()
+            self._every.close()  # up to 64 MB a pattern set: a job ending after this keeps none
         super().close()
+
+    def _reopen(self) -> None:
+        super()._reopen()
+        self._every.reopen()
 
     def _key(self) -> tuple:
         return (self.prompt, repr(self.layers), self.query)

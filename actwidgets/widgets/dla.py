@@ -8,7 +8,7 @@ from ..methods.dla import DLAResult, logit_attribution
 from ._base import bundle, finite_or_none, quoted
 from ._figure_dla import dla_figure
 from ._grid import GridWidget
-from ._traits import Array
+from ._traits import Array, PromptText
 
 
 class LogitAttribution(GridWidget):
@@ -41,7 +41,7 @@ class LogitAttribution(GridWidget):
     total = t.Float(None, allow_none=True).tag(sync=True)
     note = t.Unicode("").tag(sync=True)
 
-    def __init__(self, model, prompt: str = "", target: str = " Paris", *, wrong: str | None = None,
+    def __init__(self, model, prompt: PromptText = "", target: str = " Paris", *, wrong: str | None = None,
                  position: int = -1, **kwargs):
         super().__init__(model, prompt=prompt, target=target, wrong=wrong or "", position=position, **kwargs)
         self.observe(self.schedule, ["prompt", "target", "wrong", "position"])

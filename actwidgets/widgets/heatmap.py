@@ -9,7 +9,7 @@ from ..methods.activations import (STAT_LABELS, STATS, ResidualStats, difference
                                   residual_stats_pair)
 from ._base import bundle, quoted
 from ._grid import GridWidget
-from ._traits import Prompt
+from ._traits import Prompt, PromptText
 
 
 class Heatmap(GridWidget):
@@ -36,7 +36,7 @@ class Heatmap(GridWidget):
     direction = t.Any(None)
     log_scale = t.Bool(None, allow_none=True)
 
-    def __init__(self, model, prompt: str = "", *, stat: str = "norm", compare: str = "", layers=None,
+    def __init__(self, model, prompt: PromptText = "", *, stat: str = "norm", compare: PromptText = "", layers=None,
                  direction=None, log_scale: bool | None = None, **kwargs):
         super().__init__(model, prompt=prompt, stat=stat, compare=compare or "", layers=layers, direction=direction,
                          log_scale=log_scale, **kwargs)

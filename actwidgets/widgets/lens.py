@@ -11,7 +11,7 @@ from ..errors import InputError
 from ..methods._checks import choice
 from ..methods.lens import LensResult, iter_lens
 from ._base import bundle, quoted
-from ._traits import Array
+from ._traits import Array, PromptText
 from ._grid import GridWidget
 
 # The one list of colourings: the front-end draws its select from `color_by_options`.
@@ -50,7 +50,7 @@ class LogitLens(GridWidget):
     view_columns = t.List(t.Int(), default_value=[]).tag(sync=True)
     layers = t.Any(None)
 
-    def __init__(self, model, prompt: str = "", *, target: str = "", k: int = 5, color_by: str | None = None,
+    def __init__(self, model, prompt: PromptText = "", *, target: str = "", k: int = 5, color_by: str | None = None,
                  layers=None, **kwargs):
         color_by = color_by or ("target_prob" if target else "top_prob")
         super().__init__(model, prompt=prompt, target=target, k=k, color_by=color_by, layers=layers, **kwargs)

@@ -11,7 +11,7 @@ from ..methods._checks import choice
 from ..methods.patching import (METHODS, SITES, PatchingResult, attribution_patching, check_site, iter_exact, pearson,
                                 prepare)
 from ._base import bundle, finite_or_none, quoted
-from ._traits import Array, Prompt
+from ._traits import Array, Prompt, PromptText
 from ._grid import GridWidget
 
 
@@ -46,7 +46,7 @@ class PatchingGrid(GridWidget):
     denoise = t.Bool(True)
     chunk_size = t.Int(64)
 
-    def __init__(self, model, clean: str = "", corrupted: str = "", answer=("", ""), *, site: str = "resid",
+    def __init__(self, model, clean: PromptText = "", corrupted: PromptText = "", answer=("", ""), *, site: str = "resid",
                  method: str = "exact", normalized: bool = True, denoise: bool = True, chunk_size: int = 64,
                  **kwargs):
         super().__init__(model, clean=clean, corrupted=corrupted, answer=list(answer), site=site, method=method,

@@ -21,7 +21,7 @@ from ..methods._checks import choice, interval, real, whole
 from ..methods.steering_examples import CALIBRATION_PROMPTS
 from . import _figure
 from ._base import JobWidget, bundle, finite_or_none, quoted
-from ._traits import Array, Prompt
+from ._traits import Array, Prompt, PromptText
 
 
 METHODS = ("asc", "east")  # EAST adds the action-entropy curves
@@ -83,7 +83,7 @@ class Steering(JobWidget):
     max_new_tokens = t.Int(32)
     actions = t.List(t.Unicode())
 
-    def __init__(self, model, prompt: str = "", *, vector, layers=None, kl_budget: float = 0.05,
+    def __init__(self, model, prompt: PromptText = "", *, vector, layers=None, kl_budget: float = 0.05,
                  strength: float | None = None, method: str = "asc", operation: str = "add", actions=(),
                  positions: str = "last", max_new_tokens: int = 32,
                  strength_range: tuple[float, float] | None = None, layer=None, **kwargs):

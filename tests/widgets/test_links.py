@@ -29,7 +29,8 @@ def test_a_closed_view_is_let_go_not_pointed(tiny_llama):
     grid.selected = {"row": 2, "col": 3}
     assert att.prompt == "another prompt entirely" and att.idle and grid._linked == []
     att.memo.put("late", 1)  # what a job still finishing after close() writes
-    assert att.memo.get("late") is None
+    att._every.put("late", 1)  # (every head's patterns: up to 64 MB)
+    assert att.memo.get("late") is None and att._every.get("late") is None
 
 
 def test_a_token_grid_click_shows_where_that_token_looks(tiny_llama):

@@ -47,6 +47,27 @@ def test_a_script_that_exits_while_a_job_runs_exits_cleanly(make):
     assert "terminate called" not in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_terminal_ipython_gets_no_figure_lines_in_unrelated_cells():
+    """The cell hooks that keep a headless notebook's saved figures finished are a kernel's:
+    a terminal IPython has no cell output to keep, and printed a widget's line again under the
+    next, unrelated cell."""
+    script = textwrap.dedent("""
+        import os, time
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        from IPython.core.interactiveshell import InteractiveShell
+        shell = InteractiveShell.instance()
+        shell.run_cell("import actwidgets as aw; m = aw.load(); w = aw.Heatmap(m, 'The cat sat'); w")
+        shell.run_cell("w.prompt = 'The dog sat on the mat'")
+        time.sleep(2)  # the new figure is sent while no cell runs
+        print("<<unrelated>>", flush=True)
+        shell.run_cell("x = 1")
+        print("<<end>>", flush=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "<<unrelated>>\n<<end>>" in done.stdout, done.stdout
+
+
 def test_widgets_of_one_model_share_one_long_lived_worker(tiny_llama):
     before = threading.active_count()
     widgets = [aw.Heatmap(tiny_llama, f"prompt number {i}") for i in range(12)]

@@ -101,6 +101,7 @@ def _generate_rows(model: Model, encoded: list[torch.Tensor], vec, layers: list[
     coeffs = torch.tensor([coefficients(g, mode) for g in strengths], dtype=vec.dtype, device=model.device)
     hook = edit_hook(vec, coeffs[:, 0, None, None], coeffs[:, 1, None, None], positions)  # one strength per row
 
+    model.check_eval()
     handles = [_block_module(model, layer).register_forward_hook(hook) for layer in layers]
     try:
         out = model.hf.generate(ids.to(model.device), attention_mask=mask.to(model.device), do_sample=False,

@@ -130,6 +130,7 @@ def _generate_local(model, ids, vec, layers, strength, positions, mode, gen_kwar
         def end(self):
             pass
 
+    model.check_eval()
     handles = [_block_module(model, layer).register_forward_hook(hook) for layer in layers]
     try:
         out = model.hf.generate(ids.to(model.device), attention_mask=torch.ones_like(ids).to(model.device),
