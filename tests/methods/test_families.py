@@ -267,6 +267,17 @@ def test_bf16_patching_agrees_with_fp32(pair, method, site):
     np.testing.assert_allclose(b.patched_ld, a.patched_ld, atol=0.05 * span + 0.02)
 
 
+@pytest.mark.parametrize("site", ["resid", "mlp", "heads"])
+def test_bf16_relp_keeps_the_models_forward_to_the_last_bit(pair, site):
+    """RelP's rules route the gradient only, in bf16 too, where a rule that recomputed a norm
+    or an activation in another order would round differently."""
+    _, bf16 = pair
+    relp = P.attribution_patching(bf16, CLEAN, CORRUPTED, ANSWER, site, relp=True)
+    plain = P.attribution_patching(bf16, CLEAN, CORRUPTED, ANSWER, site)
+    assert (relp.ld_clean, relp.ld_corrupted) == (plain.ld_clean, plain.ld_corrupted)
+    assert np.isfinite(relp.patched_ld).all()
+
+
 def test_bf16_attribution_from_a_shared_start_agrees_with_fp32(pair):
     """The shared start run once and cached in bf16, then reused by the next method: the
     scores agree with fp32's as the IOI pair's do. The logit difference itself is bf16's
