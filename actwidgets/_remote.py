@@ -109,6 +109,21 @@ def _line(text: str, last: bool = False) -> str:
     return lines[-1 if last else 0].rstrip(".")
 
 
+_UNREADABLE = ("NDIF sent a reply this client could not read ({what}); run again. If it keeps happening, "
+               "compare nnsight's version here with NDIF's (nnsight.compare()).")
+
+
+def _unreadable() -> tuple[type[BaseException], ...]:
+    """The errors of a reply that arrived but cannot be read: malformed JSON or frames,
+    compressed or pickled result bytes that do not decode."""
+    import pickle
+
+    import pydantic
+    import zstandard
+
+    return pydantic.ValidationError, zstandard.ZstdError, pickle.UnpicklingError
+
+
 class _ExplainedBackend(RemoteBackend):
     model_name = "this model"
 
@@ -143,6 +158,8 @@ class _ExplainedBackend(RemoteBackend):
                 response = self.parse(message)
                 result = self.handle(response)
                 if response.status == Status.COMPLETED:
+                    if result is None:  # every actwidgets trace saves something
+                        raise RemoteRunError(_UNREADABLE.format(what="no result"))
                     return result
         finally:
             connection.close()
@@ -157,7 +174,11 @@ class _ExplainedBackend(RemoteBackend):
             return super().__call__(tracer)
         except RemoteError as exc:
             status = getattr(getattr(exc.__cause__, "response", None), "status_code", None)
-            raise RemoteRunError(self._explain(str(exc), status)) from exc
+            # a server that echoes the key (a refusal naming it) must not print it in the chained traceback
+            cause = None if self.api_key and self.api_key in str(exc) else exc
+            raise RemoteRunError(self._explain(str(exc), status)) from cause
+        except _unreadable() as exc:  # a reply that is not what this nnsight reads: say so, not a parse error
+            raise RemoteRunError(self._mismatch() or _UNREADABLE.format(what=type(exc).__name__)) from exc
         except (ConnectionRefusedError, websocket.WebSocketBadStatusException) as exc:
             # A server of another nnsight generation answers, but not on this client's websocket path.
             raise RemoteRunError(self._mismatch() or f"Could not reach NDIF at {self.host} ({type(exc).__name__}); "
@@ -186,6 +207,8 @@ class _ExplainedBackend(RemoteBackend):
                     "fewer tokens, fewer cells or a smaller chunk_size, then run again.")
         if not refused:  # an ERROR status: the job itself failed on NDIF
             return f"NDIF reported an error while running this request ({said})."
+        if status is not None and status >= 500 and said.startswith("<"):  # a proxy's HTML page says nothing more
+            return f"NDIF is not available right now (HTTP {status}); run again in a while."
         return f"NDIF refused the request ({said})."
 
     def _mismatch(self) -> str:

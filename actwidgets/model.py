@@ -272,13 +272,15 @@ def load(name_or_path: str | os.PathLike | None = None, *, device=None, dtype=No
       the key comes from ``NDIF_API_KEY`` or nnsight's config and is never stored here);
       ``remote="local"`` runs nnsight's remote path in-process.
     """
+    _check_remote(remote)
     if remote is True:
         if name_or_path is None:
             raise ModelLoadError("remote=True needs the id of a model that NDIF hosts, e.g. 'meta-llama/Llama-3.1-8B'.")
+        if device is not None or dtype is not None:
+            raise InputError("With remote=True, NDIF chooses the device and dtype it serves the model in: "
+                             "leave out device= and dtype=.")
         lm = _remote(str(name_or_path))
         return Model(lm, lm.tokenizer, Adapter.for_model(lm._module), str(name_or_path), remote=True)
-    if remote not in (False, "local"):
-        raise InputError(f"remote must be False, True or 'local', not {remote!r}.")
 
     dtype = check_dtype(dtype)
     if name_or_path is None:
@@ -326,6 +328,7 @@ def wrap(hf_model, tokenizer, *, name: str | None = None, device=None, dtype=Non
     """Wrap an already-built transformers model (tests build tiny ones from a config)."""
     import nnsight
 
+    _check_remote(remote)
     if not isinstance(hf_model, torch.nn.Module) or not hasattr(hf_model, "config"):
         raise InputError("wrap takes a transformers causal LM (e.g. from AutoModelForCausalLM.from_pretrained), "
                          f"not {_checks.shown(hf_model)}; aw.load(name) loads one by name.")
@@ -344,6 +347,12 @@ def wrap(hf_model, tokenizer, *, name: str | None = None, device=None, dtype=Non
     adapter = Adapter.for_model(hf_model)
     lm = nnsight.TransformersModel(hf_model, tokenizer=tokenizer, task="text-generation")
     return Model(lm, tokenizer, adapter, name or type(hf_model).__name__, remote=remote, lock=_lock_of(hf_model))
+
+
+def _check_remote(remote) -> None:
+    # `is` tests: 1 == True would pass as True and skip the NDIF backend's checks and statuses
+    if not any(remote is allowed for allowed in (False, True)) and remote != "local":
+        raise InputError(f"remote must be False, True or 'local', not {_checks.shown(remote)}.")
 
 
 _locks: "weakref.WeakKeyDictionary[torch.nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()

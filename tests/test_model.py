@@ -281,6 +281,23 @@ def test_a_model_put_in_training_mode_is_refused_with_a_sentence(tokenizer):
     assert widget.wait().status == "done", widget.error
 
 
+@pytest.mark.parametrize("remote", ["yes", 1, None])
+def test_remote_is_false_true_or_local(tokenizer, remote):
+    """1 == True: it passed as remote and ran through nnsight's plain backend, without the key
+    check, the queue status or cancel; "yes" failed later with "Invalid host URL"."""
+    from transformers import LlamaForCausalLM
+
+    with pytest.raises(aw.InputError, match=r"^remote must be False, True or 'local', not "):
+        aw.wrap(LlamaForCausalLM(_tiny_config()), tokenizer, remote=remote)
+    with pytest.raises(aw.InputError, match=r"^remote must be False, True or 'local', not "):
+        aw.load("some/model", remote=remote)
+
+
+def test_a_remote_model_takes_no_device_or_dtype():
+    with pytest.raises(aw.InputError, match="NDIF chooses the device and dtype"):
+        aw.load("meta-llama/Llama-3.1-8B", remote=True, dtype="bfloat16")
+
+
 def test_a_folder_without_a_model_is_a_load_error(tmp_path):
     with pytest.raises(aw.ModelLoadError, match="Could not load .* offline"):
         aw.load(tmp_path)

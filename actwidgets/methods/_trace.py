@@ -105,6 +105,12 @@ def float32(model):
             t.data = t.data.to(dtype)
 
 
+def float32_dtype(model) -> torch.dtype:
+    """The residual stream's dtype inside a `float32` block, for the vectors added to it:
+    float32 here, a remote model's own (its copy on NDIF is not cast)."""
+    return model.hf.dtype if model.remote else torch.float32
+
+
 @contextlib.contextmanager
 def after_each_block(model, progress, passes: int = 1):
     """Call ``progress(fraction)`` after each block of the local forwards run inside (`passes`

@@ -20,7 +20,9 @@ The protocol of nnsight 0.8.x, as its client speaks it:
 Test controls (not NDIF's): GET /_test/stats (request count, headers and URIs seen, whether
 the key was in a request's body, statuses sent per job, bytes up (request bodies) and down
 (results, downloaded or inline), blocked modules ever imported),
-POST /_test/config with any of {"queue_seconds", "fail" ("status" | "http"), "drop",
+POST /_test/config with any of {"queue_seconds", "fail" ("status" | "http", or a reply the client
+cannot read: "proxy" (a proxy's 502 HTML page), "garbled" (result bytes that do not decode),
+"empty" (COMPLETED with no result); "echo": a 401 that repeats the key), "drop",
 "version" (the nnsight version reported at /env and required at /request unless "gate" is
 false), "inline" (results on the websocket), "keys" (the API keys accepted; null: any),
 "hosted" (false: the model is not deployed for this key), "timeout" (NDIF's execution
@@ -230,12 +232,17 @@ def serve(model_dir: str) -> None:
                 if config["fail"] == "status":
                     publish(session_id, say(Status.ERROR, "Internal server error: the model worker crashed."))
                     continue
+                if config["fail"] == "empty":
+                    publish(session_id, say(Status.COMPLETED, "Your job has been completed."))
+                    continue
                 if not config["hosted"]:
                     publish(session_id, say(Status.ERROR, NOT_HOSTED))
                     continue
                 publish(session_id, say(Status.RUNNING, "Your job has started running."))
                 started = time.monotonic()
                 data = execute(blob, compress)
+                if config["fail"] == "garbled":
+                    data = b"\x00garbage" * 10
                 # NDIF abandons the job at the deadline; a job here is too short to stop midway, and the
                 # client sees the same thing either way: an ERROR instead of the result.
                 if config["timeout"] is not None and time.monotonic() - started > config["timeout"]:
@@ -302,6 +309,12 @@ def serve(model_dir: str) -> None:
                                         f"{config['version']}. Please `pip install nnsight=={config['version']}`.")
             if config["fail"] == "http":
                 return self.refuse(500, "Internal server error.")
+            if config["fail"] == "echo":  # a server that repeats the key it refuses
+                return self.refuse(401, f"Unknown API key {self.request.headers.get('ndif-api-key', '')}.")
+            if config["fail"] == "proxy":
+                self.set_status(502)
+                return self.finish("<html><head><title>502 Bad Gateway</title></head>"
+                                   "<body><center><h1>502 Bad Gateway</h1></center></body></html>")
             config["hosted"] = config["hosted"] and request.model_key == model_key
             job_id = uuid.uuid4().hex
             self.finish(ResponseModel(id=job_id, status=Status.RECEIVED,

@@ -164,3 +164,20 @@ def test_a_relp_patching_grid_through_the_server_equals_a_local_one(remote_model
     assert remote.result.method == "relp"
     assert_same_patching(remote.exact, local.exact)
     assert remote.correlation == pytest.approx(local.correlation, abs=1e-4)
+
+
+def test_steering_measures_a_bf16_remote_model_in_its_own_dtype(tiny_dir, vector):
+    """NDIF serves bf16 weights, which cannot be cast to float32 from here as a local model
+    is: the vector joins the residual stream in the model's dtype (it was float32, and every
+    KL, curvature and calibration failed with "expected scalar type BFloat16 but found Float")."""
+    from actwidgets.methods.steering import calibrate_strength, estimate_curvature
+
+    shipped = aw.load(tiny_dir, dtype="bfloat16", remote="local")  # nnsight's remote path, in-process
+    here = aw.load(tiny_dir, dtype="bfloat16")
+    cont = here.encode(CONTINUATION)[0]
+    for mode, strength in (("add", 0.01), ("ablate", 1.0)):
+        kl = measure_kl(shipped, PROMPT, cont, vector, 1, strength, mode=mode).mean_kl
+        assert kl == pytest.approx(measure_kl(here, PROMPT, cont, vector, 1, strength, mode=mode).mean_kl, rel=0.05)
+    curvature = estimate_curvature(shipped, vector, 1, [PROMPT])
+    assert np.isfinite([curvature.a, curvature.lipschitz]).all()
+    assert np.isfinite(calibrate_strength(shipped, vector, 1, [PROMPT], 0.05, n_tokens=4).strength)

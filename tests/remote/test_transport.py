@@ -214,6 +214,22 @@ def test_a_refused_request_is_one_sentence(remote_model, ndif):
     assert one_sentence(str(failed.value))
 
 
+@pytest.mark.parametrize("fail, said", [
+    ("proxy", "NDIF is not available right now (HTTP 502); run again in a while."),
+    ("garbled", "NDIF sent a reply this client could not read (ZstdError); run again."),
+    ("empty", "NDIF sent a reply this client could not read (no result); run again."),
+])
+def test_a_reply_that_cannot_be_read_is_a_sentence_and_the_widget_recovers(remote_model, ndif, fail, said):
+    """A proxy's HTML page, result bytes that do not decode, a COMPLETED without a result: each
+    was a raw parse error in the widget ("ZstdError: error determining content size ...")."""
+    ndif.configure(fail=fail)
+    heatmap = aw.Heatmap(remote_model, PROMPT).wait(timeout=60)
+    assert heatmap.status == "error" and heatmap.error.startswith(said), heatmap.error
+    ndif.configure(fail=None)
+    heatmap.schedule()
+    assert heatmap.wait(timeout=60).status == "done", heatmap.error
+
+
 def test_a_dropped_connection_is_one_sentence(remote_model, ndif):
     ndif.configure(drop=True)
     heatmap = aw.Heatmap(remote_model, PROMPT).wait(timeout=60)
@@ -304,6 +320,18 @@ def test_a_key_a_server_echoes_back_is_blanked_out(remote_model, api_key):
     explained = backend(remote_model.lm)
     said = explained._explain(f"Failed to send request: Unknown key {api_key}.", 400)
     assert said == "NDIF refused the request (Unknown key (the key))."
+
+
+def test_a_key_a_server_echoes_is_not_in_the_traceback_either(remote_model, ndif, api_key):
+    """The sentence blanks it, and the chained exception that a notebook prints under it must
+    not carry it (it said "RemoteError: Failed to send request: Unknown API key <the key>")."""
+    import traceback
+
+    ndif.configure(fail="echo")
+    with pytest.raises(RemoteRunError) as failed:
+        residual_stats(remote_model, PROMPT)
+    printed = "".join(traceback.format_exception(failed.value))
+    assert api_key not in printed and "(the key)" in str(failed.value)
 
 
 def test_a_model_not_hosted_by_ndif_names_the_model_and_what_to_do(remote_model, ndif):

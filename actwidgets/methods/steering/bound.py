@@ -14,7 +14,7 @@ import torch
 from ...errors import InputError
 from ...model import Model
 from .._checks import real, shown
-from .._trace import check_vector, float32, residual
+from .._trace import check_vector, float32, float32_dtype, residual
 from .edit import _layer, _prompts, steer
 
 
@@ -96,7 +96,7 @@ def estimate_curvature(model: Model, vector, layer: int, prompts: Sequence[str],
     layer = _layer(model, layer)
     step = real(step, "step", above=0)
     norm = float(vec.norm())
-    unit = (vec / norm).to(device=model.device, dtype=torch.float32)
+    unit = (vec / norm).to(device=model.device, dtype=float32_dtype(model))
     block, lm = model.blocks[layer], model.lm
     jvp, hvp = [], []
     with model.lock, torch.no_grad(), float32(model):

@@ -15,7 +15,7 @@ import torch
 
 from ...model import Model
 from .._checks import choice, real, whole
-from .._trace import check_vector, float32
+from .._trace import check_vector, float32, float32_dtype
 from .edit import MAX_NEW_TOKENS, MODES, POSITIONS, _edit_vector, _layer, _prompts, check_room
 from .batch import steer_generate_batch
 from .kl import _kl_rows
@@ -69,7 +69,7 @@ def calibrate_strength(model: Model, vector, layer: int, prompts: Sequence[str],
         ids = torch.tensor(cont.prompt_ids)
         rows.append((torch.cat([ids, torch.tensor(cont.token_ids)])[None], len(ids), {} if not model.remote else None))
 
-    kl_vec = _edit_vector(model, vector, mode, torch.float32)
+    kl_vec = _edit_vector(model, vector, mode, float32_dtype(model))
 
     def kl_at(g: float) -> float:
         kls = [_kl_rows(model, full, n, kl_vec, [layer], [g], positions, mode, reference)[0][0]

@@ -13,7 +13,7 @@ import torch
 from ...errors import InputError
 from ...model import Model
 from .._checks import choice, real
-from .._trace import float32, residual
+from .._trace import float32, float32_dtype, residual
 from .. import prefix_cache
 from .edit import MODES, POSITIONS, _edit_vector, _layers, coefficients, steer
 
@@ -46,7 +46,7 @@ def _kl_inputs(model: Model, prompt: str, continuation_ids, vector, layer, posit
     layers = _layers(model, layer)
     choice(positions, POSITIONS, "positions")
     choice(mode, MODES, "mode")
-    vec = _edit_vector(model, vector, mode, torch.float32)
+    vec = _edit_vector(model, vector, mode, float32_dtype(model))
     full = torch.cat([ids[0], cont])[None]
     limit = model.max_tokens
     if limit and full.shape[1] > limit:
@@ -77,7 +77,7 @@ def _kl_rows(model: Model, full: torch.Tensor, n_prompt: int, vec, layers: list[
     start = n_prompt - 1 - skip if positions == "last" else 0
     lowest = min(layers)
     keep = reference is not None and first and lowest * (full.shape[1] - skip) * model.d_model * 4 <= REFERENCE_BYTES
-    coeffs = torch.tensor([coefficients(g, mode) for g in strengths], dtype=torch.float32, device=model.device)
+    coeffs = torch.tensor([coefficients(g, mode) for g in strengths], dtype=vec.dtype, device=model.device)
     shift, project = coeffs[:, 0, None, None], coeffs[:, 1, None, None]  # [k, 1, 1]: one strength per edited row
     stack, lm, as_tuple = list(model.blocks), model.lm, model.adapter.block_tuple  # trace bodies must not name `model`
     with model.trace(full[:, skip:].repeat(rows, 1).to(model.device), **kwargs):
