@@ -178,21 +178,24 @@ def _grid_axes(model: Model, problem: Problem, site: str) -> tuple[list[str], li
 def _cache_runs(model: Model, problem: Problem, site: str, denoise: bool, metric):
     """One trace each over source and target: site activations, block outputs, metric, and
     the key/value cache (kept here only: a remote run's cache stays on the server)."""
-    cached = []
+    return [_cache_run(model, ids, site, metric) for ids in problem.source_target(denoise)]
+
+
+def _cache_run(model: Model, ids: torch.Tensor, site: str, metric):
+    """One of `_cache_runs`, in a frame of its own: a remote trace ships the names its body
+    reads, and a second run in the same frame shipped the first one's saved activations."""
     refs, block_list, lm, keep_cache = _site_refs(model, site), list(model.blocks), model.lm, not model.remote
     unembed = model.unembed
-    for ids in problem.source_target(denoise):
-        with model.trace(ids.to(model.device), use_cache=keep_cache, logits_to_keep=1):
-            sites, blocks = [], []
-            for ref, block in zip(refs, block_list):  # execution order: a site comes before its block's output
-                sites.append(_read(ref, 1)[0].clone())  # Falcon adds into its MLP output in place
-                blocks.append(residual(block.output)[0])
-            sites, blocks = nnsight.save(sites), nnsight.save(blocks)
-            value = nnsight.save(last_metric(lm, unembed, metric))
-            if keep_cache:
-                kv = nnsight.save(lm.output.cache)
-        cached.append((sites, blocks, float(value[0]), kv if keep_cache else None))
-    return cached
+    with model.trace(ids.to(model.device), use_cache=keep_cache, logits_to_keep=1):
+        sites, blocks = [], []
+        for ref, block in zip(refs, block_list):  # execution order: a site comes before its block's output
+            sites.append(_read(ref, 1)[0].clone())  # Falcon adds into its MLP output in place
+            blocks.append(residual(block.output)[0])
+        sites, blocks = nnsight.save(sites), nnsight.save(blocks)
+        value = nnsight.save(last_metric(lm, unembed, metric))
+        if keep_cache:
+            kv = nnsight.save(lm.output.cache)
+    return sites, blocks, float(value[0]), kv if keep_cache else None
 
 
 # --- exact patching ------------------------------------------------------------
@@ -228,7 +231,8 @@ def iter_exact(model: Model, problem: Problem, site: str = "resid", *, denoise: 
             same[:, :problem.shared] = True
         grid[same], result.done[same] = tgt_ld, True
         moved = [(int(layer), int(col)) for layer, col in zip(*np.nonzero(~same))]
-        rows_at_once = min(chunk_size, rows_within(model, tgt_cache, target_ids.shape[1]))
+        # NDIF's memory is not this machine's: a remote grid is cut by chunk_size alone
+        rows_at_once = chunk_size if model.remote else min(chunk_size, rows_within(model, tgt_cache, target_ids.shape[1]))
         chunks = plan(moved, rows_at_once, model.n_layers, target_ids.shape[1], keys is not None)
         if not chunks:
             yield result, 1.0
@@ -270,12 +274,18 @@ def _patched_batch(model, target_ids, chunk, site, src_sites, tgt_blocks, keys, 
     """
     refs, blocks, lm, unembed = _site_refs(model, site), list(model.blocks), model.lm, model.unembed
     head_dim, as_tuple = model.head_dim, model.adapter.block_tuple
-    k, first = len(chunk), min(layer for layer, _ in chunk)
+    # NDIF recomputes the blocks below faster than their outputs could be uploaded to it
+    k, first = len(chunk), 0 if model.remote else min(layer for layer, _ in chunk)
     start = min(col for _, col in chunk) if keys else 0
     reuse = prefix_inputs(model, keys, start, k) if start else {}
+    # What the body reads, taken out here: a remote trace ships the values its body names, and
+    # naming src_sites and tgt_blocks there shipped every layer's activations with every chunk.
+    patches = [(src_sites[layer][:, cell * head_dim:(cell + 1) * head_dim] if site == "heads"
+                else src_sites[layer][cell]).clone() for layer, cell in chunk]  # a view would ship its whole storage
+    skipped = [tgt_blocks[below][start:] for below in range(first)]
     with model.trace(target_ids[:, start:].expand(k, -1), logits_to_keep=1, **reuse):
         for below in range(first):  # these blocks would only recompute the cached target run
-            cached = tgt_blocks[below][start:].expand(k, -1, -1)
+            cached = skipped[below].expand(k, -1, -1)
             blocks[below].skip((cached, None) if as_tuple else cached)  # callers read [0] of a tuple
         for layer in sorted({layer for layer, _ in chunk}):
             value = _read(refs[layer], k)
@@ -283,10 +293,9 @@ def _patched_batch(model, target_ids, chunk, site, src_sites, tgt_blocks, keys, 
                 if cell_layer != layer:
                     continue
                 if site == "heads":
-                    span = slice(cell * head_dim, (cell + 1) * head_dim)
-                    value[row, :, span] = src_sites[layer][:, span]
+                    value[row, :, cell * head_dim:(cell + 1) * head_dim] = patches[row]
                 else:
-                    value[row, cell - start] = src_sites[layer][cell]
+                    value[row, cell - start] = patches[row]
         out = nnsight.save(last_metric(lm, unembed, metric))
     return out.float().cpu().numpy()
 

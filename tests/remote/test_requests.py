@@ -69,6 +69,20 @@ def test_an_exact_grid_is_two_requests_plus_one_per_chunk(remote_model, local_mo
     np.testing.assert_allclose(grid.result.patched_ld, local.result.patched_ld, rtol=1e-4, atol=1e-5)
 
 
+def test_an_exact_grid_uploads_its_patches_not_every_layers_activations(remote_model, ndif):
+    """A chunk's trace ships the values its body names: it named the source run's activations
+    of every layer (and the target's block outputs below the chunk), so each chunk uploaded
+    more than all of them; now the patches, and NDIF runs the blocks below itself. The second
+    cached run also carried the first one's activations."""
+    start = "The Eiffel Tower is located in the city of Paris and Rome is the capital of Italy. " * 6
+    clean, corrupted = start + CLEAN, start + CORRUPTED
+    activations = remote_model.n_layers * remote_model.encode(clean).shape[1] * remote_model.d_model * 4
+    ndif.reset()
+    list(iter_exact(remote_model, prepare(remote_model, clean, corrupted, ANSWER), chunk_size=1))
+    per_request = ndif.stats()["bytes_up"] / ndif.stats()["requests"]
+    assert activations > 90_000 and per_request < activations / 8, (per_request, activations)  # 101 KB a chunk before
+
+
 def test_an_attribution_grid_sends_one_request_before_the_exact_grid(remote_model, ndif):
     chunks = chunks_of(remote_model, 64)
     ndif.reset()
