@@ -339,7 +339,7 @@ def _first_order(model: Model, both: torch.Tensor, refs, rules, metric, resume: 
     14-token forward and its backward, and the default metric's two columns alone another
     sixth. (Two one-row traces, the source without a graph, measured slower: a batch of two
     rows costs 1.4 rows.)"""
-    relp, lm, unembed = rules is not None, model.lm, model.unembed
+    relp, lm, unembed, n_heads = rules is not None, model.lm, model.unembed, model.n_heads
     embedding = get_path(lm, _embedding_path(model))
     with model.trace(both, logits_to_keep=1, **resume):
         embedding.output.requires_grad_(True)  # parameters are frozen: the graph starts here
@@ -353,13 +353,14 @@ def _first_order(model: Model, both: torch.Tensor, refs, rules, metric, resume: 
             for norm in rules[-1]:
                 ln_rule(norm)
         values = last_metric(lm, unembed, metric)
-        src = nnsight.save([_unflatten(a, 2)[0].detach() for a in acts])
-        tgt = nnsight.save([_unflatten(a, 2)[1].detach() for a in acts])
+        diffs = [(_unflatten(a, 2)[0] - _unflatten(a, 2)[1]).detach() for a in acts]  # source - target
         src_ld, tgt_ld = nnsight.save(values[0].detach()), nnsight.save(values[1].detach())
-        with values[1].backward():
-            grads = nnsight.save([_unflatten(act.grad, 2)[1] for act in reversed(acts)])
-    grads = grads[::-1]
-    scores = torch.stack([_cell_scores(s - t, g, site, model.n_heads) for s, t, g in zip(src, tgt, grads)])
+        with values[1].backward():  # gradients arrive last layer first
+            scores = [_cell_scores(diff, _unflatten(act.grad, 2)[1], site, n_heads)
+                      for diff, act in zip(reversed(diffs), reversed(acts))]
+            # reduced where the run is: a remote run brings back [layers, cols], not three
+            # [layers, tokens, d] sets (activations of both rows and the gradients)
+            scores = nnsight.save(torch.stack(scores[::-1]))
     return float(src_ld), float(tgt_ld), scores
 
 

@@ -83,6 +83,19 @@ def test_an_exact_grid_uploads_its_patches_not_every_layers_activations(remote_m
     assert activations > 90_000 and per_request < activations / 8, (per_request, activations)  # 101 KB a chunk before
 
 
+@pytest.mark.parametrize("relp", [False, True], ids=["attribution", "relp"])
+def test_an_approximation_brings_back_its_grid_not_the_activations(remote_model, ndif, relp):
+    """The scores are reduced on the server: 157 KB came back for a 128-token prompt (both
+    rows' activations and the gradients), for a [layers, tokens] grid of 1.5 KB."""
+    from actwidgets.methods.patching import attribution_patching
+
+    start = "The Eiffel Tower is located in the city of Paris and Rome is the capital of Italy. " * 6
+    activations = remote_model.n_layers * remote_model.encode(start + CLEAN).shape[1] * remote_model.d_model * 4
+    ndif.reset()
+    attribution_patching(remote_model, start + CLEAN, start + CORRUPTED, ANSWER, relp=relp)
+    assert ndif.stats()["requests"] == 1 and ndif.stats()["bytes_down"] < activations / 8
+
+
 def test_an_attribution_grid_sends_one_request_before_the_exact_grid(remote_model, ndif):
     chunks = chunks_of(remote_model, 64)
     ndif.reset()
