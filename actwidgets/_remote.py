@@ -64,6 +64,7 @@ def _job() -> tuple[Callable[[], bool], Callable[[str], None]]:
     return getattr(_watch, "job", None) or (lambda: False, lambda _text: None)
 
 
+_CONNECT_S = 30.0  # the websocket's connect and first message (NDIF answers at once)
 _STAGES = {Status.RECEIVED: "sent", Status.PROVISIONING: "starting", Status.DEPLOYING: "starting",
            Status.DISPATCHED: "starting", Status.RUNNING: "running", Status.COMPLETED: "downloading"}
 
@@ -139,12 +140,17 @@ class _ExplainedBackend(RemoteBackend):
         protocol has no cancel); only its result is never fetched."""
         import websocket
 
-        should_stop = _job()[0]
+        should_stop, say = _job()
         blob = self._serialize(tracer)
+        # a server that accepts the connection and then says nothing must not hold the worker forever
         connection = websocket.create_connection(
-            f"{self.ws_host}/subscribe", header={"ndif-api-key": self.api_key} if self.api_key else None)
+            f"{self.ws_host}/subscribe", header={"ndif-api-key": self.api_key} if self.api_key else None,
+            timeout=_CONNECT_S)
         try:
             request.session_id = json.loads(connection.recv())["session_id"]
+            if should_stop():
+                raise Cancelled
+            say("sending")  # the upload: a big trace takes a while, and says so
             self.send(request, blob)
             connection.settimeout(_REFRESH)
             while True:

@@ -22,7 +22,7 @@ the key was in a request's body, statuses sent per job, bytes up (request bodies
 (results, downloaded or inline), blocked modules ever imported),
 POST /_test/config with any of {"queue_seconds", "fail" ("status" | "http", or a reply the client
 cannot read: "proxy" (a proxy's 502 HTML page), "garbled" (result bytes that do not decode),
-"empty" (COMPLETED with no result); "echo": a 401 that repeats the key), "drop",
+"empty" (COMPLETED with no result); "echo": a 401 that repeats the key; "silent": a websocket that never sends its session), "drop",
 "version" (the nnsight version reported at /env and required at /request unless "gate" is
 false), "inline" (results on the websocket), "keys" (the API keys accepted; null: any),
 "hosted" (false: the model is not deployed for this key), "timeout" (NDIF's execution
@@ -268,6 +268,8 @@ def serve(model_dir: str) -> None:
         def open(self) -> None:
             state["subscribe_headers"].append(dict(self.request.headers))
             state["uris"].append(self.request.uri)
+            if state["config"]["fail"] == "silent":  # accepts the connection, then says nothing
+                return
             self.session_id = uuid.uuid4().hex
             sessions[self.session_id] = self
             self.write_message(json.dumps({"session_id": self.session_id}))

@@ -46,7 +46,7 @@ def test_a_queued_job_says_queued_then_running_then_downloading(remote_model, nd
     heatmap.prompt = PROMPT
     heatmap.wait()
     assert heatmap.status == "done", heatmap.error
-    assert seen == ["sent", "queued (position 1)", "running", "downloading", ""]
+    assert seen == ["sending", "sent", "queued (position 1)", "running", "downloading", ""]
     assert heatmap.remote_status == ""
 
 
@@ -61,7 +61,7 @@ def test_a_job_with_another_ahead_says_position_2(remote_model, local_model, ndi
     seen = stages(heatmap)
     heatmap.prompt = PROMPT
     assert heatmap.wait().status == "done", heatmap.error
-    assert seen[:2] == ["sent", "queued (position 2)"]
+    assert seen[:3] == ["sending", "sent", "queued (position 2)"]
     assert ahead.backend() is not None  # the other job completed too
     assert aw.LogitLens(local_model, PROMPT).wait().remote_status == ""  # a local run has no remote stage
 

@@ -230,6 +230,19 @@ def test_a_reply_that_cannot_be_read_is_a_sentence_and_the_widget_recovers(remot
     assert heatmap.wait(timeout=60).status == "done", heatmap.error
 
 
+def test_a_server_that_never_answers_the_connection_frees_the_worker(remote_model, ndif, monkeypatch):
+    """It held the model's worker, and every widget on it, for good: no cancel reached it."""
+    from actwidgets import _remote
+
+    monkeypatch.setattr(_remote, "_CONNECT_S", 1.0)
+    ndif.configure(fail="silent")
+    heatmap = aw.Heatmap(remote_model, PROMPT).wait(timeout=30)
+    assert heatmap.status == "error" and heatmap.error.startswith(f"The connection to NDIF at {ndif.url} was lost")
+    ndif.configure(fail=None)
+    heatmap.schedule()
+    assert heatmap.wait(timeout=60).status == "done", heatmap.error
+
+
 def test_a_dropped_connection_is_one_sentence(remote_model, ndif):
     ndif.configure(drop=True)
     heatmap = aw.Heatmap(remote_model, PROMPT).wait(timeout=60)
