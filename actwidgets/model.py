@@ -96,7 +96,13 @@ class Model:
         """A part of one block as an envoy: `attn`, `attn_out`, `mlp` (what the mlp site reads),
         `act`, `up`, `gate_up`, `down`, or a norm's relative path."""
         path = {"mlp": self.adapter.mlp_out}.get(name) or getattr(self.adapter, name, None) or name
-        return get_path(block, path)
+        try:
+            return get_path(block, path)
+        except AttributeError:  # the adapter reads block 0: DeepSeek, GLM-4.5 or Qwen2-MoE mix dense and MoE layers
+            raise InputError(f"The blocks of {self.name} are not all alike: block 0 has `{path}` and another does "
+                             "not (dense and mixture-of-experts layers mixed). What reads a block's MLP parts (the "
+                             "mlp site, DLA, RelP) needs them in every block; the heatmap, the lens, attention and "
+                             "the resid and heads sites work.") from None
 
     @property
     def unembed(self):
@@ -209,6 +215,12 @@ class Model:
             raise InputError(f"A token must be given as its text (e.g. ' Paris') or its id, not "
                              f"{_checks.shown(text)}.")
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not (len(ids) == 1 and self.token_texts(ids)[0] == text):
+            # a label a widget showed for a token that is not text of its own ('<0xF0><0x9F>', a
+            # piece of a character) names that token: its text would be another one, or several
+            shown = next((i for i, label in list(self._texts.items()) if label == text), None)
+            if shown is not None:
+                return shown
         if len(ids) != 1:
             pieces = ", ".join(repr(t) for t in self.token_texts(ids)) or "no tokens"
             raise InputError(f"{text!r} is {len(ids)} tokens ({pieces}); a single token is needed here.")

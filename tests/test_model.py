@@ -315,3 +315,20 @@ def test_a_tokenizer_larger_than_the_model_is_named_at_the_first_prompt(tokenize
         small.encode("The Eiffel Tower is in Paris")
     heatmap = aw.Heatmap(small, "The Eiffel Tower is in Paris").wait()
     assert heatmap.status == "error" and "the tokenizer is not this model's" in heatmap.error
+
+
+def test_a_model_that_mixes_dense_and_moe_blocks_says_what_works(tokenizer):
+    """DeepSeek, GLM-4.5 and Qwen2-MoE (mlp_only_layers) mix dense and MoE blocks; the adapter
+    reads block 0. What reads MLP parts says so in a sentence (it was a raw AttributeError from
+    nnsight's Envoy), and the rest runs."""
+    import transformers
+
+    config = transformers.Qwen2MoeConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+        shared_expert_intermediate_size=32, mlp_only_layers=[0], bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    model = aw.wrap(transformers.AutoModelForCausalLM.from_config(config), tokenizer, name="mixed")
+    clean, corrupted = "When Mary and John went to the store, John gave a drink to", "When Mary and John went to the store, Mary gave a drink to"
+    for widget in (aw.LogitAttribution(model, clean, " Mary"), aw.PatchingGrid(model, clean, corrupted, (" Mary", " John"), method="relp")):
+        assert widget.wait(300).status == "error" and widget.error.startswith("The blocks of mixed are not all alike"), widget.error
+    assert aw.Heatmap(model, clean).wait().status == "done"

@@ -262,8 +262,8 @@ def logit_attribution(model: Model, prompt: str, target, *, wrong=None, position
     embed, attn, mlp, heads, attn_bias, const, logit = (x.cpu().numpy() for x in saved)
     return DLAResult(
         tokens=model.token_texts(ids[0]), position=position,
-        target_id=target_id, target_text=model.tokenizer.decode([target_id]),
-        wrong_id=wrong_id, wrong_text=None if wrong_id is None else model.tokenizer.decode([wrong_id]),
+        target_id=target_id, target_text=model.token_texts([target_id])[0],  # a piece of a character as its bytes
+        wrong_id=wrong_id, wrong_text=None if wrong_id is None else model.token_texts([wrong_id])[0],
         logit=float(logit), embed=float(embed), attn=attn.astype(np.float32), mlp=mlp.astype(np.float32),
         heads=heads.astype(np.float32), attn_bias=attn_bias.astype(np.float32), norm_bias=float(const),
         note=_note(model),

@@ -23,7 +23,6 @@ import weakref
 
 import torch
 
-from .._adapter import get_path
 from ..errors import InputError
 from ..model import Model
 
@@ -94,13 +93,13 @@ def _make_rules(model: Model, site: str) -> list:
                   "mlp": a.event(a.mlp_out, "out")}[site]
     out = []
     for block in model.blocks:
-        steps = [(a.event(name, "in"), "norm", norm_parts(get_path(block, name))) for name in a.norms]
+        steps = [(a.event(name, "in"), "norm", norm_parts(model.part(block, name))) for name in a.norms]
         if a.act:
-            steps.append((a.event(a.act, "in"), "act", get_path(block, a.act)))
+            steps.append((a.event(a.act, "in"), "act", model.part(block, a.act)))
         if a.up or a.gate_up:
             up = a.up or a.gate_up
-            steps.append((a.event(up, "out"), "up", (get_path(block, up), None if a.up else 1 - a.gate_half)))
-            steps.append((a.event(a.mlp_out, "in"), "half", get_path(block, a.mlp_out)))
+            steps.append((a.event(up, "out"), "up", (model.part(block, up), None if a.up else 1 - a.gate_half)))
+            steps.append((a.event(a.mlp_out, "in"), "half", model.part(block, a.mlp_out)))
         steps.append((site_event if site_event is not None else len(a.order), "site", None))
         out.append(sorted(steps, key=lambda step: step[0]))
     out.append([norm_parts(envoy) for envoy in model.final if "norm" in type(envoy._module).__name__.lower()])

@@ -140,5 +140,6 @@ class LogitLens(GridWidget):
             lens = self.data
             if lens is None:
                 return
-            target = self.model.tokenizer.decode([int(lens.topk_ids[-1, cell["col"], 0])])
+            # its label, as the lens shows it: a piece of a character decodes to '�', another token
+            target = self.model.token_texts([int(lens.topk_ids[-1, cell["col"], 0])])[0]
         view.prompt, view.position, view.target = self.prompt, cell["col"], target

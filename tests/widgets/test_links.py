@@ -57,3 +57,20 @@ def test_link_refuses_a_view_it_cannot_point(tiny_llama):
     lens = aw.LogitLens(tiny_llama, CLEAN)
     with pytest.raises(TypeError, match="LogitLens.link takes LogitAttribution, not Heatmap"):
         lens.link(aw.Heatmap(tiny_llama, CLEAN))
+
+
+def test_a_lens_click_attributes_the_token_the_lens_shows_even_a_piece_of_a_character(tokenizer):
+    """The lens hands over its top-1 token as the label it shows: a piece of a character (byte
+    BPE) decodes to '�', which is another token, and DLA attributed that one, saying "done"."""
+    from families import tiny
+
+    model, prompt = tiny("qwen2", tokenizer), "The Eiffel Tower is located in the city of"
+    lens = aw.LogitLens(model, prompt).wait()
+    top = [int(i) for i in lens.data.topk_ids[-1, :, 0]]
+    col = next(c for c, i in enumerate(top) if tokenizer(tokenizer.decode([i]), add_special_tokens=False)["input_ids"] != [i])
+    dla = aw.LogitAttribution(model, prompt, " Paris").wait()
+    lens.link(dla)
+    lens.selected = {"row": 0, "col": col}
+    dla.wait()
+    assert dla.status == "done" and dla.data.target_id == top[col], (dla.error, dla.target)
+    assert "�" not in dla.metric_label and dla.target == model.token_texts([top[col]])[0]
