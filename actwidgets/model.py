@@ -363,7 +363,7 @@ def wrap(hf_model, tokenizer, *, name: str | None = None, device=None, dtype=Non
 
 def _check_remote(remote) -> None:
     # `is` tests: 1 == True would pass as True and skip the NDIF backend's checks and statuses
-    if not any(remote is allowed for allowed in (False, True)) and remote != "local":
+    if not (remote is False or remote is True or remote == "local"):
         raise InputError(f"remote must be False, True or 'local', not {_checks.shown(remote)}.")
 
 

@@ -99,7 +99,7 @@ def rows_within(model, cache, n_tokens: int) -> int:
     layers = getattr(cache, "layers", None) or []
     kv = sum(layer.keys.nbytes + layer.values.nbytes for layer in layers
              if torch.is_tensor(getattr(layer, "keys", None)) and torch.is_tensor(getattr(layer, "values", None)))
-    if not kv:  # no cache to measure (a remote model): as if every head had its own keys
+    if not kv:  # a cache of another layout, not measured here: as if every head had its own keys
         kv = model.n_layers * 2 * n_tokens * model.d_model * itemsize
     per_row = 2 * kv + 8 * n_tokens * model.d_model * itemsize
     return max(1, CHUNK_BYTES // per_row)

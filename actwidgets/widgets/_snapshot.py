@@ -222,7 +222,6 @@ class SnapshotPublisher:
     def __init__(self, widget) -> None:
         self._widget = widget
         self.display_id: str | None = None
-        self.published = 0
         self._unrecorded: tuple | None = None  # the bundle last sent while no cell ran: a headless run kept none
 
     def shown(self) -> None:
@@ -244,14 +243,7 @@ class SnapshotPublisher:
         if self.display_id is None or not widget.idle:
             return  # the run in progress will poke again when it finishes
         try:
-            from IPython.display import update_display
-
-            data, metadata = widget._repr_mimebundle_()
-            in_cell = _in_cell.is_set()  # read before sending: a cell may end meanwhile
-            update_display(data, metadata=metadata, raw=True, display_id=self.display_id)
-            self.published += 1
-            # sent twice rather than never: a cell that started meanwhile may have looked already
-            self._unrecorded = None if in_cell and _in_cell.is_set() else (data, metadata)
+            self._send(*widget._repr_mimebundle_())
         except Exception:  # a figure that fails to draw must not break the live widget
             log.warning("actwidgets: could not update the saved snapshot", exc_info=True)
 
@@ -259,9 +251,15 @@ class SnapshotPublisher:
         """The bundle last sent while no cell ran, again (not drawn again), from this cell."""
         sent, self._unrecorded = self._unrecorded, None
         if sent is not None and self.display_id is not None:
-            from IPython.display import update_display
+            self._send(*sent)
 
-            update_display(sent[0], metadata=sent[1], raw=True, display_id=self.display_id)
+    def _send(self, data: dict, metadata: dict) -> None:
+        from IPython.display import update_display
+
+        in_cell = _in_cell.is_set()  # read before sending: a cell may end meanwhile
+        update_display(data, metadata=metadata, raw=True, display_id=self.display_id)
+        # sent twice rather than never: a cell that started meanwhile may have looked already
+        self._unrecorded = None if in_cell and _in_cell.is_set() else (data, metadata)
 
 
 _publishers: "weakref.WeakSet[SnapshotPublisher]" = weakref.WeakSet()
@@ -300,10 +298,9 @@ def settle(timeout: float | None = 600) -> None:
     """Wait for every displayed widget's run to finish, then re-send each final figure from
     this cell: end a notebook with it when it is run headless (``jupyter nbconvert --execute``,
     papermill), which records nothing after the last cell, so slow figures are saved finished."""
-    for publisher in list(_publishers):
-        if publisher.display_id is not None:
-            publisher._widget.wait(timeout)
-    later.flush()
-    for publisher in list(_publishers):
-        if publisher.display_id is not None:
-            publisher._publish()
+    shown = [publisher for publisher in list(_publishers) if publisher.display_id is not None]
+    for publisher in shown:
+        publisher._widget.wait(timeout)
+    for publisher in shown:
+        later.drop(publisher)  # sent here, once, not again a moment later
+        publisher._publish()
