@@ -7,7 +7,12 @@ tests/remote (ndif_server.py, reused from there), against the same figure run lo
   figure's own arrays (norm, max |a|, channel, change: 4 x layers x tokens x 4 bytes);
   bytes_up_per_heatmap: the request (the serialised trace and the actwidgets code it calls);
 - remote_overhead_ratio: a heatmap's `residual_stats` through the server (serialise, POST,
-  websocket, run, download) vs the same call on a local copy, paired medians.
+  websocket, run, download) vs the same call on a local copy, paired medians;
+- on the IOI pair after a 108-token start (`long_tokens`), against `activation_bytes`, one
+  run's activations of every layer (layers x tokens x d_model x 4), what a trace that named
+  them would move: `upload_per_grid_request_vs_activations` (an exact grid, chunk_size 64:
+  a chunk ships its patches; NDIF runs the blocks below it itself) and
+  `download_per_{attribution,relp}_vs_activations` (the scores are reduced on the server).
 
 Model: the embedded default (SmolLM2-135M, saved to a folder the server loads) or, with
 `--tiny`, the tiny random Llama the remote tests use (overhead then dominates). Both run on
@@ -32,12 +37,14 @@ from nnsight.modeling import huggingface  # noqa: E402
 
 import actwidgets as aw  # noqa: E402
 from actwidgets.methods.activations import residual_stats  # noqa: E402
+from actwidgets.methods.patching import attribution_patching, iter_exact, prepare  # noqa: E402
 from actwidgets._weights import DEFAULT_NAME  # noqa: E402
 from _util import paired_medians, report  # noqa: E402
 
 PROMPT = "The Eiffel Tower is located in the city of Paris, the capital of France."
 CLEAN = "When Mary and John went to the store, John gave a drink to"
 CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
+START = "The Eiffel Tower is located in the city of Paris and Rome is the capital of Italy. " * 6
 
 
 def model_dir(folder: Path, tiny: bool) -> str:
@@ -86,6 +93,18 @@ def measure(server: NDIFServer, local, remote, tiny: bool) -> dict:
     grid = aw.PatchingGrid(remote, CLEAN, CORRUPTED, (" Mary", " John"), chunk_size=64).wait(timeout=600)
     grid_requests = server.stats()["requests"] if grid.status == "done" else f"error: {grid.error}"
 
+    clean, corrupted = START + CLEAN, START + CORRUPTED
+    long_tokens = remote.encode(clean).shape[1]
+    activation_bytes = remote.n_layers * long_tokens * remote.d_model * 4
+    server.reset()
+    list(iter_exact(remote, prepare(remote, clean, corrupted, (" Mary", " John")), chunk_size=64))
+    upload = server.stats()["bytes_up"] / server.stats()["requests"]
+    download = {}
+    for relp in (False, True):
+        server.reset()
+        attribution_patching(remote, clean, corrupted, (" Mary", " John"), relp=relp)
+        download["relp" if relp else "attribution"] = server.stats()["bytes_down"]
+
     there, here = paired_medians(lambda: residual_stats(remote, PROMPT), lambda: residual_stats(local, PROMPT),
                                  repeat=5)
     return {
@@ -100,6 +119,12 @@ def measure(server: NDIFServer, local, remote, tiny: bool) -> dict:
         "remote_heatmap_s": there,
         "local_heatmap_s": here,
         "remote_overhead_ratio": there / here,
+        "long_tokens": long_tokens,
+        "activation_bytes": activation_bytes,
+        "upload_per_grid_request": upload,
+        "upload_per_grid_request_vs_activations": upload / activation_bytes,
+        **{f"download_per_{name}": n for name, n in download.items()},
+        **{f"download_per_{name}_vs_activations": n / activation_bytes for name, n in download.items()},
     }
 
 

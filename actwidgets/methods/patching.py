@@ -22,180 +22,22 @@ Scores are summed in float32.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import nnsight
 import numpy as np
 import torch
 
-from ..errors import Cancelled, InputError
+from ..errors import Cancelled
 from ..model import Model
 from .._adapter import get_path
 from ._checks import choice, whole
-from ._prefix import common_start, plan, prefix_inputs, prefix_keys, rows_within
-from ._trace import residual
+from ._grid import (METHODS, SITES, PatchingResult, Problem, cache_runs, check_site, grid_axes, prepare, read,
+                    read_for_grad, site_refs, unflatten)
+from ._prefix import plan, prefix_inputs, prefix_keys, rows_within
 from .metric import LogitDiff, last_metric
 from .relp import apply_rules, ln_rule, lrp_rules
 from . import prefix_cache
-
-SITES = ("resid", "attn", "mlp", "heads")
-METHODS = ("exact", "attribution", "relp")
-
-
-@dataclass
-class Problem:
-    """Two prompts of equal token length and the answer pair they disagree on."""
-
-    clean_ids: torch.Tensor
-    corrupted_ids: torch.Tensor
-    correct_id: int
-    wrong_id: int
-    tokens: list[str]
-
-    @property
-    def shared(self) -> int:
-        """How many tokens both prompts begin with: there, the two runs are the same."""
-        return common_start([self.clean_ids[0], self.corrupted_ids[0]])
-
-    def source_target(self, denoise: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Where activations come from, and the run they are patched into."""
-        return (self.clean_ids, self.corrupted_ids) if denoise else (self.corrupted_ids, self.clean_ids)
-
-    def metric(self, chosen=None):
-        """The metric a grid reports: the one chosen, else this problem's logit difference."""
-        return chosen or LogitDiff(self.correct_id, self.wrong_id)
-
-
-@dataclass
-class PatchingResult:
-    site: str
-    method: str
-    rows: list[str]
-    cols: list[str]
-    col_label: str  # "token" or "head"
-    patched_ld: np.ndarray  # [rows, cols]: LD after patching (estimated for approximations); NaN = not run
-    ld_clean: float
-    ld_corrupted: float
-    denoise: bool = True
-    done: np.ndarray = field(default=None, repr=False)  # [rows, cols] bool: cells computed so far
-
-    @property
-    def score_meaning(self) -> str:
-        """What 0 and 1 of `normalized` mean for this patching direction."""
-        return SCORE_MEANING[self.denoise]
-
-    @property
-    def normalized(self) -> np.ndarray:
-        """(LD_patched - LD_corr) / (LD_clean - LD_corr) in both directions: 1 is the clean
-        behaviour, 0 the corrupted one (`score_meaning` says what that is for this direction)."""
-        span = self.ld_clean - self.ld_corrupted
-        if abs(span) < 1e-6:
-            raise InputError(
-                f"The clean and corrupted runs give the same logit difference ({self.ld_clean:+.3f}): there is "
-                "nothing to restore, so the normalized score is undefined. Choose prompts the model answers "
-                "differently, or show the raw logit difference (normalized=False)."
-            )
-        return (self.patched_ld - self.ld_corrupted) / span
-
-
-SCORE_MEANING = {True: "0: no effect, 1: clean answer restored",
-                 False: "1: no effect, 0: clean answer destroyed"}
-
-
-def prepare(model: Model, clean: str, corrupted: str, answer) -> Problem:
-    """Tokenize and check the inputs; every message says what to change."""
-    clean_ids, corrupted_ids = model.encode(clean, "clean prompt"), model.encode(corrupted, "corrupted prompt")
-    if clean_ids.shape != corrupted_ids.shape:
-        show = lambda ids: "[" + ", ".join(repr(t) for t in model.token_texts(ids[0])) + "]"  # noqa: E731
-        raise InputError(
-            "The clean and corrupted prompts must have the same number of tokens, so that positions line up: "
-            f"clean has {clean_ids.shape[1]} {show(clean_ids)}, corrupted has {corrupted_ids.shape[1]} "
-            f"{show(corrupted_ids)}."
-        )
-    if not isinstance(answer, (list, tuple)) or len(answer) != 2:
-        raise InputError("answer must be a pair: (correct token, wrong token), e.g. (' Mary', ' John').")
-    correct, wrong = (model.single_token(a, "each answer") for a in answer)
-    if correct == wrong:
-        raise InputError("The correct and wrong answers are the same token: the logit difference would be 0.")
-    return Problem(clean_ids, corrupted_ids, correct, wrong, model.token_texts(clean_ids[0]))
-
-
-def check_site(site: str) -> str:
-    return choice(site, SITES, "site")
-
-
-# --- reading a site inside a trace -------------------------------------------
-# Trace bodies only touch envoys and tensors resolved beforehand: a remote trace
-# ships what its body names, and a Model (it holds a lock) cannot travel.
-
-def _site_refs(model: Model, site: str) -> list[tuple]:
-    """(envoy, "output" | "input", flat) per layer: the tensor patched at `site`
-    ([B, T, d]; heads: the attention output projection's input, [B, T, H*dh]). `flat` marks
-    a site the model computes on [B*T, d] (OPT's MLP)."""
-    refs = []
-    for block in model.blocks:
-        if site == "resid":
-            refs.append((block, "output", False))
-        elif site == "heads":
-            refs.append((model.part(block, "attn_out"), "input", False))
-        else:
-            flat = site == "mlp" and model.adapter.mlp_flat
-            refs.append((model.part(block, site), "output", flat))
-    return refs
-
-
-def _read(ref, batch: int):
-    """The site's tensor as [batch, T, width] (a view: writing into it patches the model)."""
-    envoy, attr, flat = ref
-    value = getattr(envoy, attr)
-    value = residual(value) if attr == "output" else value
-    return _unflatten(value, batch) if flat else value
-
-
-def _read_for_grad(ref):
-    """The site's tensor as the model made it (flat or not), to take its gradient. A module
-    output is handed on as a copy: the model may add into it in place afterwards (Falcon's
-    parallel block adds the attention output into the MLP output)."""
-    envoy, attr, _ = ref
-    value = getattr(envoy, attr)
-    if attr == "output" and torch.is_tensor(value):
-        setattr(envoy, attr, value.clone())
-    return residual(value) if attr == "output" else value
-
-
-def _unflatten(value, batch: int):
-    return value.unflatten(0, (batch, -1)) if value.dim() == 2 else value
-
-
-def _grid_axes(model: Model, problem: Problem, site: str) -> tuple[list[str], list[str], str]:
-    rows = [str(layer) for layer in range(model.n_layers)]
-    if site == "heads":
-        return rows, [f"H{h}" for h in range(model.n_heads)], "head"
-    return rows, list(problem.tokens), "token"
-
-
-def _cache_runs(model: Model, problem: Problem, site: str, denoise: bool, metric):
-    """One trace each over source and target: site activations, block outputs, metric, and
-    the key/value cache (kept here only: a remote run's cache stays on the server)."""
-    return [_cache_run(model, ids, site, metric) for ids in problem.source_target(denoise)]
-
-
-def _cache_run(model: Model, ids: torch.Tensor, site: str, metric):
-    """One of `_cache_runs`, in a frame of its own: a remote trace ships the names its body
-    reads, and a second run in the same frame shipped the first one's saved activations."""
-    refs, block_list, lm, keep_cache = _site_refs(model, site), list(model.blocks), model.lm, not model.remote
-    unembed = model.unembed
-    with model.trace(ids.to(model.device), use_cache=keep_cache, logits_to_keep=1):
-        sites, blocks = [], []
-        for ref, block in zip(refs, block_list):  # execution order: a site comes before its block's output
-            sites.append(_read(ref, 1)[0].clone())  # Falcon adds into its MLP output in place
-            blocks.append(residual(block.output)[0])
-        sites, blocks = nnsight.save(sites), nnsight.save(blocks)
-        value = nnsight.save(last_metric(lm, unembed, metric))
-        if keep_cache:
-            kv = nnsight.save(lm.output.cache)
-    return sites, blocks, float(value[0]), kv if keep_cache else None
 
 
 # --- exact patching ------------------------------------------------------------
@@ -212,9 +54,9 @@ def iter_exact(model: Model, problem: Problem, site: str = "resid", *, denoise: 
     check_site(site)
     chunk_size = whole(chunk_size, "chunk_size", 1)
     metric = problem.metric(metric)
-    rows, cols, col_label = _grid_axes(model, problem, site)
+    rows, cols, col_label = grid_axes(model, problem, site)
     with model.lock, torch.no_grad():
-        (src_sites, _, src_ld, _), (tgt_sites, tgt_blocks, tgt_ld, tgt_cache) = _cache_runs(
+        (src_sites, _, src_ld, _), (tgt_sites, tgt_blocks, tgt_ld, tgt_cache) = cache_runs(
             model, problem, site, denoise, metric)
         ld_clean, ld_corr = (src_ld, tgt_ld) if denoise else (tgt_ld, src_ld)
         grid = np.full((len(rows), len(cols)), np.nan, dtype=np.float32)
@@ -272,7 +114,7 @@ def _patched_batch(model, target_ids, chunk, site, src_sites, tgt_blocks, keys, 
     smallest one on are run. Blocks below the chunk's lowest layer are skipped and replaced
     by the cached target run; each row then gets its patch at its own layer, in execution order.
     """
-    refs, blocks, lm, unembed = _site_refs(model, site), list(model.blocks), model.lm, model.unembed
+    refs, blocks, lm, unembed = site_refs(model, site), list(model.blocks), model.lm, model.unembed
     head_dim, as_tuple = model.head_dim, model.adapter.block_tuple
     # NDIF recomputes the blocks below faster than their outputs could be uploaded to it
     k, first = len(chunk), 0 if model.remote else min(layer for layer, _ in chunk)
@@ -288,7 +130,7 @@ def _patched_batch(model, target_ids, chunk, site, src_sites, tgt_blocks, keys, 
             cached = skipped[below].expand(k, -1, -1)
             blocks[below].skip((cached, None) if as_tuple else cached)  # callers read [0] of a tuple
         for layer in sorted({layer for layer, _ in chunk}):
-            value = _read(refs[layer], k)
+            value = read(refs[layer], k)
             for row, (cell_layer, cell) in enumerate(chunk):
                 if cell_layer != layer:
                     continue
@@ -311,9 +153,9 @@ def attribution_patching(model: Model, clean: str, corrupted: str, answer, site:
     check_site(site)
     problem = prepare(model, clean, corrupted, answer)
     metric = problem.metric(metric)
-    rows, cols, col_label = _grid_axes(model, problem, site)
+    rows, cols, col_label = grid_axes(model, problem, site)
     source_ids, target_ids = problem.source_target(denoise)
-    refs = _site_refs(model, site)
+    refs = site_refs(model, site)
     rules = lrp_rules(model, site) if relp else None
     # a gradient even where the caller turned them off (a notebook under torch.no_grad or
     # inference_mode); tensors made in here are ordinary ones, which a backward may save
@@ -346,17 +188,17 @@ def _first_order(model: Model, both: torch.Tensor, refs, rules, metric, resume: 
         acts = []  # raw site tensors: a gradient is read off the tensor the model used
         for layer, ref in enumerate(refs):
             if relp:
-                apply_rules(rules[layer], lambda ref=ref: acts.append(_read_for_grad(ref)))
+                apply_rules(rules[layer], lambda ref=ref: acts.append(read_for_grad(ref)))
             else:
-                acts.append(_read_for_grad(ref))
+                acts.append(read_for_grad(ref))
         if relp:
             for norm in rules[-1]:
                 ln_rule(norm)
         values = last_metric(lm, unembed, metric)
-        diffs = [(_unflatten(a, 2)[0] - _unflatten(a, 2)[1]).detach() for a in acts]  # source - target
+        diffs = [(unflatten(a, 2)[0] - unflatten(a, 2)[1]).detach() for a in acts]  # source - target
         src_ld, tgt_ld = nnsight.save(values[0].detach()), nnsight.save(values[1].detach())
         with values[1].backward():  # gradients arrive last layer first
-            scores = [_cell_scores(diff, _unflatten(act.grad, 2)[1], site, n_heads)
+            scores = [_cell_scores(diff, unflatten(act.grad, 2)[1], site, n_heads)
                       for diff, act in zip(reversed(diffs), reversed(acts))]
             # reduced where the run is: a remote run brings back [layers, cols], not three
             # [layers, tokens, d] sets (activations of both rows and the gradients)

@@ -1,0 +1,104 @@
+"""Patching on a long prompt (default model, residual stream): the memory a chunk of patched
+rows may hold, against chunks cut by `chunk_size` alone, measured in the same run.
+
+A patched row holds every layer's keys and values over the whole prompt, so on a long prompt
+`chunk_size` (64) rows no longer fit in Binder's 2 GB; `_prefix.CHUNK_BYTES` (512 MB) cuts a
+chunk to the rows that fit. Each run is its own process, so its peak RSS is that of a kernel
+that loaded the model and ran one grid, nothing else:
+- `peak_rss_gb_exact_N`: the exact grid on an N-token IOI pair, chunks within CHUNK_BYTES;
+- `peak_rss_exact_vs_unbounded_N`: that peak over the same grid with CHUNK_BYTES lifted
+  (64 rows a chunk, as before the budget), and `time_exact_vs_unbounded_N`, its time ratio;
+- `peak_rss_gb_{attribution,relp}_N`: the approximations on the same pair (target <= 2 GB);
+- `max_abs_diff_exact_vs_unbounded_N`: the two exact grids agree.
+
+Usage: python bench/patching_long.py [--tokens 1026] [--threads N]
+(about a minute at 1,026 tokens on 2 cores; the unbounded run needs about 4.5 GB)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from _util import add_model_options, load, model_figures, model_flags, model_options, report  # noqa: E402
+
+CLEAN = " When Mary and John went to the store, John gave a drink to"
+CORRUPTED = " When Mary and John went to the store, Mary gave a drink to"
+ANSWER = (" Mary", " John")
+STORY = ("The old lighthouse keeper walked along the rocky shore every morning, counting the boats "
+         "that came back from the sea and writing their names in a worn leather book.")
+
+
+def long_pair(model, tokens: int) -> tuple[str, str]:
+    """The IOI pair after a story, `tokens` tokens in all: the prompts differ near the end, so
+    every cell before that runs with a long shared prefix, as on a real document."""
+    story = " ".join([STORY] * (tokens // 25 + 1))
+    for cut in range(tokens, 0, -1):
+        body = model.tokenizer.decode(model.tokenizer(story, add_special_tokens=False).input_ids[:cut])
+        if model.encode(body + CLEAN).shape[1] <= tokens:
+            return body + CLEAN, body + CORRUPTED
+    raise ValueError(f"no story gives {tokens} tokens")
+
+
+def child(method: str, tokens: int, unbounded: bool, options: dict) -> dict:
+    from actwidgets.methods import _prefix
+    from actwidgets.methods import patching as P
+
+    if unbounded:
+        _prefix.CHUNK_BYTES = 1 << 60  # rows_within then allows any chunk: chunk_size (64) alone cuts it
+    model = load(**options)
+    clean, corrupted = long_pair(model, tokens)
+    start = time.perf_counter()
+    result = P.run(model, clean, corrupted, ANSWER, "resid", method)
+    return {"tokens": int(model.encode(clean).shape[1]), "seconds": time.perf_counter() - start,
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
+            "grid": np.asarray(result.patched_ld, np.float64).tolist(), **model_figures(model)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tokens", type=int, default=1026)
+    add_model_options(parser)
+    parser.add_argument("--child", nargs=2, metavar=("METHOD", "BOUND"), default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    options = model_options(args)
+    if args.child:
+        method, bound = args.child
+        print(json.dumps(child(method, args.tokens, bound == "unbounded", options)))
+        return
+
+    def run_child(method: str, bound: str) -> dict:
+        cmd = [sys.executable, __file__, "--child", method, bound, "--tokens", str(args.tokens), *model_flags(args)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"{method} ({bound}) failed:\n{done.stderr[-3000:]}")
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"{method}, {bound}: {found['tokens']} tokens, {found['seconds']:.1f} s, "
+              f"peak RSS {found['peak_rss_gb']:.2f} GB")
+        return found
+
+    bounded, unbounded = run_child("exact", "bounded"), run_child("exact", "unbounded")
+    approximations = {method: run_child(method, "bounded") for method in ("attribution", "relp")}
+    n = bounded["tokens"]
+    report({
+        "tokens": n,
+        f"peak_rss_gb_exact_{n}": bounded["peak_rss_gb"],
+        f"peak_rss_gb_exact_unbounded_{n}": unbounded["peak_rss_gb"],
+        f"peak_rss_exact_vs_unbounded_{n}": bounded["peak_rss_gb"] / unbounded["peak_rss_gb"],
+        f"time_exact_vs_unbounded_{n}": bounded["seconds"] / unbounded["seconds"],
+        f"exact_s_{n}": bounded["seconds"],
+        **{f"peak_rss_gb_{method}_{n}": run["peak_rss_gb"] for method, run in approximations.items()},
+        f"max_abs_diff_exact_vs_unbounded_{n}": float(np.abs(np.array(bounded["grid"]) - np.array(unbounded["grid"])).max()),
+        **{key: bounded[key] for key in ("device", "dtype", "torch_threads", "random_weights")},
+    })
+
+
+if __name__ == "__main__":
+    main()
