@@ -37,7 +37,9 @@ def _is_norm(module) -> bool:
 
 
 def _is_activation(module) -> bool:
-    return (not list(module.children()) and not list(module.parameters(recurse=False))
+    """A leaf that is not a projection, a norm or dropout. It may learn a few numbers of its
+    own (Apertus's xIELU learns two slopes), never a weight matrix."""
+    return (not list(module.children()) and all(p.dim() <= 1 for p in module.parameters(recurse=False))
             and not isinstance(module, torch.nn.Dropout) and not _is_norm(module) and not _is_linear(module))
 
 

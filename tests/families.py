@@ -47,6 +47,7 @@ FAMILIES = {
     "granite": ("GraniteConfig", dict(GQA, logits_scaling=4.0)),
     "starcoder2": ("Starcoder2Config", GQA),
     "smollm3": ("SmolLM3Config", GQA),
+    "apertus": ("ApertusConfig", GQA),  # xIELU: an activation with learned parameters
 }
 BF16 = ("llama", "gemma2", "qwen2", "gpt2")
 
@@ -135,7 +136,8 @@ def relp_hooks(hf) -> list:
             hooks.append((module, "post", _identity_rule))
     for module in hf.modules():
         down = getattr(module, "down_proj", None)
-        if not isinstance(down, torch.nn.Module) or not hasattr(module, "up_proj") and not hasattr(module, "gate_up_proj"):
+        gated = hasattr(module, "gate_proj") and hasattr(module, "up_proj") or hasattr(module, "gate_up_proj")
+        if not isinstance(down, torch.nn.Module) or not gated:  # Apertus: down(act(up(x))), no product
             continue
         act = getattr(module, "act_fn", None) or getattr(module, "activation_fn")
         seen = {}

@@ -8,6 +8,9 @@ hand and no buffer can go out in the wrong dtype. The shape travels beside it (a
 
 `Prompt`: text, or a chat (a list of role/content messages), which becomes the text the model
 reads (`Model.chat`): the widget shows, saves and re-runs that text.
+
+`Token`: a token by its text (' Paris') or its id (12095). An id becomes the label the widgets
+show for it, which `Model.single_token` reads back as that id (a piece of a character too).
 """
 from __future__ import annotations
 
@@ -42,4 +45,15 @@ class Prompt(t.Unicode):
     def validate(self, obj, value):
         if isinstance(value, (list, tuple)):
             value = obj.model.chat(value, self.name)
+        return super().validate(obj, value)
+
+
+class Token(t.Unicode):
+    def __init__(self, default: str = "", **kwargs) -> None:
+        super().__init__(default, **kwargs)
+        self.tag(sync=True)
+
+    def validate(self, obj, value):
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            value = obj.model.token_texts([obj.model.single_token(value, self.name)])[0]
         return super().validate(obj, value)

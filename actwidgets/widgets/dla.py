@@ -8,7 +8,7 @@ from ..methods.dla import DLAResult, logit_attribution
 from ._base import bundle, finite_or_none, quoted
 from ._figure_dla import dla_figure
 from ._grid import GridWidget
-from ._traits import Array, PromptText
+from ._traits import Array, PromptText, Token
 
 
 class LogitAttribution(GridWidget):
@@ -28,8 +28,8 @@ class LogitAttribution(GridWidget):
 
     _esm = bundle("dla")
     snapshot_kind = "dla"
-    target = t.Unicode(" Paris").tag(sync=True)
-    wrong = t.Unicode("").tag(sync=True)
+    target = Token(" Paris")
+    wrong = Token()
     position = t.Int(-1).tag(sync=True)
     token_index = t.Int(-1).tag(sync=True)  # the attributed token, 0-based; -1 before a run
     metric_label = t.Unicode("").tag(sync=True)
@@ -41,9 +41,9 @@ class LogitAttribution(GridWidget):
     total = t.Float(None, allow_none=True).tag(sync=True)
     note = t.Unicode("").tag(sync=True)
 
-    def __init__(self, model, prompt: PromptText = "", target: str = " Paris", *, wrong: str | None = None,
+    def __init__(self, model, prompt: PromptText = "", target: str | int = " Paris", *, wrong: str | int | None = None,
                  position: int = -1, **kwargs):
-        super().__init__(model, prompt=prompt, target=target, wrong=wrong or "", position=position, **kwargs)
+        super().__init__(model, prompt=prompt, target=target, wrong="" if wrong is None else wrong, position=position, **kwargs)
         self.observe(self.schedule, ["prompt", "target", "wrong", "position"])
         self.schedule()
 

@@ -11,7 +11,7 @@ from ..errors import InputError
 from ..methods._checks import choice
 from ..methods.lens import LensResult, iter_lens
 from ._base import bundle, quoted
-from ._traits import Array, PromptText
+from ._traits import Array, PromptText, Token
 from ._grid import GridWidget
 
 # The one list of colourings: the front-end draws its select from `color_by_options`.
@@ -35,7 +35,7 @@ class LogitLens(GridWidget):
 
     _esm = bundle("lens")
     snapshot_kind = "lens"
-    target = t.Unicode("").tag(sync=True)
+    target = Token()
     color_by = t.Unicode("top_prob").tag(sync=True)
     color_by_options = t.List(t.List(t.Unicode()),  # [[value, label], ...]: JSON keeps a list's order
                               default_value=[[value, label] for value, label in COLOR_BY.items()]).tag(sync=True)
@@ -50,9 +50,9 @@ class LogitLens(GridWidget):
     view_columns = t.List(t.Int(), default_value=[]).tag(sync=True)
     layers = t.Any(None)
 
-    def __init__(self, model, prompt: PromptText = "", *, target: str = "", k: int = 5, color_by: str | None = None,
+    def __init__(self, model, prompt: PromptText = "", *, target: str | int = "", k: int = 5, color_by: str | None = None,
                  layers=None, **kwargs):
-        color_by = color_by or ("target_prob" if target else "top_prob")
+        color_by = color_by or ("top_prob" if target in ("", None) else "target_prob")  # an id may be 0
         super().__init__(model, prompt=prompt, target=target, k=k, color_by=color_by, layers=layers, **kwargs)
         self.observe(self.schedule, ["prompt", "target", "k", "color_by", "layers"])
         self.schedule()

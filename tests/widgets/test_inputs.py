@@ -226,6 +226,51 @@ def test_a_chat_prompt_is_written_with_the_models_chat_template(default_model, m
     assert heatmap.prompt == text  # a refused value leaves the widget as it was
 
 
+def test_a_prompt_that_begins_with_bos_gets_no_second_one(tiny_llama):
+    """A tokenizer that adds BOS (Llama-3's, Gemma's) must not add it again to a prompt whose
+    chat template already wrote it: a doubled BOS is a prompt the model never saw in training,
+    and its first position a different figure. The default tokenizer adds none, so this one
+    is the default's with a post-processor that does."""
+    import copy
+
+    from tokenizers.processors import TemplateProcessing
+
+    adds_bos = copy.deepcopy(tiny_llama.tokenizer)
+    bos, bos_id = adds_bos.bos_token, adds_bos.bos_token_id
+    adds_bos.backend_tokenizer.post_processor = TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, bos_id)])
+    assert adds_bos(f"{bos}hi")["input_ids"][:2] == [bos_id, bos_id]  # what the tokenizer alone does
+    model = aw.wrap(tiny_llama.hf, adds_bos, name="tiny-llama-adds-bos")
+    plain, written = model.encode("When Mary")[0].tolist(), model.encode(f"{bos}When Mary")[0].tolist()
+    assert plain == written and plain[0] == bos_id and plain[1] != bos_id, (plain, written)
+    text = model.chat(CHAT)
+    assert text.startswith(bos)
+    heatmap = aw.Heatmap(model, CHAT).wait()
+    assert heatmap.status == "done" and heatmap.tokens[:2].count(bos) == 1, heatmap.tokens[:3]
+
+
+def test_a_token_may_be_given_by_its_id(default_model):
+    """A token box takes an id as `single_token` does (its message says "its text ... or its
+    id"); the widgets' traits refused one. The id becomes the label the widget shows, and a
+    piece of a character keeps naming its own token, not the one its decoded text would."""
+    prompt = "The Eiffel Tower is located in the city of"
+    paris = default_model.single_token(" Paris")
+    dla = aw.LogitAttribution(default_model, prompt, target=paris, wrong=default_model.single_token(" Rome")).wait()
+    assert dla.status == "done" and (dla.target, dla.wrong) == (" Paris", " Rome"), dla.error
+    by_text = aw.LogitAttribution(default_model, prompt, target=" Paris", wrong=" Rome").wait()
+    assert dla.components == by_text.components and dla.total == by_text.total
+    piece = int(default_model.encode("🙂")[0, 0])  # a byte-level piece: no text of its own
+    lens = aw.LogitLens(default_model, prompt, target=piece).wait()
+    assert lens.status == "done" and lens.color_by == "target_prob" and lens.target.startswith("<0x"), lens.error
+    with torch.no_grad():
+        expected = torch.softmax(default_model.hf(default_model.encode(prompt)).logits[0, -1].float(), -1)[piece]
+    rows, cols = lens.shape
+    assert np.frombuffer(lens.target_prob, "<f4").reshape(rows, cols)[-1, -1] == pytest.approx(float(expected), rel=1e-4)
+    with pytest.raises(aw.InputError, match=r"^target must be one token \(its text, e.g. ' Paris', or its id\): "
+                                            r"Token id 99999 is outside the vocabulary"):
+        lens.target = 99999
+    assert lens.target.startswith("<0x") and lens.wait().status == "done"
+
+
 def test_a_widget_keeps_the_model_it_was_made_with(tiny_llama, default_model):
     """Its worker and remembered results are that model's: another model swapped in showed the
     old model's figure for a prompt seen before."""
