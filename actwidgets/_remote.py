@@ -17,7 +17,8 @@ job's statuses off a websocket until COMPLETED and cannot be told to stop; a wid
 input changed must not sit out a queued job nobody wants any more. So the wait is ours: it
 wakes every 0.1 s (nnsight's own refresh period), asks the job's `should_stop` and raises
 `Cancelled` when it says so, and passes each stage ("queued (position N)", "running",
-"downloading") to `on_status`. Both come from `watching()`, which the widget runner opens
+"downloading") to `on_status`. The upload, nnsight's blocking POST, runs on a thread of its
+own and is waited for the same way. Both come from `watching()`, which the widget runner opens
 around `compute()`; outside it (a plain function call) nothing stops and nothing is said.
 """
 from __future__ import annotations
@@ -151,7 +152,7 @@ class _ExplainedBackend(RemoteBackend):
             if should_stop():
                 raise Cancelled
             say("sending")  # the upload: a big trace takes a while, and says so
-            self.send(request, blob)
+            self.handle(self._upload(request, blob, should_stop))
             connection.settimeout(_REFRESH)
             while True:
                 if should_stop():
@@ -169,6 +170,28 @@ class _ExplainedBackend(RemoteBackend):
                     return result
         finally:
             connection.close()
+
+    def _upload(self, request, blob: bytes, should_stop: Callable[[], bool]):
+        """nnsight's POST (`send` without its `handle`, which reports on the caller's thread), on a
+        thread of its own: it blocks for as long as the upload takes, which a cancel need not wait
+        out. A job given up on mid-upload may still reach NDIF and run there, as a queued one does."""
+        done, out = threading.Event(), {}
+
+        def post() -> None:
+            try:
+                out["reply"] = self._post(request, blob)
+            except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
+                out["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=post, name="actwidgets-ndif-upload", daemon=True).start()
+        while not done.wait(_REFRESH):
+            if should_stop():
+                raise Cancelled
+        if "error" in out:
+            raise out["error"]
+        return out["reply"]
 
     def __call__(self, tracer=None):
         import httpx

@@ -20,7 +20,8 @@ The protocol of nnsight 0.8.x, as its client speaks it:
 Test controls (not NDIF's): GET /_test/stats (request count, headers and URIs seen, whether
 the key was in a request's body, statuses sent per job, bytes up (request bodies) and down
 (results, downloaded or inline), blocked modules ever imported),
-POST /_test/config with any of {"queue_seconds", "fail" ("status" | "http", or a reply the client
+POST /_test/config with any of {"queue_seconds", "post_seconds" (the POST answered that much
+later, as a slow upload would be), "fail" ("status" | "http", or a reply the client
 cannot read: "proxy" (a proxy's 502 HTML page), "garbled" (result bytes that do not decode),
 "empty" (COMPLETED with no result); "echo": a 401 that repeats the key; "silent": a websocket that never sends its session), "drop",
 "version" (the nnsight version reported at /env and required at /request unless "gate" is
@@ -169,7 +170,7 @@ def serve(model_dir: str) -> None:
     model_key = model.to_model_key()
     loop = tornado.ioloop.IOLoop.current()
 
-    defaults = {"queue_seconds": 0.0, "fail": None, "drop": False, "version": version("nnsight"), "gate": True,
+    defaults = {"queue_seconds": 0.0, "post_seconds": 0.0, "fail": None, "drop": False, "version": version("nnsight"), "gate": True,
                 "inline": False, "keys": None, "hosted": True, "timeout": None}
     state = {"config": dict(defaults), "requests": 0, "request_headers": [], "key_in_body": [],
              "subscribe_headers": [], "uris": [], "statuses": {}, "jobs_waiting": 0, "bytes_up": 0,
@@ -317,6 +318,8 @@ def serve(model_dir: str) -> None:
                 self.set_status(502)
                 return self.finish("<html><head><title>502 Bad Gateway</title></head>"
                                    "<body><center><h1>502 Bad Gateway</h1></center></body></html>")
+            if config["post_seconds"]:
+                await asyncio.sleep(config["post_seconds"])
             config["hosted"] = config["hosted"] and request.model_key == model_key
             job_id = uuid.uuid4().hex
             self.finish(ResponseModel(id=job_id, status=Status.RECEIVED,

@@ -105,3 +105,22 @@ def test_an_edit_supersedes_a_queued_job_without_waiting_for_it(remote_model, lo
     assert heatmap.status == "done" and heatmap.data.tokens == local_model.token_texts(local_model.encode(OTHER)[0])
     assert ndif.stats()["requests"] == 2  # the superseded job was sent; its result is never fetched
     assert len(settled(ndif)) == 2
+
+
+def test_cancel_while_sending_returns_at_once(remote_model, local_model, ndif):
+    """The upload is nnsight's blocking POST, whose read timeout is minutes: a cancel during it
+    waited for the server's answer. Here the server answers the POST QUEUE_S late."""
+    ndif.configure(post_seconds=QUEUE_S)
+    heatmap = aw.Heatmap(remote_model, PROMPT)
+    until(lambda: heatmap.remote_status == "sending" and ndif.stats()["requests"] == 1)
+    heatmap.cancel()
+    until(lambda: heatmap.idle)
+    assert ndif.stats()["statuses"] == {}  # let go before the server answered: it has received no job yet
+    assert heatmap.status == "cancelled" and heatmap.data is None and heatmap.remote_status == ""
+
+    ndif.configure(post_seconds=0.0)
+    heatmap.schedule()
+    assert heatmap.wait().status == "done", heatmap.error
+    np.testing.assert_allclose(heatmap.data.norm, aw.Heatmap(local_model, PROMPT).wait().data.norm, rtol=1e-6)
+    until(lambda: len(ndif.stats()["statuses"]) == 2)  # the abandoned upload arrives, and runs, all the same
+    assert settled(ndif) == [["QUEUED", "RUNNING", "COMPLETED"]] * 2
