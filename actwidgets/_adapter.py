@@ -39,7 +39,8 @@ def _is_norm(module) -> bool:
 def _is_activation(module) -> bool:
     """A leaf that is not a projection, a norm or dropout. It may learn a few numbers of its
     own (Apertus's xIELU learns two slopes), never a weight matrix."""
-    return (not list(module.children()) and all(p.dim() <= 1 for p in module.parameters(recurse=False))
+    own = list(module.parameters(recurse=False))
+    return (not list(module.children()) and sum(p.numel() for p in own) <= 8
             and not isinstance(module, torch.nn.Dropout) and not _is_norm(module) and not _is_linear(module))
 
 

@@ -65,6 +65,7 @@ def _job() -> tuple[Callable[[], bool], Callable[[str], None]]:
     return getattr(_watch, "job", None) or (lambda: False, lambda _text: None)
 
 
+_ONE_UPLOAD = threading.Lock()  # held by the thread that uploads (see `_upload`)
 _CONNECT_S = 30.0  # the websocket's connect and first message (NDIF answers at once)
 _STAGES = {Status.RECEIVED: "sent", Status.PROVISIONING: "starting", Status.DEPLOYING: "starting",
            Status.DISPATCHED: "starting", Status.RUNNING: "running", Status.COMPLETED: "downloading"}
@@ -152,7 +153,7 @@ class _ExplainedBackend(RemoteBackend):
             if should_stop():
                 raise Cancelled
             say("sending")  # the upload: a big trace takes a while, and says so
-            self.handle(self._upload(request, blob, should_stop))
+            self._upload(request, blob, should_stop)
             connection.settimeout(_REFRESH)
             while True:
                 if should_stop():
@@ -171,27 +172,37 @@ class _ExplainedBackend(RemoteBackend):
         finally:
             connection.close()
 
-    def _upload(self, request, blob: bytes, should_stop: Callable[[], bool]):
-        """nnsight's POST (`send` without its `handle`, which reports on the caller's thread), on a
-        thread of its own: it blocks for as long as the upload takes, which a cancel need not wait
-        out. A job given up on mid-upload may still reach NDIF and run there, as a queued one does."""
+    def _upload(self, request, blob: bytes, should_stop: Callable[[], bool]) -> None:
+        """nnsight's POST (`send` without its `handle`, which reports on this thread) on a thread
+        of its own: it blocks for as long as the upload takes, which a cancel need not wait out.
+        One upload is in flight at a time: an upload given up on still reaches NDIF and runs there
+        (as a queued job does), and the edits that superseded it must not pile more up meanwhile;
+        one given up on before its turn is never sent."""
+        post = getattr(self, "_post", None)
+        if post is None:  # an nnsight without it: its own blocking send, which a cancel waits out
+            self.send(request, blob)
+            return
+        while not _ONE_UPLOAD.acquire(timeout=_REFRESH):
+            if should_stop():
+                raise Cancelled
         done, out = threading.Event(), {}
 
-        def post() -> None:
+        def run() -> None:
             try:
-                out["reply"] = self._post(request, blob)
+                out["reply"] = post(request, blob)
             except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
                 out["error"] = exc
             finally:
+                _ONE_UPLOAD.release()
                 done.set()
 
-        threading.Thread(target=post, name="actwidgets-ndif-upload", daemon=True).start()
+        threading.Thread(target=run, name="actwidgets-ndif-upload", daemon=True).start()
         while not done.wait(_REFRESH):
             if should_stop():
                 raise Cancelled
         if "error" in out:
             raise out["error"]
-        return out["reply"]
+        self.handle(out["reply"])
 
     def __call__(self, tracer=None):
         import httpx

@@ -10,8 +10,8 @@ tests/remote (ndif_server.py, reused from there), against the same figure run lo
   websocket, run, download) vs the same call on a local copy, paired medians;
 - on the IOI pair after a 108-token start (`long_tokens`), against `activation_bytes`, one
   run's activations of every layer (layers x tokens x d_model x 4), what a trace that named
-  them would move: `upload_per_grid_request_vs_activations` (an exact grid, chunk_size 64:
-  a chunk ships its patches; NDIF runs the blocks below it itself) and
+  them would move: `upload_per_grid_chunk_vs_activations` (an exact grid, chunk_size 64: the
+  largest chunk's request, which ships its patches; NDIF runs the blocks below it itself) and
   `download_per_{attribution,relp}_vs_activations` (the scores are reduced on the server).
 
 Model: the embedded default (SmolLM2-135M, saved to a folder the server loads) or, with
@@ -98,7 +98,8 @@ def measure(server: NDIFServer, local, remote, tiny: bool) -> dict:
     activation_bytes = remote.n_layers * long_tokens * remote.d_model * 4
     server.reset()
     list(iter_exact(remote, prepare(remote, clean, corrupted, (" Mary", " John")), chunk_size=64))
-    upload = server.stats()["bytes_up"] / server.stats()["requests"]
+    chunks = server.stats()["request_bytes"][2:]  # after the two cached runs, which ship no patches
+    upload = max(chunks)
     download = {}
     for relp in (False, True):
         server.reset()
@@ -121,8 +122,9 @@ def measure(server: NDIFServer, local, remote, tiny: bool) -> dict:
         "remote_overhead_ratio": there / here,
         "long_tokens": long_tokens,
         "activation_bytes": activation_bytes,
-        "upload_per_grid_request": upload,
-        "upload_per_grid_request_vs_activations": upload / activation_bytes,
+        "grid_chunks": len(chunks),
+        "upload_per_grid_chunk": upload,
+        "upload_per_grid_chunk_vs_activations": upload / activation_bytes,
         **{f"download_per_{name}": n for name, n in download.items()},
         **{f"download_per_{name}_vs_activations": n / activation_bytes for name, n in download.items()},
     }

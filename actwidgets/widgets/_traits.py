@@ -9,13 +9,16 @@ hand and no buffer can go out in the wrong dtype. The shape travels beside it (a
 `Prompt`: text, or a chat (a list of role/content messages), which becomes the text the model
 reads (`Model.chat`): the widget shows, saves and re-runs that text.
 
-`Token`: a token by its text (' Paris') or its id (12095). An id becomes the label the widgets
-show for it, which `Model.single_token` reads back as that id (a piece of a character too).
+`Token`: a token by its text (' Paris') or its id (7042). An id becomes the label the widgets
+show for it, which `Model.single_token` reads back as that id (a piece of a character too); an
+id whose label names another token (a tokenizer may decode two tokens alike) is refused.
 """
 from __future__ import annotations
 
 import numpy as np
 import traitlets as t
+
+from ..errors import InputError
 
 
 class Array(t.Bytes):
@@ -49,11 +52,22 @@ class Prompt(t.Unicode):
 
 
 class Token(t.Unicode):
-    def __init__(self, default: str = "", **kwargs) -> None:
+    def __init__(self, default: str = "", *, what: str | None = None, **kwargs) -> None:
         super().__init__(default, **kwargs)
+        self.what = what  # how a message names it where it has no name of its own (a list's item)
         self.tag(sync=True)
 
     def validate(self, obj, value):
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            value = obj.model.token_texts([obj.model.single_token(value, self.name)])[0]
+            model, name = obj.model, self.name or self.what
+            token = model.single_token(value, name)
+            label = model.token_texts([token])[0]
+            try:
+                back = model.single_token(label)
+            except InputError:
+                back = None
+            if back != token:
+                raise InputError(f"{name}: token id {token} shows as {label!r}, which names "
+                                 f"{'another token' if back is None else f'token {back}'}; give the token as text.")
+            value = label
         return super().validate(obj, value)

@@ -11,7 +11,7 @@ from ..methods._checks import choice
 from ..methods.patching import (METHODS, SITES, PatchingResult, attribution_patching, check_site, iter_exact, pearson,
                                 prepare)
 from ._base import bundle, finite_or_none, quoted
-from ._traits import Array, Prompt, PromptText
+from ._traits import Array, Prompt, PromptText, Token
 from ._grid import GridWidget
 
 
@@ -32,7 +32,7 @@ class PatchingGrid(GridWidget):
     snapshot_kind = "patching"
     clean = Prompt()
     corrupted = Prompt()
-    answer = t.List(t.Unicode(), default_value=["", ""]).tag(sync=True)
+    answer = t.List(Token(what="each answer"), default_value=["", ""]).tag(sync=True)
     site = t.Unicode("resid").tag(sync=True)
     site_options = t.List(t.Unicode(), default_value=list(SITES)).tag(sync=True)
     method = t.Unicode("exact").tag(sync=True)

@@ -18,7 +18,8 @@ The protocol of nnsight 0.8.x, as its client speaks it:
   GET  /response/{id}    the latest status of a job (the client's non-blocking mode)
   GET  /env, /ping       the server's python and package versions; liveness
 Test controls (not NDIF's): GET /_test/stats (request count, headers and URIs seen, whether
-the key was in a request's body, statuses sent per job, bytes up (request bodies) and down
+the key was in a request's body, statuses sent per job, bytes up (request bodies, in all and
+each request's) and down
 (results, downloaded or inline), blocked modules ever imported),
 POST /_test/config with any of {"queue_seconds", "post_seconds" (the POST answered that much
 later, as a slow upload would be), "fail" ("status" | "http", or a reply the client
@@ -173,7 +174,7 @@ def serve(model_dir: str) -> None:
     defaults = {"queue_seconds": 0.0, "post_seconds": 0.0, "fail": None, "drop": False, "version": version("nnsight"), "gate": True,
                 "inline": False, "keys": None, "hosted": True, "timeout": None}
     state = {"config": dict(defaults), "requests": 0, "request_headers": [], "key_in_body": [],
-             "subscribe_headers": [], "uris": [], "statuses": {}, "jobs_waiting": 0, "bytes_up": 0,
+             "subscribe_headers": [], "uris": [], "statuses": {}, "jobs_waiting": 0, "bytes_up": 0, "request_bytes": [],
              "bytes_down": 0}
     sessions: dict[str, tornado.websocket.WebSocketHandler] = {}
     results: dict[str, bytes] = {}
@@ -286,6 +287,7 @@ def serve(model_dir: str) -> None:
         async def post(self) -> None:
             state["requests"] += 1
             state["bytes_up"] += len(self.request.body)
+            state["request_bytes"].append(len(self.request.body))
             state["request_headers"].append(dict(self.request.headers))
             state["uris"].append(self.request.uri)
             fields: dict = {}
@@ -358,7 +360,7 @@ def serve(model_dir: str) -> None:
     class Stats(tornado.web.RequestHandler):
         def get(self) -> None:
             names = ("requests", "request_headers", "key_in_body", "subscribe_headers", "uris", "statuses",
-                     "bytes_up", "bytes_down")
+                     "bytes_up", "request_bytes", "bytes_down")
             # Proof that requests ran without the blocked packages: none of them was ever imported here.
             loaded = sorted(name for name in sys.modules if name.split(".")[0] in BLOCKED)
             self.finish({**{k: state[k] for k in names}, "blocked_modules_loaded": loaded})
@@ -375,7 +377,7 @@ def serve(model_dir: str) -> None:
     class Reset(tornado.web.RequestHandler):
         def post(self) -> None:
             state.update(config=dict(defaults), requests=0, request_headers=[], key_in_body=[],
-                         subscribe_headers=[], uris=[], statuses={}, bytes_up=0, bytes_down=0)
+                         subscribe_headers=[], uris=[], statuses={}, bytes_up=0, request_bytes=[], bytes_down=0)
             self.finish({"config": state["config"]})
 
     app = tornado.web.Application([

@@ -79,8 +79,8 @@ def test_an_exact_grid_uploads_its_patches_not_every_layers_activations(remote_m
     activations = remote_model.n_layers * remote_model.encode(clean).shape[1] * remote_model.d_model * 4
     ndif.reset()
     list(iter_exact(remote_model, prepare(remote_model, clean, corrupted, ANSWER), chunk_size=1))
-    per_request = ndif.stats()["bytes_up"] / ndif.stats()["requests"]
-    assert activations > 90_000 and per_request < activations / 8, (per_request, activations)  # 101 KB a chunk before
+    chunks = ndif.stats()["request_bytes"][2:]  # after the two cached runs
+    assert activations > 90_000 and max(chunks) < activations / 8, (chunks, activations)  # 101 KB a chunk before
 
 
 @pytest.mark.parametrize("relp", [False, True], ids=["attribution", "relp"])

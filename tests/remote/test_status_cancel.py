@@ -107,9 +107,11 @@ def test_an_edit_supersedes_a_queued_job_without_waiting_for_it(remote_model, lo
     assert len(settled(ndif)) == 2
 
 
-def test_cancel_while_sending_returns_at_once(remote_model, local_model, ndif):
+def test_cancel_while_sending_returns_at_once_and_uploads_do_not_pile_up(remote_model, local_model, ndif):
     """The upload is nnsight's blocking POST, whose read timeout is minutes: a cancel during it
-    waited for the server's answer. Here the server answers the POST QUEUE_S late."""
+    waited for the server's answer. Here the server answers the POST QUEUE_S late. A cancelled
+    upload still reaches NDIF and runs, so the next one waits its turn, and is never sent if
+    given up on before then."""
     ndif.configure(post_seconds=QUEUE_S)
     heatmap = aw.Heatmap(remote_model, PROMPT)
     until(lambda: heatmap.remote_status == "sending" and ndif.stats()["requests"] == 1)
@@ -117,6 +119,10 @@ def test_cancel_while_sending_returns_at_once(remote_model, local_model, ndif):
     until(lambda: heatmap.idle)
     assert ndif.stats()["statuses"] == {}  # let go before the server answered: it has received no job yet
     assert heatmap.status == "cancelled" and heatmap.data is None and heatmap.remote_status == ""
+    heatmap.schedule()  # waits for the first upload to finish...
+    until(lambda: heatmap.remote_status == "sending")
+    heatmap.cancel()  # ...and is given up on before its turn
+    until(lambda: heatmap.idle)
 
     ndif.configure(post_seconds=0.0)
     heatmap.schedule()
@@ -124,3 +130,4 @@ def test_cancel_while_sending_returns_at_once(remote_model, local_model, ndif):
     np.testing.assert_allclose(heatmap.data.norm, aw.Heatmap(local_model, PROMPT).wait().data.norm, rtol=1e-6)
     until(lambda: len(ndif.stats()["statuses"]) == 2)  # the abandoned upload arrives, and runs, all the same
     assert settled(ndif) == [["QUEUED", "RUNNING", "COMPLETED"]] * 2
+    assert ndif.stats()["requests"] == 2  # the one given up on while waiting was never sent

@@ -248,7 +248,7 @@ def test_a_prompt_that_begins_with_bos_gets_no_second_one(tiny_llama):
     assert heatmap.status == "done" and heatmap.tokens[:2].count(bos) == 1, heatmap.tokens[:3]
 
 
-def test_a_token_may_be_given_by_its_id(default_model):
+def test_a_token_may_be_given_by_its_id(default_model, monkeypatch):
     """A token box takes an id as `single_token` does (its message says "its text ... or its
     id"); the widgets' traits refused one. The id becomes the label the widget shows, and a
     piece of a character keeps naming its own token, not the one its decoded text would."""
@@ -269,6 +269,19 @@ def test_a_token_may_be_given_by_its_id(default_model):
                                             r"Token id 99999 is outside the vocabulary"):
         lens.target = 99999
     assert lens.target.startswith("<0x") and lens.wait().status == "done"
+    ids = [default_model.single_token(name) for name in (" Mary", " John")]
+    grid = aw.PatchingGrid(default_model, "When Mary and John went to the store, John gave a drink to",
+                           "When Mary and John went to the store, Mary gave a drink to", answer=ids)
+    assert grid.answer == [" Mary", " John"] and grid.wait(300).status == "done", grid.error
+    # a tokenizer may decode two tokens alike (SentencePiece's '▁Paris' and 'Paris'): such an id is
+    # refused, not silently swapped for the other token its label reads back as
+    monkeypatch.setitem(default_model._texts, ids[1], " Mary")
+    with pytest.raises(aw.InputError, match=rf"^target: token id {ids[1]} shows as ' Mary', which names token "
+                                            rf"{ids[0]}; give the token as text"):
+        dla.target = ids[1]
+    with pytest.raises(aw.InputError, match=rf"^each answer: token id {ids[1]} shows as ' Mary'"):
+        grid.answer = ids[::-1]
+    assert dla.target == " Paris" and grid.answer == [" Mary", " John"]
 
 
 def test_a_widget_keeps_the_model_it_was_made_with(tiny_llama, default_model):
