@@ -19,16 +19,15 @@ The protocol of nnsight 0.8.x, as its client speaks it:
   GET  /env, /ping       the server's python and package versions; liveness
 Test controls (not NDIF's): GET /_test/stats (request count, headers and URIs seen, whether
 the key was in a request's body, statuses sent per job, bytes up (request bodies, in all and
-each request's) and down
-(results, downloaded or inline), blocked modules ever imported),
+each request's) and down (results, downloaded or inline), blocked modules ever imported),
 POST /_test/config with any of {"queue_seconds", "post_seconds" (the POST answered that much
-later, as a slow upload would be), "fail" ("status" | "http", or a reply the client
-cannot read: "proxy" (a proxy's 502 HTML page), "garbled" (result bytes that do not decode),
-"empty" (COMPLETED with no result); "echo": a 401 that repeats the key; "silent": a websocket that never sends its session), "drop",
-"version" (the nnsight version reported at /env and required at /request unless "gate" is
-false), "inline" (results on the websocket), "keys" (the API keys accepted; null: any),
-"hosted" (false: the model is not deployed for this key), "timeout" (NDIF's execution
-timeout in seconds; null: none)}, POST /_test/reset.
+later, as a slow upload would be), "fail" ("status" | "http", or a reply the client cannot
+read: "proxy" (a proxy's 502 HTML page), "garbled" (result bytes that do not decode),
+"empty" (COMPLETED with no result); "echo": a 401 that repeats the key; "silent": a
+websocket that never sends its session), "drop", "version" (the nnsight version reported at
+/env and required at /request unless "gate" is false), "inline" (results on the websocket),
+"keys" (the API keys accepted; null: any), "hosted" (false: the model is not deployed for
+this key), "timeout" (NDIF's execution timeout in seconds; null: none)}, POST /_test/reset.
 NDIF's answers copied here, from its API and queue: a key it does not know gets 401 {"detail":
 "Missing or invalid API key. ..."} before any other check; a model it will not deploy for the
 key is received and queued, then ERROR "Model is not dedicated and hotswapping is not supported
@@ -171,11 +170,13 @@ def serve(model_dir: str) -> None:
     model_key = model.to_model_key()
     loop = tornado.ioloop.IOLoop.current()
 
-    defaults = {"queue_seconds": 0.0, "post_seconds": 0.0, "fail": None, "drop": False, "version": version("nnsight"), "gate": True,
-                "inline": False, "keys": None, "hosted": True, "timeout": None}
-    state = {"config": dict(defaults), "requests": 0, "request_headers": [], "key_in_body": [],
-             "subscribe_headers": [], "uris": [], "statuses": {}, "jobs_waiting": 0, "bytes_up": 0, "request_bytes": [],
-             "bytes_down": 0}
+    defaults = {"queue_seconds": 0.0, "post_seconds": 0.0, "fail": None, "drop": False, "version": version("nnsight"),
+                "gate": True, "inline": False, "keys": None, "hosted": True, "timeout": None}
+    def counters() -> dict:  # what /_test/stats reports (but the config) and /_test/reset starts afresh
+        return {"config": dict(defaults), "requests": 0, "request_headers": [], "key_in_body": [], "uris": [],
+                "subscribe_headers": [], "statuses": {}, "bytes_up": 0, "request_bytes": [], "bytes_down": 0}
+
+    state = {**counters(), "jobs_waiting": 0}
     sessions: dict[str, tornado.websocket.WebSocketHandler] = {}
     results: dict[str, bytes] = {}
     latest: dict[str, str] = {}  # job id -> its latest status as JSON, for GET /response
@@ -359,8 +360,7 @@ def serve(model_dir: str) -> None:
 
     class Stats(tornado.web.RequestHandler):
         def get(self) -> None:
-            names = ("requests", "request_headers", "key_in_body", "subscribe_headers", "uris", "statuses",
-                     "bytes_up", "request_bytes", "bytes_down")
+            names = [name for name in counters() if name != "config"]
             # Proof that requests ran without the blocked packages: none of them was ever imported here.
             loaded = sorted(name for name in sys.modules if name.split(".")[0] in BLOCKED)
             self.finish({**{k: state[k] for k in names}, "blocked_modules_loaded": loaded})
@@ -376,8 +376,7 @@ def serve(model_dir: str) -> None:
 
     class Reset(tornado.web.RequestHandler):
         def post(self) -> None:
-            state.update(config=dict(defaults), requests=0, request_headers=[], key_in_body=[],
-                         subscribe_headers=[], uris=[], statuses={}, bytes_up=0, request_bytes=[], bytes_down=0)
+            state.update(counters())
             self.finish({"config": state["config"]})
 
     app = tornado.web.Application([
