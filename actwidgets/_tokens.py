@@ -1,4 +1,4 @@
-"""Token labels that read as what they are, never as U+FFFD.
+"""Token labels that read as what they are, never as U+FFFD, one token's label no other's.
 
 A multi-byte character (an emoji, most CJK) is often split across tokens; decoded alone,
 each piece is an invalid UTF-8 fragment and a tokenizer prints "\ufffd" for it, so
@@ -6,7 +6,14 @@ each piece is an invalid UTF-8 fragment and a tokenizer prints "\ufffd" for it, 
 the complete characters as text, every byte of an incomplete one as `<0xF0>`, the
 notation SentencePiece's byte fallback already uses. The bytes come from the piece:
 SentencePiece's byte tokens are literally `<0xHH>`; byte-level BPE (GPT-2, Llama-3,
-Qwen, SmolLM) spells each byte as one printable character of a fixed table.
+Qwen, SmolLM) spells each byte as one printable character of a fixed table. A byte token
+of SentencePiece's fallback is always shown as its piece: decoded, '<0x41>' would read 'A',
+the label of another token.
+
+A token keeps the space it starts with. Decoded alone, a SentencePiece token loses it (Llama-2,
+Mistral, Mixtral: the decoder strips the text's first space), so '▁Paris' and 'Paris' both read
+'Paris' and a prompt's tokens read "When", "Mary", "and". Each token is therefore decoded after
+an anchor token, and the anchor's own text taken off.
 """
 from __future__ import annotations
 
@@ -52,10 +59,19 @@ def piece_bytes(piece: str) -> bytes | None:
 def readable(tokenizer, ids) -> list[str]:
     """One label per token id: its decoded text, or its bytes where that text would be U+FFFD."""
     ids = [int(i) for i in ids]
-    texts = tokenizer.batch_decode([[i] for i in ids])
+    plain = dict(clean_up_tokenization_spaces=False)  # " ," must not lose its space in a pair
+    anchor = tokenizer("a", add_special_tokens=False)["input_ids"][-1:]
+    start = tokenizer.decode(anchor, **plain)
+    texts = tokenizer.batch_decode([anchor + [i] for i in ids], **plain)
     for n, (i, text) in enumerate(zip(ids, texts)):
-        if "\ufffd" in text:
-            raw = piece_bytes(tokenizer.convert_ids_to_tokens(i) or "")
+        piece = tokenizer.convert_ids_to_tokens(i) or ""
+        # a decoder that joins the pair into other text: the token alone, as the tokenizer decodes it
+        text = text[len(start):] if text.startswith(start) else tokenizer.decode([i], **plain)
+        if _BYTE_TOKEN.fullmatch(piece):
+            text = piece
+        elif "\ufffd" in text:
+            raw = piece_bytes(piece)
             if raw is not None:
-                texts[n] = raw.decode("utf-8", errors="actwidgets-hex")
+                text = raw.decode("utf-8", errors="actwidgets-hex")
+        texts[n] = text
     return texts

@@ -47,6 +47,8 @@ class Model:
     # id -> label, filled as ids are shown: a filling-in lens relabels its prompt and its
     # top-k table at every redraw, and a label depends on its id alone.
     _texts: dict = field(default_factory=dict, repr=False)
+    # label -> the one id it names (None: more than one), over the whole vocabulary, built once
+    _owners: dict = field(default_factory=dict, repr=False)
 
     @property
     def config(self):
@@ -215,16 +217,27 @@ class Model:
             raise InputError(f"A token must be given as its text (e.g. ' Paris') or its id, not "
                              f"{_checks.shown(text)}.")
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if not (len(ids) == 1 and self.token_texts(ids)[0] == text):
-            # a label a widget showed for a token that is not text of its own ('<0xF0><0x9F>', a
-            # piece of a character) names that token: its text would be another one, or several
-            shown = next((i for i, label in list(self._texts.items()) if label == text), None)
-            if shown is not None:
-                return shown
+        if len(ids) == 1 and self.token_texts(ids)[0] == text:
+            return ids[0]
+        # A label the widgets show that is not the tokenizer's reading of its text names its own
+        # token: '<0xF0><0x9F>' (a piece of a character), 'Paris' (SentencePiece reads ' Paris').
+        owner = self._label_owner(text)
+        if owner is not None:
+            return owner
         if len(ids) != 1:
             pieces = ", ".join(repr(t) for t in self.token_texts(ids)) or "no tokens"
             raise InputError(f"{text!r} is {len(ids)} tokens ({pieces}); a single token is needed here.")
         return ids[0]
+
+    def _label_owner(self, text: str) -> int | None:
+        """The one token labelled `text` in the whole vocabulary (labels are built for all of
+        it once, about 0.5 s for 49k tokens), else None."""
+        if not self._owners:
+            owners: dict = {}
+            for i, label in enumerate(self.token_texts(range(len(self.tokenizer)))):
+                owners[label] = None if label in owners else i
+            self._owners.update(owners)
+        return self._owners.get(text)
 
     def check_layers(self, layers, name: str = "layers") -> list[int]:
         """Block indices, sorted and de-duplicated; negative ones count from the end. `name` is
