@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -96,6 +100,20 @@ def paired_medians(first, second, repeat: int = 7) -> tuple[float, float]:
         a.append(timed(first))
         b.append(timed(second))
     return statistics.median(a), statistics.median(b)
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far (a child's, when each measurement has its own)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
+def child_json(script: str, *args: str, what: str, **env: str) -> dict:
+    """Run `script` with `args` in a fresh process (its peak RSS is then its own); the JSON
+    object on its last line. A failure stops the benchmark, with the child's stderr."""
+    done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env={**os.environ, **env})
+    if done.returncode:
+        sys.exit(f"{what} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def report(figures: dict) -> None:

@@ -31,16 +31,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from _util import (add_model_options, gpu_peak, load, model_figures, model_flags, model_options, report,  # noqa: E402
-                   timed)
+from _util import (add_model_options, child_json, gpu_peak, load, model_figures, model_flags, model_options,  # noqa: E402
+                   peak_rss_gb, report, timed)
 
 CHROMIUM = os.environ.get("AW_CHROMIUM", "/usr/bin/chromium")
 
@@ -87,7 +84,7 @@ def child(tokens: int, out_dir: Path, options: dict) -> dict:
         "lens_s": lens_s, "attention_s": attention_s, "lens_first_screen_s": first_screen_s, "first_screen_positions": FIRST_SCREEN,
         "snapshot_bytes": len(json.dumps(data[S.SNAPSHOT_MIME], separators=(",", ":"))),
         "values_bytes": len(heatmap.values),
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
+        "peak_rss_gb": peak_rss_gb(),
         **gpu_peak(model), **model_figures(model),
     }
 
@@ -151,11 +148,7 @@ def main() -> None:
     forwarded = model_flags(args)
 
     def run_child(n: int, *flags: str, **env: str) -> dict:
-        cmd = [sys.executable, __file__, "--child", str(n), *flags, *forwarded]
-        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env})
-        if done.returncode:
-            sys.exit(f"{n} tokens failed:\n{done.stderr[-3000:]}")
-        found = json.loads(done.stdout.strip().splitlines()[-1])
+        found = child_json(__file__, "--child", str(n), *flags, *forwarded, what=f"{n} tokens", **env)
         print(f"{n} tokens{' ' + str(env) if env else ''}: {found}")
         return found
 

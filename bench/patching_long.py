@@ -22,16 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
-import sys
 import time
 
 import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from _util import add_model_options, load, model_figures, model_flags, model_options, report  # noqa: E402
+from _util import (add_model_options, child_json, load, model_figures, model_flags, model_options,  # noqa: E402
+                   peak_rss_gb, report)
 
 CLEAN = " When Mary and John went to the store, John gave a drink to"
 CORRUPTED = " When Mary and John went to the store, Mary gave a drink to"
@@ -63,7 +61,7 @@ def child(method: str, tokens: int, unbounded: bool, options: dict) -> dict:
     start = time.perf_counter()
     result = None if method == "none" else P.run(model, clean, corrupted, ANSWER, "resid", method)
     return {"tokens": int(model.encode(clean).shape[1]), "seconds": time.perf_counter() - start,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
+            "peak_rss_gb": peak_rss_gb(),
             "grid": None if result is None else np.asarray(result.patched_ld, np.float64).tolist(),
             **model_figures(model)}
 
@@ -81,11 +79,8 @@ def main() -> None:
         return
 
     def run_child(method: str, bound: str) -> dict:
-        cmd = [sys.executable, __file__, "--child", method, bound, "--tokens", str(args.tokens), *model_flags(args)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode:
-            sys.exit(f"{method} ({bound}) failed:\n{done.stderr[-3000:]}")
-        found = json.loads(done.stdout.strip().splitlines()[-1])
+        found = child_json(__file__, "--child", method, bound, "--tokens", str(args.tokens), *model_flags(args),
+                                what=f"{method} ({bound})")
         print(f"{method}, {bound}: {found['tokens']} tokens, {found['seconds']:.1f} s, "
               f"peak RSS {found['peak_rss_gb']:.2f} GB")
         return found
