@@ -71,6 +71,13 @@ _STAGES = {Status.RECEIVED: "sent", Status.PROVISIONING: "starting", Status.DEPL
            Status.DISPATCHED: "starting", Status.RUNNING: "running", Status.COMPLETED: "downloading"}
 
 
+def _until(ready: Callable[[float], bool], should_stop: Callable[[], bool]) -> None:
+    """Wait until `ready(timeout)` says so, asking `should_stop()` every _REFRESH seconds."""
+    while not ready(_REFRESH):
+        if should_stop():
+            raise Cancelled
+
+
 def stage(response) -> str | None:
     """The words for a job's status; None for one that says nothing new (a log line, an error,
     which the widget shows as its error)."""
@@ -182,9 +189,7 @@ class _ExplainedBackend(RemoteBackend):
         if post is None:  # an nnsight without it: its own blocking send, which a cancel waits out
             self.send(request, blob)
             return
-        while not _ONE_UPLOAD.acquire(timeout=_REFRESH):
-            if should_stop():
-                raise Cancelled
+        _until(lambda seconds: _ONE_UPLOAD.acquire(timeout=seconds), should_stop)
         done, out = threading.Event(), {}
 
         def run() -> None:
@@ -197,9 +202,7 @@ class _ExplainedBackend(RemoteBackend):
                 done.set()
 
         threading.Thread(target=run, name="actwidgets-ndif-upload", daemon=True).start()
-        while not done.wait(_REFRESH):
-            if should_stop():
-                raise Cancelled
+        _until(done.wait, should_stop)
         if "error" in out:
             raise out["error"]
         self.handle(out["reply"])
